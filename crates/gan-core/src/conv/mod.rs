@@ -1,0 +1,245 @@
+//! Fast CPU convolutions for GANs: `conv2d` and `conv_transpose2d` as candle custom ops.
+//!
+//! candle's own CPU `conv_transpose2d` loops directly over output pixels and is parallel only over
+//! output channels, and each conv's backward pass runs it even for inputs that need no gradient
+//! (real images, a detached fake batch). The functions here use im2col/col2im with `gemm` on the
+//! CPU, skip input gradients nobody asked for, and write their backward passes with the same ops
+//! so that they can be differentiated again (gradient penalties with `CANDLE_GRAD_DO_NOT_DETACH`).
+//!
+//! On CUDA and Metal, or when the fast path is switched off with [`set_fast_conv`] (or
+//! `GAN_FAST_CONV=0` in the environment), the functions call candle's own ops.
+//!
+//! ```
+//! use candle_core::{Device, Tensor};
+//! use gan_core::conv::{conv2d, ConvParams};
+//! let xs = Tensor::ones((2, 3, 8, 8), candle_core::DType::F32, &Device::Cpu)?;
+//! let w = Tensor::ones((4, 3, 3, 3), candle_core::DType::F32, &Device::Cpu)?;
+//! let ys = conv2d(&xs, &w, ConvParams { stride: 2, padding: 1, output_padding: 0 })?;
+//! assert_eq!(ys.dims(), &[2, 4, 4, 4]);
+//! # Ok::<(), candle_core::Error>(())
+//! ```
+
+use candle_core::{Module, Result, Tensor};
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// Stride, padding and output padding of a 2-D convolution; the same value on both axes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvParams {
+    /// Step between two applications of the kernel (PyTorch `stride`).
+    pub stride: usize,
+    /// Zeros added on each side of the input (PyTorch `padding`); for a transposed convolution,
+    /// rows and columns removed from each side of the full output.
+    pub padding: usize,
+    /// Extra rows and columns added on one side of a transposed convolution's output (PyTorch
+    /// `output_padding`); must be 0 for [`conv2d`] and smaller than `stride`.
+    pub output_padding: usize,
+}
+
+impl Default for ConvParams {
+    fn default() -> Self {
+        Self {
+            stride: 1,
+            padding: 0,
+            output_padding: 0,
+        }
+    }
+}
+
+impl ConvParams {
+    /// Parameters with the given stride and padding and no output padding.
+    pub fn new(stride: usize, padding: usize) -> Self {
+        Self {
+            stride,
+            padding,
+            output_padding: 0,
+        }
+    }
+}
+
+const FAST_UNSET: u8 = 0;
+const FAST_OFF: u8 = 1;
+const FAST_ON: u8 = 2;
+static FAST_CONV: AtomicU8 = AtomicU8::new(FAST_UNSET);
+
+/// Turns the fast CPU convolutions on or off for the whole process; when off, [`conv2d`] and
+/// [`conv_transpose2d`] call candle's own ops.
+pub fn set_fast_conv(enabled: bool) {
+    FAST_CONV.store(if enabled { FAST_ON } else { FAST_OFF }, Ordering::Relaxed);
+}
+
+/// Whether the fast CPU convolutions are in use: true unless turned off by [`set_fast_conv`] or,
+/// at first use, by the environment variable `GAN_FAST_CONV=0`.
+pub fn fast_conv_enabled() -> bool {
+    match FAST_CONV.load(Ordering::Relaxed) {
+        FAST_ON => true,
+        FAST_OFF => false,
+        _ => {
+            let enabled = !matches!(
+                std::env::var("GAN_FAST_CONV").as_deref(),
+                Ok("0") | Ok("false") | Ok("off")
+            );
+            let v = if enabled { FAST_ON } else { FAST_OFF };
+            // Only the first reader sets it, so a concurrent `set_fast_conv` wins.
+            let _ = FAST_CONV.compare_exchange(FAST_UNSET, v, Ordering::Relaxed, Ordering::Relaxed);
+            FAST_CONV.load(Ordering::Relaxed) == FAST_ON
+        }
+    }
+}
+
+/// 2-D convolution (cross-correlation, as in PyTorch), no groups, dilation 1.
+///
+/// # Shapes
+/// - `xs`: `[b, c_in, h, w]`
+/// - `w`: `[c_out, c_in, k_h, k_w]`
+/// - result: `[b, c_out, (h + 2p - k_h) / s + 1, (w + 2p - k_w) / s + 1]`
+pub fn conv2d(xs: &Tensor, w: &Tensor, p: ConvParams) -> Result<Tensor> {
+    xs.conv2d(w, p.padding, p.stride, 1, 1)
+}
+
+/// 2-D transposed convolution (PyTorch `conv_transpose2d`), no groups, dilation 1.
+///
+/// # Shapes
+/// - `xs`: `[b, c_in, h, w]`
+/// - `w`: `[c_in, c_out, k_h, k_w]` (PyTorch layout)
+/// - result: `[b, c_out, (h - 1) s - 2p + k_h + op, (w - 1) s - 2p + k_w + op]`
+pub fn conv_transpose2d(xs: &Tensor, w: &Tensor, p: ConvParams) -> Result<Tensor> {
+    xs.conv_transpose2d(w, p.padding, p.output_padding, p.stride, 1)
+}
+
+/// A 2-D convolution layer with the weight names and shapes of candle-nn and PyTorch
+/// (`weight`: `[out_c, in_c, k, k]`, `bias`: `[out_c]`), running [`conv2d`].
+#[derive(Clone, Debug)]
+pub struct Conv2d {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    params: ConvParams,
+}
+
+impl Conv2d {
+    /// Creates the layer, fetching or initialising `weight` (Kaiming normal) and `bias` (uniform
+    /// in ±1/√in_c) from `vb` as candle-nn does.
+    pub fn new(
+        in_c: usize,
+        out_c: usize,
+        kernel: usize,
+        p: ConvParams,
+        bias: bool,
+        vb: candle_nn::VarBuilder,
+    ) -> Result<Self> {
+        let weight = vb.get_with_hints(
+            (out_c, in_c, kernel, kernel),
+            "weight",
+            candle_nn::init::DEFAULT_KAIMING_NORMAL,
+        )?;
+        let bias = if bias {
+            let bound = 1. / (in_c as f64).sqrt();
+            let init = candle_nn::Init::Uniform {
+                lo: -bound,
+                up: bound,
+            };
+            Some(vb.get_with_hints(out_c, "bias", init)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            weight,
+            bias,
+            params: p,
+        })
+    }
+
+    /// The weight, `[out_c, in_c, k, k]`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The bias, `[out_c]`, if the layer has one.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
+    /// The stride and padding.
+    pub fn params(&self) -> ConvParams {
+        self.params
+    }
+}
+
+impl Module for Conv2d {
+    /// `xs`: `[b, in_c, h, w]` → `[b, out_c, (h + 2p - k) / s + 1, (w + 2p - k) / s + 1]`.
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let ys = conv2d(xs, &self.weight, self.params)?;
+        add_bias(ys, self.bias.as_ref())
+    }
+}
+
+/// A 2-D transposed convolution layer with the weight names and shapes of candle-nn and PyTorch
+/// (`weight`: `[in_c, out_c, k, k]`, `bias`: `[out_c]`), running [`conv_transpose2d`].
+#[derive(Clone, Debug)]
+pub struct ConvTranspose2d {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    params: ConvParams,
+}
+
+impl ConvTranspose2d {
+    /// Creates the layer, fetching or initialising `weight` and `bias` (both uniform in
+    /// ±1/(√out_c·k)) from `vb` as candle-nn does.
+    pub fn new(
+        in_c: usize,
+        out_c: usize,
+        kernel: usize,
+        p: ConvParams,
+        bias: bool,
+        vb: candle_nn::VarBuilder,
+    ) -> Result<Self> {
+        let bound = 1. / (out_c as f64).sqrt() / kernel as f64;
+        let init = candle_nn::Init::Uniform {
+            lo: -bound,
+            up: bound,
+        };
+        let weight = vb.get_with_hints((in_c, out_c, kernel, kernel), "weight", init)?;
+        let bias = if bias {
+            Some(vb.get_with_hints(out_c, "bias", init)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            weight,
+            bias,
+            params: p,
+        })
+    }
+
+    /// The weight, `[in_c, out_c, k, k]`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The bias, `[out_c]`, if the layer has one.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
+    /// The stride, padding and output padding.
+    pub fn params(&self) -> ConvParams {
+        self.params
+    }
+}
+
+impl Module for ConvTranspose2d {
+    /// `xs`: `[b, in_c, h, w]` → `[b, out_c, (h - 1) s - 2p + k + op, (w - 1) s - 2p + k + op]`.
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let ys = conv_transpose2d(xs, &self.weight, self.params)?;
+        add_bias(ys, self.bias.as_ref())
+    }
+}
+
+fn add_bias(ys: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    match bias {
+        None => Ok(ys),
+        Some(b) => {
+            let b = b.reshape((1, b.dim(0)?, 1, 1))?;
+            ys.broadcast_add(&b)
+        }
+    }
+}
