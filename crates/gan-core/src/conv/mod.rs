@@ -19,8 +19,11 @@
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{bail, DType, Module, Result, Tensor};
 use std::sync::atomic::{AtomicU8, Ordering};
+
+mod kernels;
+mod ops;
 
 /// Stride, padding and output padding of a 2-D convolution; the same value on both axes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,7 +34,7 @@ pub struct ConvParams {
     /// rows and columns removed from each side of the full output.
     pub padding: usize,
     /// Extra rows and columns added on one side of a transposed convolution's output (PyTorch
-    /// `output_padding`); must be 0 for [`conv2d`] and smaller than `stride`.
+    /// `output_padding`); must be smaller than `stride`. [`conv2d`] ignores it.
     pub output_padding: usize,
 }
 
@@ -93,7 +96,14 @@ pub fn fast_conv_enabled() -> bool {
 /// - `w`: `[c_out, c_in, k_h, k_w]`
 /// - result: `[b, c_out, (h + 2p - k_h) / s + 1, (w + 2p - k_w) / s + 1]`
 pub fn conv2d(xs: &Tensor, w: &Tensor, p: ConvParams) -> Result<Tensor> {
-    xs.conv2d(w, p.padding, p.stride, 1, 1)
+    if p.stride == 0 {
+        bail!("conv2d: stride must be at least 1")
+    }
+    if use_fast(xs, w) {
+        ops::conv2d(xs, w, p.stride, p.padding)
+    } else {
+        xs.conv2d(w, p.padding, p.stride, 1, 1)
+    }
 }
 
 /// 2-D transposed convolution (PyTorch `conv_transpose2d`), no groups, dilation 1.
@@ -103,7 +113,39 @@ pub fn conv2d(xs: &Tensor, w: &Tensor, p: ConvParams) -> Result<Tensor> {
 /// - `w`: `[c_in, c_out, k_h, k_w]` (PyTorch layout)
 /// - result: `[b, c_out, (h - 1) s - 2p + k_h + op, (w - 1) s - 2p + k_w + op]`
 pub fn conv_transpose2d(xs: &Tensor, w: &Tensor, p: ConvParams) -> Result<Tensor> {
-    xs.conv_transpose2d(w, p.padding, p.output_padding, p.stride, 1)
+    if p.stride == 0 || p.output_padding >= p.stride {
+        bail!(
+            "conv_transpose2d: need stride >= 1 and output_padding < stride, got stride {} and \
+             output_padding {}",
+            p.stride,
+            p.output_padding
+        )
+    }
+    if !use_fast(xs, w) {
+        return xs.conv_transpose2d(w, p.padding, p.output_padding, p.stride, 1);
+    }
+    let (_, _, h, wd) = xs.dims4()?;
+    let (_, _, kh, kw) = w.dims4()?;
+    let out = |n: usize, k: usize| {
+        ((n.max(1) - 1) * p.stride + k + p.output_padding).checked_sub(2 * p.padding)
+    };
+    match (out(h, kh), out(wd, kw)) {
+        (Some(oh), Some(ow)) if oh > 0 && ow > 0 && h > 0 && wd > 0 => {
+            ops::conv_transpose2d(xs, w, p.stride, p.padding, (oh, ow))
+        }
+        _ => bail!(
+            "conv_transpose2d: padding {} leaves no output for input {h}x{wd} and kernel {kh}x{kw}",
+            p.padding
+        ),
+    }
+}
+
+/// Whether to run our custom op: enabled, on the CPU, f32 or f64.
+fn use_fast(xs: &Tensor, w: &Tensor) -> bool {
+    fast_conv_enabled()
+        && xs.device().is_cpu()
+        && matches!(xs.dtype(), DType::F32 | DType::F64)
+        && w.dtype() == xs.dtype()
 }
 
 /// A 2-D convolution layer with the weight names and shapes of candle-nn and PyTorch

@@ -1,0 +1,538 @@
+//! CPU kernels behind the custom ops: im2col/col2im, a checked `gemm` wrapper, batch chunking
+//! and per-thread scratch buffers.
+//!
+//! Every op works on a chunk of `nb` batch items at a time, laying the chunk's pixels side by side
+//! as the columns of one matrix so that layers with tiny images (1×1, 7×7) still give `gemm` wide
+//! matrices. Chunks run in parallel on rayon with a single-threaded `gemm` each; when there are
+//! fewer chunks than threads (batch 1) they run one after the other with a multi-threaded `gemm`.
+//! `GAN_CONV_PAR=gemm` in the environment (read once) forces the second strategy, for measuring.
+
+use candle_core::WithDType;
+use gemm::Parallelism;
+use rayon::prelude::*;
+use std::cell::RefCell;
+use std::sync::OnceLock;
+use std::thread::LocalKey;
+
+/// Element types the kernels run on (f32 and f64).
+pub(crate) trait Elem: WithDType + Send + Sync + 'static {
+    /// Additive identity.
+    const ZERO: Self;
+    /// Multiplicative identity.
+    const ONE: Self;
+    /// This thread's pool of spare buffers for this type.
+    fn pool() -> &'static LocalKey<RefCell<Vec<Vec<Self>>>>;
+}
+
+thread_local! {
+    static POOL_F32: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+    static POOL_F64: RefCell<Vec<Vec<f64>>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Elem for f32 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    fn pool() -> &'static LocalKey<RefCell<Vec<Vec<Self>>>> {
+        &POOL_F32
+    }
+}
+
+impl Elem for f64 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    fn pool() -> &'static LocalKey<RefCell<Vec<Vec<Self>>>> {
+        &POOL_F64
+    }
+}
+
+/// Buffers kept per thread; more than this many nested uses allocate and drop.
+const POOL_MAX: usize = 4;
+
+/// Runs `f` with a buffer of `len` elements (contents unspecified) taken from this thread's pool,
+/// and returns the buffer to the pool afterwards. Re-entrant: a nested call (rayon may run
+/// another chunk on this thread while `gemm` waits) simply takes another buffer.
+fn with_scratch<T: Elem, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
+    let mut buf = T::pool().with(|p| p.borrow_mut().pop()).unwrap_or_default();
+    if buf.len() < len {
+        buf.resize(len, T::ZERO);
+    }
+    let r = f(&mut buf[..len]);
+    T::pool().with(|p| {
+        let mut p = p.borrow_mut();
+        if p.len() < POOL_MAX {
+            p.push(buf);
+        }
+    });
+    r
+}
+
+/// Geometry of one convolution seen from the image side: an image of `c × h × w` pixels and a
+/// grid of `oh × ow` kernel positions, kernel `kh × kw`, stride `s`, zero padding `p`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Geom {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub s: usize,
+    pub p: usize,
+    pub oh: usize,
+    pub ow: usize,
+}
+
+impl Geom {
+    /// Rows of the column matrix: `c · kh · kw`.
+    pub fn k(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+    /// Pixels of one image.
+    pub fn img(&self) -> usize {
+        self.h * self.w
+    }
+    /// Kernel positions per image (columns per batch item).
+    pub fn l(&self) -> usize {
+        self.oh * self.ow
+    }
+}
+
+/// Range of output positions `o` in `0..n_out` whose input coordinate `o·s + k − p` lies in
+/// `0..n_in`.
+#[inline]
+fn valid_range(k: usize, p: usize, s: usize, n_in: usize, n_out: usize) -> (usize, usize) {
+    let lo = if p > k { (p - k).div_ceil(s) } else { 0 };
+    let hi = if n_in + p > k {
+        ((n_in - 1 + p - k) / s + 1).min(n_out)
+    } else {
+        0
+    };
+    (lo.min(hi), hi)
+}
+
+/// Fills `col` (`k() × nb·l()`, row-major) from the `nb` images in `x` (`nb × c × h × w`):
+/// `col[(c·kh + ki)·kw + kj][j·l + oy·ow + ox] = x[j][c][oy·s + ki − p][ox·s + kj − p]`, zero
+/// outside the image.
+fn im2col<T: Elem>(x: &[T], g: &Geom, nb: usize, col: &mut [T]) {
+    let (l, img, ncols) = (g.l(), g.img(), nb * g.l());
+    debug_assert_eq!(x.len(), nb * g.c * img);
+    debug_assert_eq!(col.len(), g.k() * ncols);
+    for (row, dst_row) in col.chunks_exact_mut(ncols).enumerate() {
+        let (c, ki, kj) = (row / (g.kh * g.kw), (row / g.kw) % g.kh, row % g.kw);
+        let (ox0, ox1) = valid_range(kj, g.p, g.s, g.w, g.ow);
+        let (oy0, oy1) = valid_range(ki, g.p, g.s, g.h, g.oh);
+        for j in 0..nb {
+            let src = &x[(j * g.c + c) * img..][..img];
+            let dst_img = &mut dst_row[j * l..][..l];
+            dst_img[..oy0 * g.ow].fill(T::ZERO);
+            dst_img[oy1 * g.ow..].fill(T::ZERO);
+            for oy in oy0..oy1 {
+                let iy = oy * g.s + ki - g.p;
+                let src_row = &src[iy * g.w..][..g.w];
+                let dst = &mut dst_img[oy * g.ow..][..g.ow];
+                dst[..ox0].fill(T::ZERO);
+                dst[ox1..].fill(T::ZERO);
+                if ox0 < ox1 {
+                    let ix0 = ox0 * g.s + kj - g.p;
+                    if g.s == 1 {
+                        dst[ox0..ox1].copy_from_slice(&src_row[ix0..ix0 + (ox1 - ox0)]);
+                    } else {
+                        for (d, v) in dst[ox0..ox1]
+                            .iter_mut()
+                            .zip(src_row[ix0..].iter().step_by(g.s))
+                        {
+                            *d = *v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adjoint of [`im2col`]: adds every entry of `col` into the image pixel it was read from.
+/// `x` (`nb × c × h × w`) must be zeroed by the caller if a plain col2im is wanted.
+fn col2im_add<T: Elem>(col: &[T], g: &Geom, nb: usize, x: &mut [T]) {
+    let (l, img, ncols) = (g.l(), g.img(), nb * g.l());
+    debug_assert_eq!(x.len(), nb * g.c * img);
+    debug_assert_eq!(col.len(), g.k() * ncols);
+    for (row, src_row) in col.chunks_exact(ncols).enumerate() {
+        let (c, ki, kj) = (row / (g.kh * g.kw), (row / g.kw) % g.kh, row % g.kw);
+        let (ox0, ox1) = valid_range(kj, g.p, g.s, g.w, g.ow);
+        let (oy0, oy1) = valid_range(ki, g.p, g.s, g.h, g.oh);
+        if ox0 >= ox1 {
+            continue;
+        }
+        let ix0 = ox0 * g.s + kj - g.p;
+        for j in 0..nb {
+            let dst_img = &mut x[(j * g.c + c) * img..][..img];
+            let src_img = &src_row[j * l..][..l];
+            for oy in oy0..oy1 {
+                let iy = oy * g.s + ki - g.p;
+                let dst_row = &mut dst_img[iy * g.w..][..g.w];
+                let src = &src_img[oy * g.ow + ox0..oy * g.ow + ox1];
+                if g.s == 1 {
+                    for (d, v) in dst_row[ix0..ix0 + src.len()].iter_mut().zip(src) {
+                        *d += *v;
+                    }
+                } else {
+                    for (d, v) in dst_row[ix0..].iter_mut().step_by(g.s).zip(src) {
+                        *d += *v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Copies `nb` items of `x` (`nb × rows × l`) into `dst` (`rows × nb·l`): item `j` becomes
+/// columns `j·l..(j+1)·l`.
+fn gather<T: Elem>(x: &[T], rows: usize, l: usize, nb: usize, dst: &mut [T]) {
+    for (r, dst_row) in dst.chunks_exact_mut(nb * l).enumerate() {
+        for (j, d) in dst_row.chunks_exact_mut(l).enumerate() {
+            d.copy_from_slice(&x[(j * rows + r) * l..][..l]);
+        }
+    }
+}
+
+/// Inverse of [`gather`]: `src` (`rows × nb·l`) into `y` (`nb × rows × l`).
+fn scatter<T: Elem>(src: &[T], rows: usize, l: usize, nb: usize, y: &mut [T]) {
+    for (r, src_row) in src.chunks_exact(nb * l).enumerate() {
+        for (j, s) in src_row.chunks_exact(l).enumerate() {
+            y[(j * rows + r) * l..][..l].copy_from_slice(s);
+        }
+    }
+}
+
+/// A read-only strided matrix view: element `(i, j)` is `data[i·rs + j·cs]`.
+#[derive(Clone, Copy)]
+struct Mat<'a, T> {
+    data: &'a [T],
+    rs: usize,
+    cs: usize,
+}
+
+impl<T> Mat<'_, T> {
+    /// Whether every element of a `m × n` matrix lies inside `data`.
+    fn fits(&self, m: usize, n: usize) -> bool {
+        m == 0 || n == 0 || (m - 1) * self.rs + (n - 1) * self.cs < self.data.len()
+    }
+}
+
+/// `dst (m × n, row-major, contiguous) = [dst +] lhs (m × k) · rhs (k × n)`.
+fn matmul<T: Elem>(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [T],
+    accumulate: bool,
+    lhs: Mat<'_, T>,
+    rhs: Mat<'_, T>,
+    par: Parallelism,
+) {
+    assert!(dst.len() >= m * n, "matmul: dst too small");
+    assert!(
+        lhs.fits(m, k) && rhs.fits(k, n),
+        "matmul: operand too small"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst[..m * n].fill(T::ZERO);
+        }
+        return;
+    }
+    // SAFETY: the asserts above check that every index gemm reads, `i·rs + j·cs` for `i < m`
+    // (or `k`) and `j < k` (or `n`), lies inside `lhs.data` and `rhs.data`, and that every index
+    // it writes, `i·n + j`, lies inside `dst`; `dst` is a unique borrow, so it aliases neither
+    // operand. T is f32 or f64, which gemm supports. With `read_dst == false` gemm ignores
+    // `alpha` and does not read `dst`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.data.as_ptr(),
+            rhs.cs as isize,
+            rhs.rs as isize,
+            T::ONE,
+            T::ONE,
+            false,
+            false,
+            false,
+            par,
+        )
+    }
+}
+
+/// Target number of matrix columns (pixels) per chunk.
+const TARGET_COLS: usize = 1024;
+/// Upper bound on a chunk's column matrix, in bytes.
+const MAX_COL_BYTES: usize = 8 << 20;
+
+fn gemm_parallel_forced() -> bool {
+    static FORCED: OnceLock<bool> = OnceLock::new();
+    *FORCED.get_or_init(|| std::env::var("GAN_CONV_PAR").is_ok_and(|v| v == "gemm"))
+}
+
+/// How a batch is cut into chunks and how the threads are used.
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    /// Batch items per chunk (the last chunk may hold fewer).
+    nb: usize,
+    /// Whether chunks run in parallel (each with a single-threaded gemm) or one after the other
+    /// (with a multi-threaded gemm).
+    par_chunks: bool,
+    threads: usize,
+}
+
+impl Plan {
+    /// `l`: columns per batch item; `rows`: rows of the largest per-chunk matrix.
+    fn new<T>(batch: usize, l: usize, rows: usize) -> Self {
+        let threads = rayon::current_num_threads().max(1);
+        let l = l.max(1);
+        let by_mem = (MAX_COL_BYTES / (rows.max(1) * l * std::mem::size_of::<T>())).max(1);
+        let mut nb = TARGET_COLS.div_ceil(l).min(by_mem).clamp(1, batch.max(1));
+        let par_chunks = threads > 1 && batch >= threads && !gemm_parallel_forced();
+        if par_chunks {
+            // A whole number of chunks per thread, so that no thread idles on the last one.
+            let chunks = batch.div_ceil(nb).div_ceil(threads) * threads;
+            nb = batch.div_ceil(chunks);
+        }
+        Self {
+            nb,
+            par_chunks,
+            threads,
+        }
+    }
+
+    fn gemm_par(&self) -> Parallelism {
+        if self.par_chunks || self.threads == 1 {
+            Parallelism::None
+        } else {
+            Parallelism::Rayon(self.threads)
+        }
+    }
+}
+
+/// Runs `f(first_item, n_items, out_chunk)` on each chunk of the output `out` (`batch × per_item`),
+/// in parallel when the plan says so.
+fn for_each_chunk<T: Elem>(
+    out: &mut [T],
+    per_item: usize,
+    plan: &Plan,
+    f: impl Fn(usize, usize, &mut [T]) + Sync + Send,
+) {
+    if per_item == 0 {
+        return;
+    }
+    let chunk = plan.nb * per_item;
+    if plan.par_chunks {
+        out.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, o)| f(i * plan.nb, o.len() / per_item, o));
+    } else {
+        out.chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, o)| f(i * plan.nb, o.len() / per_item, o));
+    }
+}
+
+/// conv2d: `x` (`b × c_in × h × w`), `w` (`c_out × c_in·kh·kw`), geometry `g` of the input side;
+/// returns `b × c_out × oh × ow`.
+pub(crate) fn conv2d<T: Elem>(x: &[T], w: &[T], b: usize, c_out: usize, g: &Geom) -> Vec<T> {
+    let (k, l, img) = (g.k(), g.l(), g.c * g.img());
+    let mut y = vec![T::ZERO; b * c_out * l];
+    let plan = Plan::new::<T>(b, l, k.max(c_out));
+    let par = plan.gemm_par();
+    for_each_chunk(&mut y, c_out * l, &plan, |b0, nb, y| {
+        let ncols = nb * l;
+        with_scratch::<T, _>(k * ncols, |col| {
+            im2col(&x[b0 * img..][..nb * img], g, nb, col);
+            let lhs = Mat {
+                data: w,
+                rs: k,
+                cs: 1,
+            };
+            let rhs = Mat {
+                data: col,
+                rs: ncols,
+                cs: 1,
+            };
+            if nb == 1 {
+                matmul((c_out, ncols, k), y, false, lhs, rhs, par);
+            } else {
+                with_scratch::<T, _>(c_out * ncols, |tmp| {
+                    matmul((c_out, ncols, k), tmp, false, lhs, rhs, par);
+                    scatter(tmp, c_out, l, nb, y);
+                });
+            }
+        });
+    });
+    y
+}
+
+/// conv_transpose2d: `x` (`b × c_in × oh × ow`), `w` (`c_in × c_out·kh·kw`), geometry `g` of the
+/// output side (`g.c == c_out`, image `h × w`, kernel grid `oh × ow` = the input's size);
+/// returns `b × c_out × h × w`.
+pub(crate) fn conv_transpose2d<T: Elem>(
+    x: &[T],
+    w: &[T],
+    b: usize,
+    c_in: usize,
+    g: &Geom,
+) -> Vec<T> {
+    let (m, l, img) = (g.k(), g.l(), g.c * g.img());
+    let mut y = vec![T::ZERO; b * img];
+    let plan = Plan::new::<T>(b, l, m.max(c_in));
+    let par = plan.gemm_par();
+    for_each_chunk(&mut y, img, &plan, |b0, nb, y| {
+        let ncols = nb * l;
+        let xs = &x[b0 * c_in * l..][..nb * c_in * l];
+        with_scratch::<T, _>(m * ncols, |col| {
+            let lhs = Mat {
+                data: w,
+                rs: 1,
+                cs: m,
+            };
+            if nb == 1 {
+                let rhs = Mat {
+                    data: xs,
+                    rs: l,
+                    cs: 1,
+                };
+                matmul((m, ncols, c_in), col, false, lhs, rhs, par);
+            } else {
+                with_scratch::<T, _>(c_in * ncols, |xg| {
+                    gather(xs, c_in, l, nb, xg);
+                    let rhs = Mat {
+                        data: xg,
+                        rs: ncols,
+                        cs: 1,
+                    };
+                    matmul((m, ncols, c_in), col, false, lhs, rhs, par);
+                });
+            }
+            col2im_add(col, g, nb, y);
+        });
+    });
+    y
+}
+
+/// Weight gradient of conv2d: `x` (`b × c × h × w`, geometry `g`), `gy` (`b × c_g × oh × ow`);
+/// returns `c_g × c·kh·kw` = Σ_b gy_b · im2col(x_b)ᵀ.
+pub(crate) fn conv2d_weight_grad<T: Elem>(
+    x: &[T],
+    gy: &[T],
+    b: usize,
+    c_g: usize,
+    g: &Geom,
+) -> Vec<T> {
+    let (k, l, img) = (g.k(), g.l(), g.c * g.img());
+    let plan = Plan::new::<T>(b, l, k.max(c_g));
+    let par = plan.gemm_par();
+    let n_chunks = b.div_ceil(plan.nb);
+    // One chunk: accumulate `gw += gy_chunk · col_chunkᵀ`.
+    let run_chunk = |ci: usize, gw: &mut [T], accumulate: bool| {
+        let b0 = ci * plan.nb;
+        let nb = plan.nb.min(b - b0);
+        let ncols = nb * l;
+        let gys = &gy[b0 * c_g * l..][..nb * c_g * l];
+        with_scratch::<T, _>(k * ncols, |col| {
+            im2col(&x[b0 * img..][..nb * img], g, nb, col);
+            let rhs = Mat {
+                data: col,
+                rs: 1,
+                cs: ncols,
+            };
+            if nb == 1 {
+                let lhs = Mat {
+                    data: gys,
+                    rs: l,
+                    cs: 1,
+                };
+                matmul((c_g, k, ncols), gw, accumulate, lhs, rhs, par);
+            } else {
+                with_scratch::<T, _>(c_g * ncols, |gg| {
+                    gather(gys, c_g, l, nb, gg);
+                    let lhs = Mat {
+                        data: gg,
+                        rs: ncols,
+                        cs: 1,
+                    };
+                    matmul((c_g, k, ncols), gw, accumulate, lhs, rhs, par);
+                });
+            }
+        });
+    };
+    let mut gw = vec![T::ZERO; c_g * k];
+    if b == 0 {
+        return gw;
+    }
+    if plan.par_chunks && n_chunks > 1 {
+        // Chunks are dealt round-robin to `threads` groups; each group sums into its own buffer.
+        let groups = plan.threads.min(n_chunks);
+        let ((), partial) = rayon::join(
+            || {
+                for (i, ci) in (0..n_chunks).step_by(groups).enumerate() {
+                    run_chunk(ci, &mut gw, i > 0);
+                }
+            },
+            || {
+                (1..groups)
+                    .into_par_iter()
+                    .map(|t| {
+                        let mut acc = vec![T::ZERO; c_g * k];
+                        for (i, ci) in (t..n_chunks).step_by(groups).enumerate() {
+                            run_chunk(ci, &mut acc, i > 0);
+                        }
+                        acc
+                    })
+                    .collect::<Vec<_>>()
+            },
+        );
+        for p in partial {
+            for (a, v) in gw.iter_mut().zip(p) {
+                *a += v;
+            }
+        }
+    } else {
+        for ci in 0..n_chunks {
+            run_chunk(ci, &mut gw, ci > 0);
+        }
+    }
+    gw
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_range_matches_brute_force() {
+        for s in 1..4 {
+            for p in 0..4 {
+                for k in 0..6 {
+                    for n_in in 1..9 {
+                        for n_out in 0..10 {
+                            let want: Vec<usize> = (0..n_out)
+                                .filter(|&o| {
+                                    let i = (o * s + k) as isize - p as isize;
+                                    i >= 0 && (i as usize) < n_in
+                                })
+                                .collect();
+                            let (lo, hi) = valid_range(k, p, s, n_in, n_out);
+                            assert_eq!((lo..hi).collect::<Vec<_>>(), want, "{s} {p} {k} {n_in}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

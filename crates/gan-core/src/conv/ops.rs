@@ -1,0 +1,369 @@
+//! The candle custom ops: conv2d, conv_transpose2d and conv2d's weight gradient, each with a
+//! backward pass written with these same ops so that it can be differentiated again.
+//!
+//! The three ops are bilinear and adjoint to each other. With `C(x, w)` the conv2d,
+//! `T(y, w)` the transposed convolution (the adjoint of `C(·, w)`) and `G(x, y)` the weight
+//! gradient (`⟨C(x, w), y⟩ = ⟨w, G(x, y)⟩`):
+//! - `C(x, w)`: `∂x = T(g, w)`, `∂w = G(x, g)`;
+//! - `T(y, w)`: `∂y = C(g, w)`, `∂w = G(g, y)`;
+//! - `G(x, y)`: `∂x = T(y, g)`, `∂y = C(x, g)`.
+//!
+//! An argument that is neither a variable nor computed from one (`!track_op()`) gets no
+//! gradient: candle asks a custom op for both gradients whenever one of them is needed, so the
+//! check here is what saves a discriminator the input gradient of real images.
+
+use super::kernels::{self, Elem, Geom};
+use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+
+/// Output size of a convolution along one axis, if the kernel fits.
+pub(crate) fn conv_out(n: usize, k: usize, s: usize, p: usize) -> Option<usize> {
+    (n + 2 * p).checked_sub(k).map(|d| d / s + 1)
+}
+
+fn slice<'a, T: Elem>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
+        None => bail!("gan conv: non-contiguous argument"),
+    }
+}
+
+/// Runs `$f::<T>` on the storages' element type (f32 or f64).
+macro_rules! dispatch {
+    ($name:expr, $s1:expr, $s2:expr, $f:ident) => {
+        match ($s1, $s2) {
+            (CpuStorage::F32(_), CpuStorage::F32(_)) => $f::<f32>,
+            (CpuStorage::F64(_), CpuStorage::F64(_)) => $f::<f64>,
+            _ => bail!("{}: only f32 or f64, both the same", $name),
+        }
+    };
+}
+
+/// conv2d on `(x [b, c_in, h, w], w [c_out, c_in, kh, kw])`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Conv2dOp {
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl Conv2dOp {
+    fn geom(&self, x: &Shape, w: &Shape) -> Result<(usize, usize, Geom)> {
+        let (b, c_in, h, wd) = x.dims4()?;
+        let (c_out, c_in_w, kh, kw) = w.dims4()?;
+        if c_in != c_in_w {
+            bail!("gan conv2d: input has {c_in} channels, weight expects {c_in_w}")
+        }
+        let (s, p) = (self.stride, self.padding);
+        let (Some(oh), Some(ow)) = (conv_out(h, kh, s, p), conv_out(wd, kw, s, p)) else {
+            bail!("gan conv2d: kernel {kh}x{kw} larger than padded input {h}x{wd} (padding {p})")
+        };
+        let g = Geom {
+            c: c_in,
+            h,
+            w: wd,
+            kh,
+            kw,
+            s,
+            p,
+            oh,
+            ow,
+        };
+        Ok((b, c_out, g))
+    }
+}
+
+impl CustomOp2 for Conv2dOp {
+    fn name(&self) -> &'static str {
+        "gan-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (b, c_out, g) = self.geom(l1.shape(), l2.shape())?;
+        fn run<T: Elem>(
+            s1: &CpuStorage,
+            l1: &Layout,
+            s2: &CpuStorage,
+            l2: &Layout,
+            b: usize,
+            c_out: usize,
+            g: &Geom,
+        ) -> Result<CpuStorage> {
+            let y = kernels::conv2d(slice::<T>(s1, l1)?, slice::<T>(s2, l2)?, b, c_out, g);
+            Ok(T::to_cpu_storage_owned(y))
+        }
+        let f = dispatch!(self.name(), s1, s2, run);
+        let y = f(s1, l1, s2, l2, b, c_out, &g)?;
+        Ok((y, Shape::from((b, c_out, g.oh, g.ow))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (_, _, h, wd) = x.dims4()?;
+        let (_, _, kh, kw) = w.dims4()?;
+        let gx = if x.track_op() {
+            Some(conv_transpose2d(
+                grad,
+                w,
+                self.stride,
+                self.padding,
+                (h, wd),
+            )?)
+        } else {
+            None
+        };
+        let gw = if w.track_op() {
+            Some(conv2d_weight_grad(
+                x,
+                grad,
+                self.stride,
+                self.padding,
+                (kh, kw),
+            )?)
+        } else {
+            None
+        };
+        Ok((gx, gw))
+    }
+}
+
+/// conv_transpose2d on `(x [b, c_in, h, w], w [c_in, c_out, kh, kw])` to an output of `out_hw`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConvTranspose2dOp {
+    pub stride: usize,
+    pub padding: usize,
+    pub out_hw: (usize, usize),
+}
+
+impl ConvTranspose2dOp {
+    fn geom(&self, x: &Shape, w: &Shape) -> Result<(usize, usize, Geom)> {
+        let (b, c_in, h, wd) = x.dims4()?;
+        let (c_in_w, c_out, kh, kw) = w.dims4()?;
+        if c_in != c_in_w {
+            bail!("gan conv_transpose2d: input has {c_in} channels, weight expects {c_in_w}")
+        }
+        let (s, p, (oh, ow)) = (self.stride, self.padding, self.out_hw);
+        // The op is the adjoint of a conv2d from `out_hw` to the input's size.
+        if conv_out(oh, kh, s, p) != Some(h) || conv_out(ow, kw, s, p) != Some(wd) {
+            bail!(
+                "gan conv_transpose2d: output {oh}x{ow} does not match input {h}x{wd} \
+                 (kernel {kh}x{kw}, stride {s}, padding {p})"
+            )
+        }
+        let g = Geom {
+            c: c_out,
+            h: oh,
+            w: ow,
+            kh,
+            kw,
+            s,
+            p,
+            oh: h,
+            ow: wd,
+        };
+        Ok((b, c_in, g))
+    }
+}
+
+impl CustomOp2 for ConvTranspose2dOp {
+    fn name(&self) -> &'static str {
+        "gan-conv-transpose2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (b, c_in, g) = self.geom(l1.shape(), l2.shape())?;
+        fn run<T: Elem>(
+            s1: &CpuStorage,
+            l1: &Layout,
+            s2: &CpuStorage,
+            l2: &Layout,
+            b: usize,
+            c_in: usize,
+            g: &Geom,
+        ) -> Result<CpuStorage> {
+            let y = kernels::conv_transpose2d(slice::<T>(s1, l1)?, slice::<T>(s2, l2)?, b, c_in, g);
+            Ok(T::to_cpu_storage_owned(y))
+        }
+        let f = dispatch!(self.name(), s1, s2, run);
+        let y = f(s1, l1, s2, l2, b, c_in, &g)?;
+        Ok((y, Shape::from((b, g.c, g.h, g.w))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (_, _, kh, kw) = w.dims4()?;
+        let gx = if x.track_op() {
+            Some(conv2d(grad, w, self.stride, self.padding)?)
+        } else {
+            None
+        };
+        let gw = if w.track_op() {
+            Some(conv2d_weight_grad(
+                grad,
+                x,
+                self.stride,
+                self.padding,
+                (kh, kw),
+            )?)
+        } else {
+            None
+        };
+        Ok((gx, gw))
+    }
+}
+
+/// Weight gradient of conv2d on `(x [b, c, h, w], gy [b, c_g, oh, ow])`, giving
+/// `[c_g, c, kh, kw]`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Conv2dWeightGradOp {
+    pub stride: usize,
+    pub padding: usize,
+    pub kernel: (usize, usize),
+}
+
+impl Conv2dWeightGradOp {
+    fn geom(&self, x: &Shape, gy: &Shape) -> Result<(usize, usize, Geom)> {
+        let (b, c, h, wd) = x.dims4()?;
+        let (b_g, c_g, oh, ow) = gy.dims4()?;
+        let (s, p, (kh, kw)) = (self.stride, self.padding, self.kernel);
+        if b != b_g || conv_out(h, kh, s, p) != Some(oh) || conv_out(wd, kw, s, p) != Some(ow) {
+            bail!(
+                "gan conv2d weight grad: gradient {b_g}x{c_g}x{oh}x{ow} does not match input \
+                 {b}x{c}x{h}x{wd} (kernel {kh}x{kw}, stride {s}, padding {p})"
+            )
+        }
+        let g = Geom {
+            c,
+            h,
+            w: wd,
+            kh,
+            kw,
+            s,
+            p,
+            oh,
+            ow,
+        };
+        Ok((b, c_g, g))
+    }
+}
+
+impl CustomOp2 for Conv2dWeightGradOp {
+    fn name(&self) -> &'static str {
+        "gan-conv2d-weight-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (b, c_g, g) = self.geom(l1.shape(), l2.shape())?;
+        fn run<T: Elem>(
+            s1: &CpuStorage,
+            l1: &Layout,
+            s2: &CpuStorage,
+            l2: &Layout,
+            b: usize,
+            c_g: usize,
+            g: &Geom,
+        ) -> Result<CpuStorage> {
+            let gw =
+                kernels::conv2d_weight_grad(slice::<T>(s1, l1)?, slice::<T>(s2, l2)?, b, c_g, g);
+            Ok(T::to_cpu_storage_owned(gw))
+        }
+        let f = dispatch!(self.name(), s1, s2, run);
+        let gw = f(s1, l1, s2, l2, b, c_g, &g)?;
+        Ok((gw, Shape::from((c_g, g.c, g.kh, g.kw))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gy: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (_, _, h, wd) = x.dims4()?;
+        let gx = if x.track_op() {
+            Some(conv_transpose2d(
+                gy,
+                grad,
+                self.stride,
+                self.padding,
+                (h, wd),
+            )?)
+        } else {
+            None
+        };
+        let ggy = if gy.track_op() {
+            Some(conv2d(x, grad, self.stride, self.padding)?)
+        } else {
+            None
+        };
+        Ok((gx, ggy))
+    }
+}
+
+/// Applies [`Conv2dOp`] (arguments made contiguous first).
+pub(crate) fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op2(&w.contiguous()?, Conv2dOp { stride, padding })
+}
+
+/// Applies [`ConvTranspose2dOp`] (arguments made contiguous first).
+pub(crate) fn conv_transpose2d(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    padding: usize,
+    out_hw: (usize, usize),
+) -> Result<Tensor> {
+    x.contiguous()?.apply_op2(
+        &w.contiguous()?,
+        ConvTranspose2dOp {
+            stride,
+            padding,
+            out_hw,
+        },
+    )
+}
+
+/// Applies [`Conv2dWeightGradOp`] (arguments made contiguous first).
+pub(crate) fn conv2d_weight_grad(
+    x: &Tensor,
+    gy: &Tensor,
+    stride: usize,
+    padding: usize,
+    kernel: (usize, usize),
+) -> Result<Tensor> {
+    x.contiguous()?.apply_op2(
+        &gy.contiguous()?,
+        Conv2dWeightGradOp {
+            stride,
+            padding,
+            kernel,
+        },
+    )
+}
