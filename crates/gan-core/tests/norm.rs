@@ -167,7 +167,7 @@ fn layer_norm_hand_values() {
         let d: f64 = (b - a) / 2.0;
         let z = d / (d * d + eps).sqrt();
         want.push(-z * 3. + 0.5);
-        want.push(z * -1. + 0.25);
+        want.push(-z + 0.25);
     }
     assert_all_close(&flat(&ln.forward(&xs).unwrap()), &want, 1e-12);
     assert!(ln.forward(&t(&[0.; 6], &[2, 3])).is_err());
@@ -222,7 +222,8 @@ fn weight_vars(vm: &VarMap, prefix: &str) -> (Var, Var) {
 
 /// Gives affine parameters non-trivial values so that their gradients are exercised.
 fn perturb(rng: &mut SeededRng, w: &Var, b: &Var) {
-    w.set(&randn(rng, w.dims()).affine(0.3, 1.0).unwrap()).unwrap();
+    w.set(&randn(rng, w.dims()).affine(0.3, 1.0).unwrap())
+        .unwrap();
     b.set(&(randn(rng, b.dims()) * 0.3).unwrap()).unwrap();
 }
 
