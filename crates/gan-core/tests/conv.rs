@@ -186,6 +186,52 @@ fn forward_matches_candle_on_dcgan_shapes() -> Result<()> {
     Ok(())
 }
 
+/// Kernels covering the whole image (a generator's first layer, a discriminator's last) and
+/// single-pixel outputs take shortcuts: forward and gradients against candle, at batch sizes cut
+/// into several chunks.
+#[test]
+fn whole_image_kernels_match_candle() -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(14);
+    // (b, c_in, c_out, kh, kw, h, w, params)
+    for (b, c_in, c_out, kh, kw, h, w, p) in [
+        (37, 20, 6, 7, 7, 7, 7, ConvParams::new(1, 0)),
+        (9, 5, 3, 3, 5, 3, 5, ConvParams::new(2, 0)),
+        (1, 5, 3, 4, 4, 4, 4, ConvParams::new(1, 0)),
+        (40, 4, 6, 3, 3, 4, 4, ConvParams::new(2, 0)),
+        (40, 4, 6, 4, 4, 2, 2, ConvParams::new(1, 1)),
+    ] {
+        let x = randn(&mut rng, &[b, c_in, h, w])?;
+        let k = randn(&mut rng, &[c_out, c_in, kh, kw])?;
+        let y = conv::conv2d(&x, &k, p)?;
+        assert!(rel_err(&y, &candle_conv2d(&x, &k, p)?)? < TOL);
+        let r = randn(&mut rng, y.dims())?;
+        let (gx, gk) = grads(|x, k| conv::conv2d(x, k, p), &x, &k, &r)?;
+        let (cx, ck) = grads(|x, k| candle_conv2d(x, k, p), &x, &k, &r)?;
+        assert!(
+            rel_err(&gx, &cx)? < TOL && rel_err(&gk, &ck)? < TOL,
+            "conv {b} {kh}x{kw}"
+        );
+
+        // The transposed convolution back from `y`'s size, weight read as [c_out, c_in, ..].
+        let z = randn(&mut rng, y.dims())?;
+        let pt = ConvParams {
+            output_padding: (h + 2 * p.padding - kh) % p.stride,
+            ..p
+        };
+        let yt = conv::conv_transpose2d(&z, &k, pt)?;
+        assert_eq!(yt.dims(), x.dims());
+        assert!(rel_err(&yt, &candle_conv_t(&z, &k, pt)?)? < TOL);
+        let r = randn(&mut rng, yt.dims())?;
+        let (gz, gk) = grads(|z, k| conv::conv_transpose2d(z, k, pt), &z, &k, &r)?;
+        let (cz, ck) = grads(|z, k| candle_conv_t(z, k, pt), &z, &k, &r)?;
+        assert!(
+            rel_err(&gz, &cz)? < TOL && rel_err(&gk, &ck)? < TOL,
+            "conv_t {b} {kh}x{kw}"
+        );
+    }
+    Ok(())
+}
+
 /// Gradients of `sum(f(x, w) · r)` with respect to `x` and `w`.
 fn grads(
     f: impl Fn(&Tensor, &Tensor) -> candle_core::Result<Tensor>,

@@ -94,6 +94,12 @@ impl Geom {
     pub fn l(&self) -> usize {
         self.oh * self.ow
     }
+    /// Whether the kernel covers the whole unpadded image in one position, as in a generator's
+    /// first layer (1×1 to k×k) or a discriminator's last: then the column matrix of an item is
+    /// the image itself, and im2col is a no-op.
+    pub fn dense(&self) -> bool {
+        self.oh == 1 && self.ow == 1 && self.p == 0 && self.kh == self.h && self.kw == self.w
+    }
 }
 
 /// Range of output positions `o` in `0..n_out` whose input coordinate `o·s + k − p` lies in
@@ -218,16 +224,28 @@ impl<T> Mat<'_, T> {
     }
 }
 
-/// `dst (m × n, row-major, contiguous) = [dst +] lhs (m × k) · rhs (k × n)`.
+/// `dst (m × n, strides dst_rs, dst_cs) = [dst +] lhs (m × k) · rhs (k × n)`.
+#[allow(clippy::too_many_arguments)]
 fn matmul<T: Elem>(
     (m, n, k): (usize, usize, usize),
     dst: &mut [T],
+    (dst_rs, dst_cs): (usize, usize),
     accumulate: bool,
     lhs: Mat<'_, T>,
     rhs: Mat<'_, T>,
     par: Parallelism,
 ) {
-    assert!(dst.len() >= m * n, "matmul: dst too small");
+    let dst_view = Mat {
+        data: &*dst,
+        rs: dst_rs,
+        cs: dst_cs,
+    };
+    assert!(dst_view.fits(m, n), "matmul: dst too small");
+    // Distinct (i, j) must be distinct elements: rows side by side or columns side by side.
+    assert!(
+        m <= 1 || n <= 1 || dst_rs >= dst_cs * n || dst_cs >= dst_rs * m,
+        "matmul: overlapping dst strides"
+    );
     assert!(
         lhs.fits(m, k) && rhs.fits(k, n),
         "matmul: operand too small"
@@ -237,13 +255,18 @@ fn matmul<T: Elem>(
     }
     if k == 0 {
         if !accumulate {
-            dst[..m * n].fill(T::ZERO);
+            for i in 0..m {
+                for j in 0..n {
+                    dst[i * dst_rs + j * dst_cs] = T::ZERO;
+                }
+            }
         }
         return;
     }
     // SAFETY: the asserts above check that every index gemm reads, `i·rs + j·cs` for `i < m`
-    // (or `k`) and `j < k` (or `n`), lies inside `lhs.data` and `rhs.data`, and that every index
-    // it writes, `i·n + j`, lies inside `dst`; `dst` is a unique borrow, so it aliases neither
+    // (or `k`) and `j < k` (or `n`), lies inside `lhs.data` and `rhs.data`, that every index it
+    // writes, `i·dst_rs + j·dst_cs`, lies inside `dst`, and that no two (i, j) share an element,
+    // so its threads never write the same place; `dst` is a unique borrow, so it aliases neither
     // operand. T is f32 or f64, which gemm supports. With `read_dst == false` gemm ignores
     // `alpha` and does not read `dst`.
     unsafe {
@@ -252,8 +275,8 @@ fn matmul<T: Elem>(
             n,
             k,
             dst.as_mut_ptr(),
-            1,
-            n as isize,
+            dst_cs as isize,
+            dst_rs as isize,
             accumulate,
             lhs.data.as_ptr(),
             lhs.cs as isize,
@@ -351,31 +374,67 @@ pub(crate) fn conv2d<T: Elem>(x: &[T], w: &[T], b: usize, c_out: usize, g: &Geom
     let mut y = vec![T::ZERO; b * c_out * l];
     let plan = Plan::new::<T>(b, l, k.max(c_out));
     let par = plan.gemm_par();
+    let lhs = Mat {
+        data: w,
+        rs: k,
+        cs: 1,
+    };
     for_each_chunk(&mut y, c_out * l, &plan, |b0, nb, y| {
         let ncols = nb * l;
-        with_scratch::<T, _>(k * ncols, |col| {
-            im2col(&x[b0 * img..][..nb * img], g, nb, col);
-            let lhs = Mat {
-                data: w,
-                rs: k,
-                cs: 1,
+        let xs = &x[b0 * img..][..nb * img];
+        // With one column per item, `y` (`nb × c_out`) is the product's transpose.
+        let dst_strides = if l == 1 { (1, c_out) } else { (ncols, 1) };
+        if g.dense() {
+            let rhs = Mat {
+                data: xs,
+                rs: 1,
+                cs: k,
             };
+            matmul((c_out, nb, k), y, dst_strides, false, lhs, rhs, par);
+            return;
+        }
+        with_scratch::<T, _>(k * ncols, |col| {
+            im2col(xs, g, nb, col);
             let rhs = Mat {
                 data: col,
                 rs: ncols,
                 cs: 1,
             };
-            if nb == 1 {
-                matmul((c_out, ncols, k), y, false, lhs, rhs, par);
+            if nb == 1 || l == 1 {
+                matmul((c_out, ncols, k), y, dst_strides, false, lhs, rhs, par);
             } else {
                 with_scratch::<T, _>(c_out * ncols, |tmp| {
-                    matmul((c_out, ncols, k), tmp, false, lhs, rhs, par);
+                    matmul((c_out, ncols, k), tmp, (ncols, 1), false, lhs, rhs, par);
                     scatter(tmp, c_out, l, nb, y);
                 });
             }
         });
     });
     y
+}
+
+/// A chunk of `nb` items of `x` (`nb × rows × l`) as a `rows × nb·l` matrix, passed to `f`:
+/// a strided view when possible, else gathered into scratch.
+fn with_columns<T: Elem, R>(
+    x: &[T],
+    rows: usize,
+    l: usize,
+    nb: usize,
+    f: impl FnOnce(Mat<'_, T>) -> R,
+) -> R {
+    if nb == 1 || l == 1 {
+        let (rs, cs) = if l == 1 { (1, rows) } else { (l, 1) };
+        f(Mat { data: x, rs, cs })
+    } else {
+        with_scratch::<T, _>(rows * nb * l, |buf| {
+            gather(x, rows, l, nb, buf);
+            f(Mat {
+                data: buf,
+                rs: nb * l,
+                cs: 1,
+            })
+        })
+    }
 }
 
 /// conv_transpose2d: `x` (`b × c_in × oh × ow`), `w` (`c_in × c_out·kh·kw`), geometry `g` of the
@@ -392,34 +451,24 @@ pub(crate) fn conv_transpose2d<T: Elem>(
     let mut y = vec![T::ZERO; b * img];
     let plan = Plan::new::<T>(b, l, m.max(c_in));
     let par = plan.gemm_par();
+    let lhs = Mat {
+        data: w,
+        rs: 1,
+        cs: m,
+    };
     for_each_chunk(&mut y, img, &plan, |b0, nb, y| {
         let ncols = nb * l;
         let xs = &x[b0 * c_in * l..][..nb * c_in * l];
-        with_scratch::<T, _>(m * ncols, |col| {
-            let lhs = Mat {
-                data: w,
-                rs: 1,
-                cs: m,
-            };
-            if nb == 1 {
-                let rhs = Mat {
-                    data: xs,
-                    rs: l,
-                    cs: 1,
-                };
-                matmul((m, ncols, c_in), col, false, lhs, rhs, par);
+        with_columns(xs, c_in, l, nb, |rhs| {
+            if g.dense() {
+                // The column matrix is the output itself, transposed (`m == img`).
+                matmul((m, nb, c_in), y, (1, m), false, lhs, rhs, par);
             } else {
-                with_scratch::<T, _>(c_in * ncols, |xg| {
-                    gather(xs, c_in, l, nb, xg);
-                    let rhs = Mat {
-                        data: xg,
-                        rs: ncols,
-                        cs: 1,
-                    };
-                    matmul((m, ncols, c_in), col, false, lhs, rhs, par);
+                with_scratch::<T, _>(m * ncols, |col| {
+                    matmul((m, ncols, c_in), col, (ncols, 1), false, lhs, rhs, par);
+                    col2im_add(col, g, nb, y);
                 });
             }
-            col2im_add(col, g, nb, y);
         });
     });
     y
@@ -438,35 +487,30 @@ pub(crate) fn conv2d_weight_grad<T: Elem>(
     let plan = Plan::new::<T>(b, l, k.max(c_g));
     let par = plan.gemm_par();
     let n_chunks = b.div_ceil(plan.nb);
-    // One chunk: accumulate `gw += gy_chunk · col_chunkᵀ`.
+    // One chunk: `gw (+)= gy_chunk · col_chunkᵀ`.
     let run_chunk = |ci: usize, gw: &mut [T], accumulate: bool| {
         let b0 = ci * plan.nb;
         let nb = plan.nb.min(b - b0);
         let ncols = nb * l;
+        let xs = &x[b0 * img..][..nb * img];
         let gys = &gy[b0 * c_g * l..][..nb * c_g * l];
-        with_scratch::<T, _>(k * ncols, |col| {
-            im2col(&x[b0 * img..][..nb * img], g, nb, col);
-            let rhs = Mat {
-                data: col,
-                rs: 1,
-                cs: ncols,
-            };
-            if nb == 1 {
-                let lhs = Mat {
-                    data: gys,
-                    rs: l,
+        with_columns(gys, c_g, l, nb, |lhs| {
+            if g.dense() {
+                let rhs = Mat {
+                    data: xs,
+                    rs: k,
                     cs: 1,
                 };
-                matmul((c_g, k, ncols), gw, accumulate, lhs, rhs, par);
+                matmul((c_g, k, nb), gw, (k, 1), accumulate, lhs, rhs, par);
             } else {
-                with_scratch::<T, _>(c_g * ncols, |gg| {
-                    gather(gys, c_g, l, nb, gg);
-                    let lhs = Mat {
-                        data: gg,
-                        rs: ncols,
-                        cs: 1,
+                with_scratch::<T, _>(k * ncols, |col| {
+                    im2col(xs, g, nb, col);
+                    let rhs = Mat {
+                        data: col,
+                        rs: 1,
+                        cs: ncols,
                     };
-                    matmul((c_g, k, ncols), gw, accumulate, lhs, rhs, par);
+                    matmul((c_g, k, ncols), gw, (k, 1), accumulate, lhs, rhs, par);
                 });
             }
         });
