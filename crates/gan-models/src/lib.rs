@@ -1,1 +1,17 @@
-//! gan-models
+//! GAN models on candle and the training steps and loops that train them, usable as a library.
+//!
+//! - [`dcgan`]: the DCGAN generator and discriminator (28, 32 and 64 pixels);
+//! - [`train`]: the adversarial step and the training loop with checkpoints;
+//! - [`dcgan_run`]: a whole DCGAN run from its configuration: train, resume, sample, walk;
+//! - [`run`]: the run folder (config, metrics, samples, atomic checkpoints);
+//! - [`grid`]: sample grids and single images as PNG.
+#![deny(missing_docs)]
+
+pub mod dcgan;
+pub mod dcgan_run;
+pub mod error;
+pub mod grid;
+pub mod run;
+pub mod train;
+
+pub use error::{ModelError, Result};

@@ -1,0 +1,152 @@
+//! Command-line flags, parsed by clap; `main.rs` turns them into library configurations.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Train, sample and explore GANs.
+#[derive(Debug, Parser)]
+#[command(name = "gan-cli", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a model.
+    #[command(subcommand)]
+    Train(TrainModel),
+    /// Draw samples from a trained generator.
+    Sample(SampleArgs),
+    /// Walk the latent space of a trained generator.
+    Interpolate(InterpolateArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrainModel {
+    /// DCGAN on MNIST-like data or a folder of images.
+    Dcgan(TrainDcgan),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LossArg {
+    /// −log D(G(z)) (default: strong gradients early on).
+    NonSaturating,
+    /// log(1 − D(G(z))), the original minimax form.
+    Minimax,
+}
+
+impl From<LossArg> for gan_core::loss::GeneratorLoss {
+    fn from(l: LossArg) -> Self {
+        match l {
+            LossArg::NonSaturating => Self::NonSaturating,
+            LossArg::Minimax => Self::Minimax,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct TrainDcgan {
+    /// mnist, fashion-mnist, mnist-mini, or a folder (IDX files or images). Default: mnist if
+    /// fetched, else the embedded mnist-mini.
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Where named datasets live.
+    #[arg(long, default_value = "datasets", env = "GAN_DATASETS")]
+    pub datasets_dir: PathBuf,
+    /// Epochs to train (default 5 when --steps is not given).
+    #[arg(long, conflicts_with = "steps")]
+    pub epochs: Option<u64>,
+    /// Steps to train.
+    #[arg(long)]
+    pub steps: Option<u64>,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Adam learning rate of both networks.
+    #[arg(long, default_value_t = 2e-4)]
+    pub lr: f64,
+    #[arg(long, value_enum, default_value_t = LossArg::NonSaturating)]
+    pub loss: LossArg,
+    /// Target for real images; 0.9 gives one-sided label smoothing.
+    #[arg(long, default_value_t = 1.0)]
+    pub real_label: f64,
+    /// Image side: 28, 32 or 64.
+    #[arg(long, default_value_t = 28)]
+    pub image_size: usize,
+    /// Channels for image folders (1 or 3); IDX data is grayscale.
+    #[arg(long, default_value_t = 3)]
+    pub channels: usize,
+    #[arg(long, default_value_t = 100)]
+    pub nz: usize,
+    #[arg(long, default_value_t = 64)]
+    pub ngf: usize,
+    #[arg(long, default_value_t = 64)]
+    pub ndf: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// cpu, cuda, cuda:N or metal.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// The run folder (default runs/dcgan, or runs/dcgan-N if taken).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in this folder from its latest checkpoint.
+    #[arg(long, conflicts_with = "out")]
+    pub resume: Option<PathBuf>,
+    /// Write a sample grid every N steps.
+    #[arg(long, default_value_t = 200)]
+    pub sample_every: u64,
+    /// Write a checkpoint every N steps (latest is also written at the end).
+    #[arg(long, default_value_t = 500)]
+    pub checkpoint_every: u64,
+    /// Append to metrics.jsonl every N steps.
+    #[arg(long, default_value_t = 10)]
+    pub log_every: u64,
+    /// Use candle's own convolutions instead of the fast CPU kernels (for comparison).
+    #[arg(long)]
+    pub no_fast_conv: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SampleArgs {
+    /// The run folder.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// latest or step-N.
+    #[arg(long, default_value = "latest")]
+    pub checkpoint: String,
+    #[arg(long, default_value_t = 64)]
+    pub count: usize,
+    /// A .png path gets one grid; any other path is a folder that gets one PNG per sample.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+#[derive(Debug, Args)]
+pub struct InterpolateArgs {
+    /// The run folder.
+    #[arg(long)]
+    pub run: PathBuf,
+    #[arg(long, default_value = "latest")]
+    pub checkpoint: String,
+    /// The grid to write (PNG).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Sweep this latent dimension; without it, interpolate between two random z per row.
+    #[arg(long)]
+    pub dim: Option<usize>,
+    /// Images per row.
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 8)]
+    pub rows: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}

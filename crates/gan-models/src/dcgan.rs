@@ -1,0 +1,218 @@
+//! DCGAN (Radford et al., 2016): a transposed-convolution generator and a convolutional
+//! discriminator, BatchNorm in both (not on D's first layer), ReLU in G, LeakyReLU(0.2) in D,
+//! tanh output, no convolution biases.
+//!
+//! Three sizes. `image_size` 28 and 64 are exactly the networks `dcgan28` and `dcgan64` of
+//! `shared/bench/torch_dcgan.py` (64 is pytorch/examples' DCGAN); 32 is the 64 network with one
+//! up/down-sampling stage fewer. Weight names follow PyTorch's `nn.Sequential` indices
+//! (`main.0.weight`, `main.1.running_mean`, ...), as in pytorch/examples, so that they stay stable.
+
+use candle_core::{Module, ModuleT, Tensor};
+use candle_nn::{BatchNorm, VarBuilder};
+use gan_core::conv::{Conv2d, ConvParams, ConvTranspose2d};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ModelError, Result};
+
+/// The shape of a DCGAN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DcganConfig {
+    /// Length of the noise vector z.
+    pub nz: usize,
+    /// Base width of the generator.
+    pub ngf: usize,
+    /// Base width of the discriminator.
+    pub ndf: usize,
+    /// Image channels (1 for MNIST, 3 for RGB).
+    pub channels: usize,
+    /// Image side: 28, 32 or 64.
+    pub image_size: usize,
+}
+
+impl Default for DcganConfig {
+    /// `dcgan28`: MNIST-sized, nz 100, ngf = ndf = 64.
+    fn default() -> Self {
+        Self { nz: 100, ngf: 64, ndf: 64, channels: 1, image_size: 28 }
+    }
+}
+
+/// One layer of the generator: transposed convolution with (kernel, stride, padding), its input
+/// and output widths, and whether BatchNorm + ReLU follow (otherwise tanh).
+struct Stage {
+    c_in: usize,
+    c_out: usize,
+    k: usize,
+    s: usize,
+    p: usize,
+    bn: bool,
+}
+
+impl DcganConfig {
+    /// The `dcgan28` network.
+    pub fn dcgan28() -> Self {
+        Self::default()
+    }
+
+    /// The `dcgan64` network (pytorch/examples), RGB.
+    pub fn dcgan64() -> Self {
+        Self { channels: 3, image_size: 64, ..Self::default() }
+    }
+
+    /// Checks that the size is one this module builds.
+    pub fn validate(&self) -> Result<()> {
+        if ![28, 32, 64].contains(&self.image_size) {
+            return Err(ModelError::Config(format!(
+                "DCGAN image size must be 28, 32 or 64, got {}",
+                self.image_size
+            )));
+        }
+        if self.nz == 0 || self.ngf == 0 || self.ndf == 0 || self.channels == 0 {
+            return Err(ModelError::Config("DCGAN widths must be positive".into()));
+        }
+        Ok(())
+    }
+
+    fn g_stages(&self) -> Vec<Stage> {
+        let (nz, f, nc) = (self.nz, self.ngf, self.channels);
+        let st = |c_in, c_out, k, s, p, bn| Stage { c_in, c_out, k, s, p, bn };
+        match self.image_size {
+            28 => vec![
+                st(nz, f * 4, 7, 1, 0, true),
+                st(f * 4, f * 2, 4, 2, 1, true),
+                st(f * 2, nc, 4, 2, 1, false),
+            ],
+            32 => vec![
+                st(nz, f * 4, 4, 1, 0, true),
+                st(f * 4, f * 2, 4, 2, 1, true),
+                st(f * 2, f, 4, 2, 1, true),
+                st(f, nc, 4, 2, 1, false),
+            ],
+            _ => vec![
+                st(nz, f * 8, 4, 1, 0, true),
+                st(f * 8, f * 4, 4, 2, 1, true),
+                st(f * 4, f * 2, 4, 2, 1, true),
+                st(f * 2, f, 4, 2, 1, true),
+                st(f, nc, 4, 2, 1, false),
+            ],
+        }
+    }
+
+    /// Discriminator stages: (c_in, c_out, kernel, stride, padding, batchnorm); the last one has
+    /// no activation and outputs one logit per image.
+    fn d_stages(&self) -> Vec<Stage> {
+        let (f, nc) = (self.ndf, self.channels);
+        let st = |c_in, c_out, k, s, p, bn| Stage { c_in, c_out, k, s, p, bn };
+        match self.image_size {
+            28 => vec![
+                st(nc, f, 4, 2, 1, false),
+                st(f, f * 2, 4, 2, 1, true),
+                st(f * 2, 1, 7, 1, 0, false),
+            ],
+            32 => vec![
+                st(nc, f, 4, 2, 1, false),
+                st(f, f * 2, 4, 2, 1, true),
+                st(f * 2, f * 4, 4, 2, 1, true),
+                st(f * 4, 1, 4, 1, 0, false),
+            ],
+            _ => vec![
+                st(nc, f, 4, 2, 1, false),
+                st(f, f * 2, 4, 2, 1, true),
+                st(f * 2, f * 4, 4, 2, 1, true),
+                st(f * 4, f * 8, 4, 2, 1, true),
+                st(f * 8, 1, 4, 1, 0, false),
+            ],
+        }
+    }
+}
+
+fn bn(c: usize, vb: VarBuilder) -> Result<BatchNorm> {
+    Ok(candle_nn::batch_norm(c, candle_nn::BatchNormConfig::default(), vb)?)
+}
+
+/// The DCGAN generator.
+#[derive(Debug)]
+pub struct DcganGenerator {
+    convs: Vec<ConvTranspose2d>,
+    norms: Vec<Option<BatchNorm>>,
+    cfg: DcganConfig,
+}
+
+impl DcganGenerator {
+    /// Builds the generator; weights come from `vb` (`main.<i>.*`).
+    pub fn new(cfg: &DcganConfig, vb: VarBuilder) -> Result<Self> {
+        cfg.validate()?;
+        let vb = vb.pp("main");
+        let (mut convs, mut norms, mut idx) = (Vec::new(), Vec::new(), 0);
+        for s in cfg.g_stages() {
+            let p = ConvParams::new(s.s, s.p);
+            convs.push(ConvTranspose2d::new(s.c_in, s.c_out, s.k, p, false, vb.pp(idx))?);
+            norms.push(if s.bn { Some(bn(s.c_out, vb.pp(idx + 1))?) } else { None });
+            idx += if s.bn { 3 } else { 2 }; // conv, [bn], activation
+        }
+        Ok(Self { convs, norms, cfg: *cfg })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DcganConfig {
+        &self.cfg
+    }
+
+    /// # Shapes
+    /// `z`: `[batch, nz]` or `[batch, nz, 1, 1]` → images `[batch, channels, size, size]` in
+    /// (-1, 1). `train` selects batch statistics (and updates the running ones) in BatchNorm.
+    pub fn forward_t(&self, z: &Tensor, train: bool) -> Result<Tensor> {
+        let b = z.dim(0)?;
+        let mut xs = z.reshape((b, self.cfg.nz, 1, 1))?;
+        for (conv, norm) in self.convs.iter().zip(&self.norms) {
+            xs = conv.forward(&xs)?;
+            xs = match norm {
+                Some(n) => n.forward_t(&xs, train)?.relu()?,
+                None => xs.tanh()?,
+            };
+        }
+        Ok(xs)
+    }
+}
+
+/// The DCGAN discriminator; it outputs logits (the sigmoid lives in the loss).
+#[derive(Debug)]
+pub struct DcganDiscriminator {
+    convs: Vec<Conv2d>,
+    norms: Vec<Option<BatchNorm>>,
+}
+
+impl DcganDiscriminator {
+    /// Builds the discriminator; weights come from `vb` (`main.<i>.*`).
+    pub fn new(cfg: &DcganConfig, vb: VarBuilder) -> Result<Self> {
+        cfg.validate()?;
+        let vb = vb.pp("main");
+        let stages = cfg.d_stages();
+        let last = stages.len() - 1;
+        let (mut convs, mut norms, mut idx) = (Vec::new(), Vec::new(), 0);
+        for (i, s) in stages.into_iter().enumerate() {
+            let p = ConvParams::new(s.s, s.p);
+            convs.push(Conv2d::new(s.c_in, s.c_out, s.k, p, false, vb.pp(idx))?);
+            norms.push(if s.bn { Some(bn(s.c_out, vb.pp(idx + 1))?) } else { None });
+            idx += 1 + usize::from(s.bn) + usize::from(i != last);
+        }
+        Ok(Self { convs, norms })
+    }
+
+    /// # Shapes
+    /// `xs`: `[batch, channels, size, size]` → logits `[batch]`.
+    pub fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let b = xs.dim(0)?;
+        let last = self.convs.len() - 1;
+        let mut xs = xs.clone();
+        for (i, (conv, norm)) in self.convs.iter().zip(&self.norms).enumerate() {
+            xs = conv.forward(&xs)?;
+            if let Some(n) = norm {
+                xs = n.forward_t(&xs, train)?;
+            }
+            if i != last {
+                xs = candle_nn::ops::leaky_relu(&xs, 0.2)?;
+            }
+        }
+        Ok(xs.reshape(b)?)
+    }
+}

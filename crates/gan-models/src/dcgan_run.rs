@@ -1,0 +1,299 @@
+//! A DCGAN training run: its configuration (`config.json`), building the trainer from it,
+//! resuming, sampling and the latent walk.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use gan_core::init::dcgan_init;
+use gan_core::optim::{Adam, AdamConfig};
+use gan_core::rng::SeededRng;
+use gan_data::{BatchConfig, Batcher, Dataset, ImageSource, TensorDataset};
+use serde::{Deserialize, Serialize};
+
+use crate::dcgan::{DcganConfig, DcganDiscriminator, DcganGenerator};
+use crate::error::{ModelError, Result};
+use crate::grid::save_grid;
+use crate::run::{RunDir, LATEST};
+use crate::train::{
+    fit, load_vars, DiscriminatorNet, FitOutcome, GanTrainer, GeneratorNet, LoopConfig, Observer,
+    StepConfig,
+};
+
+/// Random streams derived from the run's seed, one per use, so that each is reproducible alone.
+mod stream {
+    pub const INIT_G: u64 = 0;
+    pub const INIT_D: u64 = 1;
+    pub const NOISE: u64 = 2;
+    pub const FIXED_NOISE: u64 = 3;
+}
+
+/// Number of images in the fixed-noise sample grid.
+pub const GRID_SAMPLES: usize = 64;
+
+/// Where the training data comes from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataConfig {
+    /// The name given (`mnist`, `fashion-mnist`, `mnist-mini`) or the path.
+    pub source: String,
+    /// The folder read.
+    pub path: PathBuf,
+    /// Number of training items.
+    pub items: usize,
+}
+
+/// Everything that defines a DCGAN run; saved as `config.json` before training starts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DcganRunConfig {
+    /// Always `"dcgan"`.
+    pub model: String,
+    /// The networks.
+    pub dcgan: DcganConfig,
+    /// The generator's optimizer.
+    pub adam_g: AdamConfig,
+    /// The discriminator's optimizer.
+    pub adam_d: AdamConfig,
+    /// Loss settings.
+    pub step: StepConfig,
+    /// The data.
+    pub data: DataConfig,
+    /// Images per batch.
+    pub batch_size: usize,
+    /// Epochs asked for, if the length was given in epochs (`steps` is then derived from it).
+    pub epochs: Option<u64>,
+    /// Length, logging, sampling and checkpointing.
+    pub schedule: LoopConfig,
+    /// The seed of every random stream (weights, noise, batch order).
+    pub seed: u64,
+    /// The device (`cpu`, `cuda:0`, `metal`).
+    pub device: String,
+    /// Whether the fast CPU convolutions were used.
+    pub fast_conv: bool,
+}
+
+impl DcganRunConfig {
+    /// The defaults of `gan-cli train dcgan` for a dataset of `items` images of `channels`.
+    pub fn new(data: DataConfig, channels: usize) -> Self {
+        Self {
+            model: "dcgan".into(),
+            dcgan: DcganConfig { channels, ..DcganConfig::default() },
+            adam_g: AdamConfig::default(),
+            adam_d: AdamConfig::default(),
+            step: StepConfig::default(),
+            data,
+            batch_size: 64,
+            epochs: None,
+            schedule: LoopConfig { steps: 1000, sample_every: 200, checkpoint_every: 500, log_every: 10 },
+            seed: 0,
+            device: "cpu".into(),
+            fast_conv: true,
+        }
+    }
+}
+
+/// The DCGAN trainer type.
+pub type DcganTrainer = GanTrainer<DcganGenerator, DcganDiscriminator>;
+
+impl GeneratorNet for DcganGenerator {
+    fn generate(&self, z: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_t(z, train)
+    }
+    fn latent_dim(&self) -> usize {
+        self.config().nz
+    }
+}
+
+impl DiscriminatorNet for DcganDiscriminator {
+    fn logits(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_t(xs, train)
+    }
+}
+
+/// Parses `cpu`, `cuda`, `cuda:N` or `metal` into a device.
+pub fn parse_device(s: &str) -> Result<Device> {
+    let dev = match s {
+        "cpu" => Device::Cpu,
+        "metal" => Device::new_metal(0)?,
+        "cuda" => Device::new_cuda(0)?,
+        s => match s.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
+            Some(n) => Device::new_cuda(n)?,
+            None => {
+                return Err(ModelError::Config(format!(
+                    "unknown device {s:?} (expected cpu, cuda, cuda:N or metal)"
+                )))
+            }
+        },
+    };
+    Ok(dev)
+}
+
+/// Builds the generator alone with its variables (for sampling).
+pub fn build_generator(cfg: &DcganConfig, dev: &Device) -> Result<(DcganGenerator, VarMap)> {
+    let vars = VarMap::new();
+    let g = DcganGenerator::new(cfg, VarBuilder::from_varmap(&vars, DType::F32, dev))?;
+    Ok((g, vars))
+}
+
+/// Builds a freshly initialised trainer (DCGAN initialisation from the seed).
+pub fn build_trainer(cfg: &DcganRunConfig, dev: &Device) -> Result<DcganTrainer> {
+    gan_core::conv::set_fast_conv(cfg.fast_conv);
+    let (g, g_vars) = build_generator(&cfg.dcgan, dev)?;
+    let d_vars = VarMap::new();
+    let d = DcganDiscriminator::new(&cfg.dcgan, VarBuilder::from_varmap(&d_vars, DType::F32, dev))?;
+    dcgan_init(&g_vars, &mut SeededRng::with_stream(cfg.seed, stream::INIT_G))?;
+    dcgan_init(&d_vars, &mut SeededRng::with_stream(cfg.seed, stream::INIT_D))?;
+    let opt_g = Adam::from_varmap(&g_vars, cfg.adam_g)?;
+    let opt_d = Adam::from_varmap(&d_vars, cfg.adam_d)?;
+    Ok(GanTrainer {
+        g,
+        d,
+        g_vars,
+        d_vars,
+        opt_g,
+        opt_d,
+        noise: SeededRng::with_stream(cfg.seed, stream::NOISE),
+        cfg: cfg.step,
+        step: 0,
+        device: dev.clone(),
+    })
+}
+
+/// The fixed noise batch of the sample grids, drawn once from the seed.
+pub fn fixed_noise(cfg: &DcganRunConfig, dev: &Device) -> Result<Tensor> {
+    let mut rng = SeededRng::with_stream(cfg.seed, stream::FIXED_NOISE);
+    Ok(rng.randn((GRID_SAMPLES, cfg.dcgan.nz), 0.0, 1.0, dev)?)
+}
+
+/// Loads the training data a run config names, resolving names against `datasets_dir`.
+pub fn load_data(source: &ImageSource, cfg: &DcganConfig) -> Result<TensorDataset> {
+    Ok(source.load_train(cfg.image_size, cfg.channels)?)
+}
+
+/// Trains a DCGAN run to `cfg.schedule.steps`: a new run in `run` (whose `config.json` must
+/// already be written) or, with `resume`, continuing from its `latest` checkpoint.
+pub fn train_dcgan(
+    run: &RunDir,
+    cfg: &DcganRunConfig,
+    data: &TensorDataset,
+    resume: bool,
+    observer: &mut dyn Observer,
+) -> Result<FitOutcome> {
+    let dev = parse_device(&cfg.device)?;
+    let mut trainer = build_trainer(cfg, &dev)?;
+    let batch_cfg = BatchConfig { batch_size: cfg.batch_size, shuffle: true, drop_last: true, seed: cfg.seed };
+    let mut batcher = Batcher::new(data, batch_cfg, &dev)?;
+    if resume {
+        let dir = run.checkpoint(LATEST)?;
+        let state = trainer.load(&dir)?;
+        batcher.seek(state.epoch as usize, state.batch_index as usize);
+        run.truncate_metrics_after(state.step)?;
+        observer.on_event(&format!("resumed from {} at step {}", dir.display(), state.step));
+    }
+    let noise = fixed_noise(cfg, &dev)?;
+    let nrow = 8;
+    let mut write = |t: &DcganTrainer, p: &Path| -> Result<()> {
+        let imgs = t.g.forward_t(&noise, false)?;
+        save_grid(&imgs, nrow, p)
+    };
+    fit(&mut trainer, &mut batcher, run, cfg.schedule, &mut write, observer)
+}
+
+/// Steps per epoch for a dataset of `items` at `batch_size` (incomplete batches dropped).
+pub fn steps_per_epoch(items: usize, batch_size: usize) -> u64 {
+    (items / batch_size.max(1)).max(1) as u64
+}
+
+/// A trained generator loaded from a run folder's checkpoint.
+#[derive(Debug)]
+pub struct LoadedGenerator {
+    /// The network (use eval mode: `forward_t(z, false)`).
+    pub g: DcganGenerator,
+    /// The run's configuration.
+    pub cfg: DcganRunConfig,
+    /// The device it lives on.
+    pub device: Device,
+}
+
+/// Loads the generator of `run` at checkpoint `name` (`latest`, `step-N`) onto `dev`.
+pub fn load_generator(run: &RunDir, name: &str, dev: &Device) -> Result<LoadedGenerator> {
+    let cfg: DcganRunConfig = run.config()?;
+    if cfg.model != "dcgan" {
+        return Err(ModelError::Config(format!(
+            "{}: a {} run, not a DCGAN run",
+            run.root().display(),
+            cfg.model
+        )));
+    }
+    let (g, mut vars) = build_generator(&cfg.dcgan, dev)?;
+    let dir = run.checkpoint(name)?;
+    load_vars(&mut vars, &dir.join("generator.safetensors"))?;
+    Ok(LoadedGenerator { g, cfg, device: dev.clone() })
+}
+
+impl LoadedGenerator {
+    /// `n` samples `[n, c, h, w]` in [-1, 1] from noise drawn with `seed`.
+    pub fn sample(&self, n: usize, seed: u64) -> Result<Tensor> {
+        let mut rng = SeededRng::new(seed);
+        let mut out = Vec::new();
+        let mut left = n;
+        while left > 0 {
+            let b = left.min(256);
+            let z = rng.randn((b, self.cfg.dcgan.nz), 0.0, 1.0, &self.device)?;
+            out.push(self.g.forward_t(&z, false)?);
+            left -= b;
+        }
+        Ok(Tensor::cat(&out, 0)?)
+    }
+
+    /// The latent walk: `rows` rows of `steps` images. With `dim = Some(k)`, each row holds one
+    /// random z whose k-th coordinate sweeps -3..3; without, each row is the spherical
+    /// interpolation between two random z.
+    pub fn latent_walk(&self, rows: usize, steps: usize, dim: Option<usize>, seed: u64) -> Result<Tensor> {
+        let nz = self.cfg.dcgan.nz;
+        if let Some(k) = dim.filter(|&k| k >= nz) {
+            return Err(ModelError::Config(format!("--dim {k} is out of range: z has {nz} dimensions")));
+        }
+        let steps = steps.max(2);
+        let mut rng = SeededRng::new(seed);
+        let mut zs = Vec::with_capacity(rows * steps * nz);
+        for _ in 0..rows {
+            let a = rng.normal_vec(nz, 0.0, 1.0);
+            match dim {
+                Some(k) => {
+                    for s in 0..steps {
+                        let mut z = a.clone();
+                        z[k] = -3.0 + 6.0 * s as f32 / (steps - 1) as f32;
+                        zs.extend(z);
+                    }
+                }
+                None => {
+                    let b = rng.normal_vec(nz, 0.0, 1.0);
+                    for s in 0..steps {
+                        zs.extend(slerp(&a, &b, s as f32 / (steps - 1) as f32));
+                    }
+                }
+            }
+        }
+        let z = Tensor::from_vec(zs, (rows * steps, nz), &self.device)?;
+        self.g.forward_t(&z, false)
+    }
+}
+
+/// Spherical interpolation between `a` and `b` at `t` in [0, 1] (linear when nearly parallel).
+pub fn slerp(a: &[f32], b: &[f32], t: f32) -> Vec<f32> {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let cos = (dot / (na * nb).max(1e-12)).clamp(-1.0, 1.0);
+    let omega = cos.acos();
+    if omega.abs() < 1e-4 {
+        return a.iter().zip(b).map(|(x, y)| x + t * (y - x)).collect();
+    }
+    let (sa, sb) = (((1.0 - t) * omega).sin() / omega.sin(), (t * omega).sin() / omega.sin());
+    a.iter().zip(b).map(|(x, y)| sa * x + sb * y).collect()
+}
+
+/// The number of training items of a dataset (for configs).
+pub fn items_of(ds: &TensorDataset) -> usize {
+    ds.len()
+}
