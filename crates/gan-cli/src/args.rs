@@ -27,6 +27,8 @@ pub enum Command {
 pub enum TrainModel {
     /// DCGAN on MNIST-like data or a folder of images.
     Dcgan(TrainDcgan),
+    /// The 2D toy GAN (ring8, grid25, ring).
+    Toy(crate::toy_cmd::TrainToyArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

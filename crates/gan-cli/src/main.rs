@@ -6,6 +6,7 @@
 
 mod args;
 mod progress;
+mod toy_cmd;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Train(TrainModel::Dcgan(a)) => train(a),
+        Command::Train(TrainModel::Toy(a)) => toy_cmd::train(a),
         Command::Sample(a) => sample(a),
         Command::Interpolate(a) => interpolate(a),
     }
@@ -190,6 +192,10 @@ fn train_with(
 
 fn sample(a: SampleArgs) -> anyhow::Result<ExitCode> {
     let run = RunDir::open(&a.run)?;
+    let kind: serde_json::Value = run.config()?;
+    if kind.get("model").and_then(|m| m.as_str()) == Some("toy") {
+        return toy_cmd::sample(&a.run, &a.checkpoint, a.count, &a.out, a.seed);
+    }
     let dev = parse_device(&a.device)?;
     let g = load_generator(&run, &a.checkpoint, &dev)?;
     let imgs = g.sample(a.count, a.seed)?;

@@ -9,6 +9,7 @@
 pub mod conv;
 pub mod init;
 pub mod loss;
+pub mod metrics;
 pub mod norm;
 pub mod optim;
 pub mod rng;

@@ -12,6 +12,7 @@ pub mod dcgan_run;
 pub mod error;
 pub mod grid;
 pub mod run;
+pub mod toy;
 pub mod train;
 
 pub use error::{ModelError, Result};

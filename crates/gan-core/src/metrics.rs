@@ -1,0 +1,1 @@
+//! Sample-quality metrics (placeholder, filled in by its owner).

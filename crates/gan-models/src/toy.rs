@@ -1,0 +1,1 @@
+//! The 2D toy GAN (placeholder, filled in by its owner).
