@@ -1,0 +1,212 @@
+//! DCGAN end to end through the library: shapes, learning on mnist-mini, exact resume.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use gan_data::{Dataset, ImageSource, TensorDataset};
+use gan_models::dcgan::{DcganConfig, DcganDiscriminator, DcganGenerator};
+use gan_models::dcgan_run::{
+    build_trainer, load_generator, train_dcgan, DataConfig, DcganRunConfig,
+};
+use gan_models::run::RunDir;
+use gan_models::train::Silent;
+
+fn datasets_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets")
+}
+
+fn mnist_mini() -> (ImageSource, TensorDataset) {
+    let src = ImageSource::resolve(Some("mnist-mini"), &datasets_dir())
+        .expect("datasets/mnist-mini is committed: it must be present");
+    let ds = src.load_train(28, 1).unwrap();
+    (src, ds)
+}
+
+fn config(src: &ImageSource, ds: &TensorDataset, steps: u64) -> DcganRunConfig {
+    let data = DataConfig { source: src.name.clone(), path: src.path.clone(), items: ds.len() };
+    let mut cfg = DcganRunConfig::new(data, 1);
+    cfg.schedule.steps = steps;
+    cfg.schedule.sample_every = 0;
+    cfg.schedule.checkpoint_every = 0;
+    cfg.schedule.log_every = 1;
+    cfg.seed = 1;
+    cfg
+}
+
+#[test]
+fn shapes_of_all_sizes() {
+    for (size, c) in [(28, 1), (32, 3), (64, 3)] {
+        let cfg = DcganConfig { nz: 16, ngf: 8, ndf: 8, channels: c, image_size: size };
+        let vars = candle_nn::VarMap::new();
+        let vb = candle_nn::VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu);
+        let g = DcganGenerator::new(&cfg, vb.pp("g")).unwrap();
+        let d = DcganDiscriminator::new(&cfg, vb.pp("d")).unwrap();
+        let z = Tensor::randn(0f32, 1.0, (3, 16), &Device::Cpu).unwrap();
+        let x = g.forward_t(&z, true).unwrap();
+        assert_eq!(x.dims(), &[3, c, size, size]);
+        assert_eq!(d.forward_t(&x, true).unwrap().dims(), &[3]);
+    }
+    let bad = DcganConfig { image_size: 48, ..DcganConfig::default() };
+    assert!(bad.validate().is_err());
+}
+
+#[test]
+fn dcgan28_matches_the_reference_parameter_names_and_count() {
+    // torch_dcgan.py's dcgan28: G 100·256·49 + 256·128·16 + 128·16 conv weights and 2 BatchNorms,
+    // D 64·16 + 64·128·16 + 128·49 conv weights and 1 BatchNorm.
+    let cfg = DcganConfig::dcgan28();
+    let vars = candle_nn::VarMap::new();
+    let vb = candle_nn::VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu);
+    DcganGenerator::new(&cfg, vb.pp("g")).unwrap();
+    DcganDiscriminator::new(&cfg, vb.pp("d")).unwrap();
+    let data = vars.data().lock().unwrap();
+    let count = |prefix: &str| -> usize {
+        data.iter()
+            .filter(|(k, _)| k.starts_with(prefix) && !k.contains("running"))
+            .map(|(_, v)| v.elem_count())
+            .sum()
+    };
+    assert_eq!(count("g."), 100 * 256 * 49 + 256 * 128 * 16 + 128 * 16 + 2 * (256 + 128));
+    assert_eq!(count("d."), 64 * 16 + 64 * 128 * 16 + 128 * 49 + 2 * 128);
+    assert!(data.contains_key("g.main.0.weight") && data.contains_key("g.main.1.running_mean"));
+    assert!(data.contains_key("d.main.2.weight") && data.contains_key("d.main.3.weight"));
+}
+
+fn pearson(a: &[f32], b: &[f32]) -> f64 {
+    let n = a.len() as f64;
+    let ma = a.iter().map(|&x| x as f64).sum::<f64>() / n;
+    let mb = b.iter().map(|&x| x as f64).sum::<f64>() / n;
+    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+    for (&x, &y) in a.iter().zip(b) {
+        let (dx, dy) = (x as f64 - ma, y as f64 - mb);
+        sab += dx * dy;
+        saa += dx * dx;
+        sbb += dy * dy;
+    }
+    sab / (saa.sqrt() * sbb.sqrt()).max(1e-12)
+}
+
+/// Mean image and mean per-pixel standard deviation of 256 samples.
+fn sample_stats(run: &RunDir, name: &str) -> (Vec<f32>, f64) {
+    let g = load_generator(run, name, &Device::Cpu).unwrap();
+    let x = g.sample(256, 99).unwrap().flatten_from(1).unwrap();
+    let mean: Vec<f32> = x.mean(0).unwrap().to_vec1().unwrap();
+    let std = x.var_keepdim(0).unwrap().sqrt().unwrap().mean_all().unwrap();
+    (mean, std.to_scalar::<f32>().unwrap() as f64)
+}
+
+#[test]
+fn learns_mnist_mini_in_300_steps() {
+    let (src, ds) = mnist_mini();
+    let mut cfg = config(&src, &ds, 300);
+    // dcgan28 at half width (a quarter of the arithmetic) keeps the test near a minute on 2 cores.
+    cfg.dcgan.ngf = 32;
+    cfg.dcgan.ndf = 32;
+    let dir = tempfile::tempdir().unwrap();
+    let run = RunDir::create(dir.path().join("run"), &cfg).unwrap();
+    let mean_train = ds.mean_item();
+
+    // The untrained generator, saved as a checkpoint so that it is sampled the same way.
+    let trainer = build_trainer(&cfg, &Device::Cpu).unwrap();
+    let state = gan_models::train::TrainState {
+        step: 0,
+        epoch: 0,
+        batch_index: 0,
+        noise_rng: trainer.noise.state(),
+    };
+    run.write_checkpoint("step-000000", |d| trainer.save(d, &state)).unwrap();
+    let (mean0, _) = sample_stats(&run, "step-000000");
+    let r0 = pearson(&mean0, &mean_train);
+
+    let out = train_dcgan(&run, &cfg, &ds, false, &mut Silent).unwrap();
+    assert_eq!(out.step, 300);
+    let (mean1, spread) = sample_stats(&run, "latest");
+    let r1 = pearson(&mean1, &mean_train);
+    eprintln!("correlation with the mean training image: {r0:.3} at init, {r1:.3} after 300 steps; spread {spread:.3}");
+    assert!(r0.abs() < 0.3, "untrained samples already correlate: {r0}");
+    assert!(r1 > 0.8, "after 300 steps the mean sample correlates only {r1}");
+    assert!(spread > 0.15, "samples collapsed: mean per-pixel std {spread}");
+
+    // Every logged number is finite.
+    let text = std::fs::read_to_string(run.metrics_path()).unwrap();
+    assert_eq!(text.lines().count(), 300);
+    for line in text.lines() {
+        let m: gan_models::train::StepMetrics = serde_json::from_str(line).unwrap();
+        assert!(m.is_finite(), "{line}");
+    }
+    assert!(run.sample_path(300).is_file());
+}
+
+fn small_config(steps: u64) -> (DcganRunConfig, TensorDataset) {
+    let (src, full) = mnist_mini();
+    let ds = full.subset(&(0..256).collect::<Vec<_>>());
+    let mut cfg = config(&src, &ds, steps);
+    cfg.dcgan = DcganConfig { nz: 8, ngf: 8, ndf: 8, channels: 1, image_size: 28 };
+    cfg.batch_size = 32;
+    (cfg, ds)
+}
+
+fn params(path: &Path) -> Vec<(String, Vec<f64>)> {
+    let mut t: Vec<_> = candle_core::safetensors::load(path, &Device::Cpu)
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| (k, v.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap()))
+        .collect();
+    t.sort_by(|a, b| a.0.cmp(&b.0));
+    t
+}
+
+#[test]
+fn resume_reaches_the_same_parameters() {
+    // 256 items at batch 32: 8 steps an epoch, so the run crosses epochs and resumes mid-epoch.
+    let (cfg, ds) = small_config(20);
+    let dir = tempfile::tempdir().unwrap();
+    let straight = RunDir::create(dir.path().join("a"), &cfg).unwrap();
+    train_dcgan(&straight, &cfg, &ds, false, &mut Silent).unwrap();
+
+    let mut first = cfg.clone();
+    first.schedule.steps = 11;
+    let resumed = RunDir::create(dir.path().join("b"), &first).unwrap();
+    train_dcgan(&resumed, &first, &ds, false, &mut Silent).unwrap();
+    let out = train_dcgan(&resumed, &cfg, &ds, true, &mut Silent).unwrap();
+    assert_eq!(out.step, 20);
+
+    for file in ["generator.safetensors", "discriminator.safetensors", "optimizers.safetensors"] {
+        let a = params(&straight.checkpoint("latest").unwrap().join(file));
+        let b = params(&resumed.checkpoint("latest").unwrap().join(file));
+        assert_eq!(a.len(), b.len());
+        for ((ka, va), (kb, vb)) in a.iter().zip(&b) {
+            assert_eq!(ka, kb);
+            for (x, y) in va.iter().zip(vb) {
+                assert!((x - y).abs() <= 1e-6 * (1.0 + x.abs()), "{file} {ka}: {x} vs {y}");
+            }
+        }
+    }
+    // The metrics of the resumed run are those of the straight one, each step once.
+    let la = std::fs::read_to_string(straight.metrics_path()).unwrap();
+    let lb = std::fs::read_to_string(resumed.metrics_path()).unwrap();
+    assert_eq!(la.lines().count(), lb.lines().count());
+}
+
+#[test]
+fn a_new_run_never_overwrites_an_old_one() {
+    let (cfg, _) = small_config(1);
+    let dir = tempfile::tempdir().unwrap();
+    RunDir::create(dir.path().join("r"), &cfg).unwrap();
+    let err = RunDir::create(dir.path().join("r"), &cfg).unwrap_err();
+    assert!(err.to_string().contains("already holds a run"), "{err}");
+}
+
+#[test]
+fn corrupt_checkpoint_is_a_clear_error() {
+    let (cfg, ds) = small_config(2);
+    let dir = tempfile::tempdir().unwrap();
+    let run = RunDir::create(dir.path().join("r"), &cfg).unwrap();
+    train_dcgan(&run, &cfg, &ds, false, &mut Silent).unwrap();
+    let g = run.checkpoint("latest").unwrap().join("generator.safetensors");
+    std::fs::write(&g, b"not safetensors").unwrap();
+    let err = load_generator(&run, "latest", &Device::Cpu).unwrap_err();
+    assert!(err.to_string().contains("generator.safetensors"), "{err}");
+    let err = load_generator(&run, "step-7", &Device::Cpu).unwrap_err();
+    assert!(err.to_string().contains("no such checkpoint"), "{err}");
+}
