@@ -52,7 +52,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// Picks `runs/<base>`, or `runs/<base>-2`, `-3`, ... if taken.
-fn fresh_run_dir(base: &str) -> PathBuf {
+pub(crate) fn fresh_run_dir(base: &str) -> PathBuf {
     let root = PathBuf::from("runs");
     let mut dir = root.join(base);
     let mut i = 2;
@@ -88,8 +88,6 @@ fn train(a: TrainDcgan) -> anyhow::Result<ExitCode> {
                 );
             }
             let channels = if source.idx { 1 } else { a.channels };
-            let ds_probe = gan_data::mnist::is_complete(&source.path);
-            let _ = ds_probe;
             let mut cfg = DcganRunConfig::new(
                 DataConfig { source: source.name.clone(), path: source.path.clone(), items: 0 },
                 channels,
@@ -110,6 +108,7 @@ fn train(a: TrainDcgan) -> anyhow::Result<ExitCode> {
             cfg.schedule.checkpoint_every = a.checkpoint_every;
             cfg.schedule.log_every = a.log_every;
             cfg.dcgan.validate()?;
+            parse_device(&cfg.device)?; // before anything is written
             let data = gan_models::dcgan_run::load_data(&source, &cfg.dcgan)?;
             cfg.data.items = gan_data::Dataset::len(&data);
             let per_epoch = steps_per_epoch(cfg.data.items, cfg.batch_size);

@@ -1,18 +1,214 @@
-//! `gan-cli train toy` and sampling of toy runs (placeholder, filled in by its owner).
+//! `gan-cli train toy` and sampling of toy runs: flags into a [`ToyConfig`], then the library's
+//! [`train_toy`] with a progress bar.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-/// Flags of `gan-cli train toy`.
+use anyhow::Context;
+use gan_data::ToyDistribution;
+use gan_models::dcgan_run::parse_device;
+use gan_models::run::RunDir;
+use gan_models::toy::{load_toy_generator, train_toy, write_points_csv, Activation, ToyConfig, ToyLoss};
+
+use crate::progress::TrainProgress;
+
+fn parse_dist(s: &str) -> Result<ToyDistribution, String> {
+    s.parse().map_err(|e: gan_data::DataError| e.to_string())
+}
+
+fn parse_loss(s: &str) -> Result<ToyLoss, String> {
+    s.parse().map_err(|e: gan_models::ModelError| e.to_string())
+}
+
+fn parse_activation(s: &str) -> Result<Activation, String> {
+    s.parse().map_err(|e: gan_models::ModelError| e.to_string())
+}
+
+/// Flags of `gan-cli train toy`. Unset flags take the defaults of `ToyConfig::new` (new runs)
+/// or the saved config (`--resume`, where only `--steps` may change).
 #[derive(Debug, clap::Args)]
-pub struct TrainToyArgs {}
+pub struct TrainToyArgs {
+    /// ring8, grid25 or ring.
+    #[arg(long, default_value = "ring8", value_parser = parse_dist)]
+    pub dist: ToyDistribution,
+    /// Steps to train (default 3000); with --resume, the new total length.
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// non-saturating or minimax (wgan-gp is planned).
+    #[arg(long, value_parser = parse_loss)]
+    pub loss: Option<ToyLoss>,
+    /// PacGAN packing: the discriminator sees K samples concatenated (1: no packing; default 2).
+    #[arg(long)]
+    pub pack: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Hidden units per layer of both networks (default 256).
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// Hidden layers of both networks (default 3).
+    #[arg(long)]
+    pub depth: Option<usize>,
+    /// relu, leaky-relu or tanh (default leaky-relu).
+    #[arg(long, value_parser = parse_activation)]
+    pub activation: Option<Activation>,
+    /// Noise dimensions (default 2).
+    #[arg(long)]
+    pub nz: Option<usize>,
+    /// Adam learning rate of both networks (default 1e-3).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Points per batch, a multiple of --pack (default 256).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Generated points per evaluation (default 2500, as PacGAN).
+    #[arg(long)]
+    pub eval_samples: Option<usize>,
+    /// Evaluate and plot every N steps (default 500; also at the end).
+    #[arg(long)]
+    pub sample_every: Option<u64>,
+    /// Write a checkpoint every N steps (default 1000; latest is also written at the end).
+    #[arg(long)]
+    pub checkpoint_every: Option<u64>,
+    /// Append step metrics to metrics.jsonl every N steps (default 10).
+    #[arg(long)]
+    pub log_every: Option<u64>,
+    /// cpu, cuda, cuda:N or metal.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// The run folder (default runs/toy-<dist>, or runs/toy-<dist>-N if taken).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in this folder from its latest checkpoint.
+    #[arg(long, conflicts_with = "out")]
+    pub resume: Option<PathBuf>,
+}
+
+impl TrainToyArgs {
+    fn config(&self) -> ToyConfig {
+        let mut cfg = ToyConfig::new(self.dist);
+        let set = |v: Option<usize>, dst: &mut usize| {
+            if let Some(v) = v {
+                *dst = v;
+            }
+        };
+        set(self.width, &mut cfg.generator.width);
+        set(self.width, &mut cfg.discriminator.width);
+        set(self.depth, &mut cfg.generator.depth);
+        set(self.depth, &mut cfg.discriminator.depth);
+        set(self.nz, &mut cfg.nz);
+        set(self.pack, &mut cfg.pack);
+        set(self.batch_size, &mut cfg.batch_size);
+        set(self.eval_samples, &mut cfg.eval_samples);
+        if let Some(a) = self.activation {
+            cfg.generator.activation = a;
+            cfg.discriminator.activation = a;
+        }
+        if let Some(l) = self.loss {
+            cfg.loss = l;
+        }
+        if let Some(lr) = self.lr {
+            cfg.adam_g.lr = lr;
+            cfg.adam_d.lr = lr;
+        }
+        let s = &mut cfg.schedule;
+        s.steps = self.steps.unwrap_or(s.steps);
+        s.sample_every = self.sample_every.unwrap_or(s.sample_every);
+        s.checkpoint_every = self.checkpoint_every.unwrap_or(s.checkpoint_every);
+        s.log_every = self.log_every.unwrap_or(s.log_every);
+        cfg.seed = self.seed;
+        cfg.device = self.device.clone();
+        cfg
+    }
+}
 
 /// Runs `gan-cli train toy`.
-pub fn train(_a: TrainToyArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+pub fn train(a: TrainToyArgs) -> anyhow::Result<ExitCode> {
+    let (run, cfg, resume) = match &a.resume {
+        Some(dir) => {
+            let run = RunDir::open(dir)?;
+            let mut cfg: ToyConfig = run.config()?;
+            if let Some(steps) = a.steps {
+                cfg.schedule.steps = steps;
+            }
+            (run, cfg, true)
+        }
+        None => {
+            let cfg = a.config();
+            cfg.validate()?;
+            let out = a.out.clone().unwrap_or_else(|| crate::fresh_run_dir(&format!("toy-{}", cfg.dist)));
+            (RunDir::create(&out, &cfg)?, cfg, false)
+        }
+    };
+    tracing::info!(
+        run = %run.root().display(),
+        "toy GAN on {}: {} steps of batch {}, pack {}, {} loss, MLPs {}x{} {}, nz {}, seed {}",
+        cfg.dist,
+        cfg.schedule.steps,
+        cfg.batch_size,
+        cfg.pack,
+        cfg.loss.name(),
+        cfg.generator.depth,
+        cfg.generator.width,
+        cfg.generator.activation.name(),
+        cfg.nz,
+        cfg.seed
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                std::process::exit(130); // a second Ctrl-C does not wait
+            }
+        })
+        .context("cannot install the Ctrl-C handler")?;
+    }
+    let started = std::time::Instant::now();
+    let mut progress = TrainProgress::new(cfg.schedule.steps, stop.clone());
+    let outcome = train_toy(&run, &cfg, resume, &mut progress)?;
+    progress.finish();
+    if let Some(m) = outcome.fit.last {
+        println!(
+            "step {}: Loss_D {:.4} Loss_G {:.4} D(x) {:.4} D(G(z)) {:.4} / {:.4}",
+            m.step, m.loss_d, m.loss_g, m.d_x, m.d_g_z1, m.d_g_z2
+        );
+    }
+    if let Some(m) = outcome.modes {
+        println!(
+            "modes {}/{}, high quality {:.1}%, reverse KL {:.4} ({} samples)",
+            m.modes_captured,
+            m.modes_total,
+            100.0 * m.high_quality_share,
+            m.reverse_kl,
+            m.samples
+        );
+    }
+    println!(
+        "{:.2} ms per step, {:.1} s in all; samples in {}, checkpoint in {}",
+        outcome.fit.secs_per_step * 1e3,
+        started.elapsed().as_secs_f64(),
+        run.samples_dir().display(),
+        run.checkpoints_dir().join("latest").display()
+    );
+    if outcome.fit.interrupted {
+        println!(
+            "interrupted at step {}; continue with: gan-cli train toy --resume {}",
+            outcome.fit.step,
+            run.root().display()
+        );
+        return Ok(ExitCode::from(130));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `gan-cli sample` for a toy run: writes `count` points as `x,y` rows of a CSV file.
-pub fn sample(_run: &Path, _checkpoint: &str, _count: usize, _out: &Path, _seed: u64) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+pub fn sample(run: &Path, checkpoint: &str, count: usize, out: &Path, seed: u64) -> anyhow::Result<ExitCode> {
+    let run = RunDir::open(run)?;
+    let g = load_toy_generator(&run, checkpoint, &parse_device("cpu")?)?;
+    let points = g.sample(count, seed)?;
+    write_points_csv(out, &points)?;
+    println!("wrote {count} points to {}", out.display());
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,102 @@
+//! The `gan-cli` binary end to end: train a tiny run, then sample and interpolate from the run
+//! folder alone; bad input exits with code 2 and a message naming the problem.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn gan_cli(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gan-cli"))
+        .args(args)
+        .current_dir(cwd)
+        .env("GAN_DATASETS", Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets"))
+        .output()
+        .expect("gan-cli runs")
+}
+
+fn ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn png_size(path: &Path) -> (u32, u32) {
+    image::image_dimensions(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn train_sample_interpolate() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = gan_cli(
+        &[
+            "train", "dcgan", "--data", "mnist-mini", "--steps", "3", "--batch-size", "8",
+            "--ngf", "8", "--ndf", "8", "--nz", "10", "--out", "run", "--sample-every", "2",
+        ],
+        d,
+    );
+    ok(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("samples in run/samples"), "{stdout}");
+    let run = d.join("run");
+    for f in ["config.json", "metrics.jsonl", "samples/step-000002.png", "samples/step-000003.png"] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    for f in ["generator.safetensors", "discriminator.safetensors", "optimizers.safetensors", "state.json"] {
+        assert!(run.join("checkpoints/latest").join(f).is_file(), "{f} missing");
+    }
+    // 64 samples: an 8×8 grid of 28-pixel cells with 2-pixel padding.
+    assert_eq!(png_size(&run.join("samples/step-000003.png")), (8 * 30 + 2, 8 * 30 + 2));
+
+    // From the run folder alone: one grid, or a folder of single 28×28 grayscale images.
+    ok(&gan_cli(&["sample", "--run", "run", "--count", "9", "--out", "grid.png"], d));
+    assert_eq!(png_size(&d.join("grid.png")), (3 * 30 + 2, 3 * 30 + 2));
+    ok(&gan_cli(&["sample", "--run", "run", "--count", "5", "--out", "singles"], d));
+    let files: Vec<_> = std::fs::read_dir(d.join("singles")).unwrap().collect();
+    assert_eq!(files.len(), 5);
+    let one = image::open(d.join("singles/000004.png")).unwrap();
+    assert_eq!((one.width(), one.height()), (28, 28));
+    assert!(matches!(one.color(), image::ColorType::L8));
+
+    ok(&gan_cli(&["interpolate", "--run", "run", "--out", "walk.png", "--rows", "3", "--steps", "6"], d));
+    assert_eq!(png_size(&d.join("walk.png")), (6 * 30 + 2, 3 * 30 + 2));
+    ok(&gan_cli(&["interpolate", "--run", "run", "--out", "dim.png", "--dim", "4", "--rows", "2"], d));
+    assert_eq!(png_size(&d.join("dim.png")), (10 * 30 + 2, 2 * 30 + 2));
+
+    // Resume extends the run; a second train into the same folder is refused.
+    ok(&gan_cli(&["train", "dcgan", "--resume", "run", "--steps", "4"], d));
+    let state = std::fs::read_to_string(run.join("checkpoints/latest/state.json")).unwrap();
+    assert!(state.contains("\"step\": 4"), "{state}");
+    let again = gan_cli(&["train", "dcgan", "--steps", "1", "--out", "run"], d);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a run"));
+}
+
+#[test]
+fn bad_input_is_a_clear_error_with_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["sample", "--run", "nowhere", "--out", "x.png"], "not a run folder"),
+        (vec!["train", "dcgan", "--data", "no-such-folder"], "no-such-folder"),
+        (vec!["train", "dcgan", "--image-size", "48", "--steps", "1"], "28, 32 or 64"),
+        (vec!["train", "dcgan", "--device", "tpu", "--steps", "1"], "unknown device"),
+    ];
+    for (args, needle) in cases {
+        let out = gan_cli(&args, d);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    assert!(!d.join("runs").exists(), "a failed start left a run folder behind");
+    // A folder with a text file named .png.
+    std::fs::create_dir(d.join("imgs")).unwrap();
+    std::fs::write(d.join("imgs/fake.png"), "text").unwrap();
+    let out = gan_cli(&["train", "dcgan", "--data", "imgs", "--steps", "1"], d);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fake.png"));
+}
