@@ -29,6 +29,10 @@ pub enum TrainModel {
     Dcgan(TrainDcgan),
     /// The 2D toy GAN (ring8, grid25, ring).
     Toy(crate::toy_cmd::TrainToyArgs),
+    /// WGAN with weight clipping (critic = DCGAN discriminator body, linear output).
+    Wgan(crate::wgan_cmd::TrainWganArgs),
+    /// WGAN with gradient penalty.
+    WganGp(crate::wgan_cmd::TrainWganArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

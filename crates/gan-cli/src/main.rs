@@ -7,6 +7,7 @@
 mod args;
 mod progress;
 mod toy_cmd;
+mod wgan_cmd;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -46,6 +47,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Train(TrainModel::Dcgan(a)) => train(a),
         Command::Train(TrainModel::Toy(a)) => toy_cmd::train(a),
+        Command::Train(TrainModel::Wgan(a)) => wgan_cmd::train(a, false),
+        Command::Train(TrainModel::WganGp(a)) => wgan_cmd::train(a, true),
         Command::Sample(a) => sample(a),
         Command::Interpolate(a) => interpolate(a),
     }

@@ -12,4 +12,5 @@ pub mod loss;
 pub mod metrics;
 pub mod norm;
 pub mod optim;
+pub mod penalty;
 pub mod rng;

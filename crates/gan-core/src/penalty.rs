@@ -1,0 +1,1 @@
+//! The WGAN-GP gradient penalty (placeholder, filled in by its owner).

@@ -1,0 +1,1 @@
+//! WGAN and WGAN-GP (placeholder, filled in by its owner).
