@@ -214,20 +214,41 @@ pub struct LoadedGenerator {
     pub device: Device,
 }
 
-/// Loads the generator of `run` at checkpoint `name` (`latest`, `step-N`) onto `dev`.
+/// Loads the generator of `run` at checkpoint `name` (`latest`, `step-N`) onto `dev`. DCGAN,
+/// WGAN and WGAN-GP runs share the generator; for the latter two, `cfg` is
+/// [`WganRunConfig::generator_view`](crate::wgan::WganRunConfig::generator_view).
 pub fn load_generator(run: &RunDir, name: &str, dev: &Device) -> Result<LoadedGenerator> {
-    let cfg: DcganRunConfig = run.config()?;
-    if cfg.model != "dcgan" {
-        return Err(ModelError::Config(format!(
-            "{}: a {} run, not a DCGAN run",
-            run.root().display(),
-            cfg.model
-        )));
-    }
+    let value: serde_json::Value = run.config()?;
+    let model = value
+        .get("model")
+        .and_then(|m| m.as_str())
+        .unwrap_or("(none)")
+        .to_string();
+    let path = run.root().join("config.json");
+    let parse_err = |e: serde_json::Error| ModelError::Json {
+        path: path.clone(),
+        reason: e.to_string(),
+    };
+    let cfg: DcganRunConfig = match model.as_str() {
+        "dcgan" => serde_json::from_value(value).map_err(parse_err)?,
+        "wgan" | "wgan-gp" => serde_json::from_value::<crate::wgan::WganRunConfig>(value)
+            .map_err(parse_err)?
+            .generator_view(),
+        _ => {
+            return Err(ModelError::Config(format!(
+                "{}: a {model} run, not a DCGAN, WGAN or WGAN-GP run",
+                run.root().display(),
+            )))
+        }
+    };
     let (g, mut vars) = build_generator(&cfg.dcgan, dev)?;
     let dir = run.checkpoint(name)?;
     load_vars(&mut vars, &dir.join("generator.safetensors"))?;
-    Ok(LoadedGenerator { g, cfg, device: dev.clone() })
+    Ok(LoadedGenerator {
+        g,
+        cfg,
+        device: dev.clone(),
+    })
 }
 
 impl LoadedGenerator {

@@ -1,1 +1,889 @@
-//! WGAN and WGAN-GP (placeholder, filled in by its owner).
+//! WGAN (Arjovsky et al. 2017, weight clipping) and WGAN-GP (Gulrajani et al. 2017, gradient
+//! penalty), with the DCGAN generator and a critic made of the DCGAN discriminator's body with a
+//! linear output.
+//!
+//! # The critic
+//!
+//! [`WganCritic`] has the stages, widths and weight names (`main.<i>.*`) of
+//! [`DcganDiscriminator`](crate::dcgan::DcganDiscriminator), and like it ends in a convolution
+//! with no activation: one unbounded score per image, no sigmoid. The normalisation after the
+//! inner convolutions is a choice ([`CriticNorm`]): BatchNorm, as in the WGAN paper's DCGAN critic
+//! (and then the network is exactly DCGAN's discriminator), or for WGAN-GP layer norm over
+//! (C, H, W) with a per-channel scale and shift, or nothing. A gradient penalty is per sample,
+//! which BatchNorm would mix across the batch, so WGAN-GP refuses BatchNorm.
+//!
+//! # Training
+//!
+//! One *step* is one generator iteration, preceded by `n` critic iterations, each on a fresh real
+//! batch and a fresh fake batch (detached):
+//!
+//! - critic loss `mean f(G(z)) − mean f(x)` (+ the penalty λ·(‖∇x̂ f(x̂)‖₂ − 1)² on per-sample
+//!   interpolates for WGAN-GP, see [`gan_core::penalty`]);
+//! - weight clipping: after every critic update each critic parameter (not the BatchNorm running
+//!   statistics) is clamped to ±c;
+//! - generator loss `−mean f(G(z))`.
+//!
+//! `n` follows [`CriticSchedule`]: the WGAN paper's 100 critic iterations for the first 25
+//! generator iterations and every 500th, otherwise `n_critic` (5); WGAN-GP uses 5 throughout.
+//! The paper's optimizers: RMSprop(5e-5) with clipping, Adam(1e-4, β1 0.5, β2 0.9) with the
+//! penalty.
+//!
+//! # What to watch
+//!
+//! `wasserstein` in `metrics.jsonl` is `mean f(x) − mean f(G(z))` averaged over the step's critic
+//! iterations: the negated critic loss without the penalty, an estimate (up to the critic's
+//! Lipschitz constant) of the Wasserstein-1 distance between the data and the generator. It
+//! should fall as the samples improve. The generator's loss `−mean f(G(z))` has no such meaning:
+//! the critic can shift all its scores by a constant, so its level drifts.
+//!
+//! # Second-order gradients
+//!
+//! The penalty's gradient is a gradient of a gradient; [`WganTrainer::new`] calls
+//! [`gan_core::penalty::ensure_second_order`] for WGAN-GP, which fails if the calling thread has
+//! already run a backward pass with candle's detaching default (train on a fresh thread then).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Module, ModuleT, Tensor};
+use candle_nn::{BatchNorm, VarBuilder, VarMap};
+use gan_core::conv::{Conv2d, ConvParams};
+use gan_core::init::dcgan_init;
+use gan_core::loss::{wasserstein_critic_loss, wasserstein_generator_loss};
+use gan_core::norm::LayerNorm;
+use gan_core::optim::{Adam, AdamConfig, RmsProp, RmsPropConfig, StatefulOptimizer};
+use gan_core::penalty::{ensure_second_order, gradient_penalty};
+use gan_core::rng::SeededRng;
+use gan_data::{BatchConfig, Batcher, Dataset, TensorDataset};
+use serde::{Deserialize, Serialize};
+
+use crate::dcgan::{DcganConfig, DcganGenerator};
+use crate::dcgan_run::{build_generator, parse_device, DataConfig, DcganRunConfig, GRID_SAMPLES};
+use crate::error::{ModelError, Result};
+use crate::grid::save_grid;
+use crate::run::{read_json, write_json, RunDir, LATEST};
+use crate::train::{
+    load_vars, FitOutcome, LoopConfig, Observer, StepConfig, StepMetrics, TrainState,
+};
+
+/// Random streams derived from the run's seed; the same numbers as DCGAN's, so that a WGAN and a
+/// DCGAN run with the same seed start from the same generator.
+mod stream {
+    pub const INIT_G: u64 = 0;
+    pub const INIT_C: u64 = 1;
+    pub const NOISE: u64 = 2;
+    pub const FIXED_NOISE: u64 = 3;
+}
+
+/// The normalisation after the critic's inner convolutions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CriticNorm {
+    /// BatchNorm, as DCGAN's discriminator (WGAN with weight clipping only).
+    BatchNorm,
+    /// Layer norm over (C, H, W) of each sample, then a per-channel scale and shift.
+    LayerNorm,
+    /// No normalisation.
+    None,
+}
+
+/// A normalisation layer of the critic.
+#[derive(Debug)]
+enum NormLayer {
+    Batch(BatchNorm),
+    Layer {
+        norm: LayerNorm,
+        weight: Tensor,
+        bias: Tensor,
+    },
+}
+
+impl NormLayer {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        Ok(match self {
+            NormLayer::Batch(bn) => bn.forward_t(xs, train)?,
+            NormLayer::Layer { norm, weight, bias } => {
+                let c = weight.dim(0)?;
+                norm.forward(xs)?
+                    .broadcast_mul(&weight.reshape((1, c, 1, 1))?)?
+                    .broadcast_add(&bias.reshape((1, c, 1, 1))?)?
+            }
+        })
+    }
+}
+
+/// One critic stage: convolution (c_in → c_out, kernel, stride, padding) and whether the DCGAN
+/// discriminator normalises after it.
+struct Stage {
+    c_in: usize,
+    c_out: usize,
+    k: usize,
+    s: usize,
+    p: usize,
+    norm: bool,
+}
+
+/// The stages of DCGAN's discriminator for `cfg` (the last one outputs one score per image).
+fn critic_stages(cfg: &DcganConfig) -> Vec<Stage> {
+    let (f, nc) = (cfg.ndf, cfg.channels);
+    let st = |c_in, c_out, k, s, p, norm| Stage {
+        c_in,
+        c_out,
+        k,
+        s,
+        p,
+        norm,
+    };
+    match cfg.image_size {
+        28 => vec![
+            st(nc, f, 4, 2, 1, false),
+            st(f, f * 2, 4, 2, 1, true),
+            st(f * 2, 1, 7, 1, 0, false),
+        ],
+        32 => vec![
+            st(nc, f, 4, 2, 1, false),
+            st(f, f * 2, 4, 2, 1, true),
+            st(f * 2, f * 4, 4, 2, 1, true),
+            st(f * 4, 1, 4, 1, 0, false),
+        ],
+        _ => vec![
+            st(nc, f, 4, 2, 1, false),
+            st(f, f * 2, 4, 2, 1, true),
+            st(f * 2, f * 4, 4, 2, 1, true),
+            st(f * 4, f * 8, 4, 2, 1, true),
+            st(f * 8, 1, 4, 1, 0, false),
+        ],
+    }
+}
+
+/// The WGAN critic: DCGAN's discriminator body with a linear output; see the [module docs](self).
+#[derive(Debug)]
+pub struct WganCritic {
+    convs: Vec<Conv2d>,
+    norms: Vec<Option<NormLayer>>,
+}
+
+impl WganCritic {
+    /// Builds the critic; weights come from `vb` (`main.<i>.*`, DCGAN's names).
+    pub fn new(cfg: &DcganConfig, norm: CriticNorm, vb: VarBuilder) -> Result<Self> {
+        cfg.validate()?;
+        let vb = vb.pp("main");
+        let stages = critic_stages(cfg);
+        let last = stages.len() - 1;
+        let (mut convs, mut norms, mut idx) = (Vec::new(), Vec::new(), 0);
+        for (i, s) in stages.into_iter().enumerate() {
+            convs.push(Conv2d::new(
+                s.c_in,
+                s.c_out,
+                s.k,
+                ConvParams::new(s.s, s.p),
+                false,
+                vb.pp(idx),
+            )?);
+            let layer = match (s.norm, norm) {
+                (false, _) | (true, CriticNorm::None) => None,
+                (true, CriticNorm::BatchNorm) => Some(NormLayer::Batch(candle_nn::batch_norm(
+                    s.c_out,
+                    candle_nn::BatchNormConfig::default(),
+                    vb.pp(idx + 1),
+                )?)),
+                (true, CriticNorm::LayerNorm) => {
+                    let vb = vb.pp(idx + 1);
+                    let weight =
+                        vb.get_with_hints(s.c_out, "weight", candle_nn::Init::Const(1.0))?;
+                    let bias = vb.get_with_hints(s.c_out, "bias", candle_nn::Init::Const(0.0))?;
+                    Some(NormLayer::Layer {
+                        norm: LayerNorm::over_non_batch(1e-5),
+                        weight,
+                        bias,
+                    })
+                }
+            };
+            idx += 1 + usize::from(layer.is_some()) + usize::from(i != last);
+            norms.push(layer);
+        }
+        Ok(Self { convs, norms })
+    }
+
+    /// # Shapes
+    /// `xs`: `[batch, channels, size, size]` → scores `[batch]`. `train` selects batch
+    /// statistics in BatchNorm (layer norm has none).
+    pub fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let b = xs.dim(0)?;
+        let last = self.convs.len() - 1;
+        let mut xs = xs.clone();
+        for (i, (conv, norm)) in self.convs.iter().zip(&self.norms).enumerate() {
+            xs = conv.forward(&xs)?;
+            if let Some(n) = norm {
+                xs = n.forward_t(&xs, train)?;
+            }
+            if i != last {
+                xs = candle_nn::ops::leaky_relu(&xs, 0.2)?;
+            }
+        }
+        Ok(xs.reshape(b)?)
+    }
+}
+
+/// How the critic is kept (roughly) 1-Lipschitz.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Lipschitz {
+    /// Clamp every critic parameter to ±`clip` after each critic update (WGAN).
+    WeightClipping {
+        /// The bound c (the paper's 0.01).
+        clip: f64,
+    },
+    /// Add λ·(‖∇x̂ f(x̂)‖₂ − 1)² on interpolates to the critic's loss (WGAN-GP).
+    GradientPenalty {
+        /// The weight λ (the paper's 10).
+        lambda: f64,
+    },
+}
+
+/// How many critic iterations precede each generator iteration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CriticSchedule {
+    /// Critic iterations per generator iteration (the papers' 5).
+    pub n_critic: usize,
+    /// Critic iterations of the "burst" generator iterations (the WGAN paper's 100; 0: none).
+    pub burst_iters: usize,
+    /// The first this many generator iterations are bursts (the WGAN paper's 25).
+    pub burst_first: u64,
+    /// Every generator iteration whose index is a multiple of this is a burst (the WGAN paper's
+    /// 500; 0: never).
+    pub burst_every: u64,
+}
+
+impl CriticSchedule {
+    /// The WGAN paper's schedule: 100 critic iterations for the first 25 generator iterations
+    /// and every 500th, `n_critic` otherwise.
+    pub fn wgan(n_critic: usize) -> Self {
+        Self {
+            n_critic,
+            burst_iters: 100,
+            burst_first: 25,
+            burst_every: 500,
+        }
+    }
+
+    /// `n_critic` critic iterations for every generator iteration (WGAN-GP).
+    pub fn constant(n_critic: usize) -> Self {
+        Self {
+            n_critic,
+            burst_iters: 0,
+            burst_first: 0,
+            burst_every: 0,
+        }
+    }
+
+    /// Critic iterations before generator iteration `gen_iter` (0 for the first), as the WGAN
+    /// reference code: `100 if gen_iter < 25 or gen_iter % 500 == 0 else n_critic`.
+    pub fn iters_at(&self, gen_iter: u64) -> usize {
+        let burst = self.burst_iters > 0
+            && (gen_iter < self.burst_first
+                || (self.burst_every > 0 && gen_iter % self.burst_every == 0));
+        if burst {
+            self.burst_iters
+        } else {
+            self.n_critic
+        }
+    }
+}
+
+/// The optimizer of both networks.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum WganOptimizer {
+    /// RMSprop (WGAN: lr 5e-5).
+    RmsProp(RmsPropConfig),
+    /// Adam (WGAN-GP: lr 1e-4, β1 0.5, β2 0.9).
+    Adam(AdamConfig),
+}
+
+impl WganOptimizer {
+    fn build(&self, vars: &VarMap) -> Result<Box<dyn StatefulOptimizer>> {
+        Ok(match self {
+            WganOptimizer::RmsProp(c) => Box::new(RmsProp::from_varmap(vars, *c)?),
+            WganOptimizer::Adam(c) => Box::new(Adam::from_varmap(vars, *c)?),
+        })
+    }
+
+    /// The learning rate.
+    pub fn lr(&self) -> f64 {
+        match self {
+            WganOptimizer::RmsProp(c) => c.lr,
+            WganOptimizer::Adam(c) => c.lr,
+        }
+    }
+
+    /// Sets the learning rate.
+    pub fn set_lr(&mut self, lr: f64) {
+        match self {
+            WganOptimizer::RmsProp(c) => c.lr = lr,
+            WganOptimizer::Adam(c) => c.lr = lr,
+        }
+    }
+}
+
+/// Everything that defines a WGAN or WGAN-GP run; saved as `config.json` before training starts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WganRunConfig {
+    /// `"wgan"` (weight clipping) or `"wgan-gp"` (gradient penalty).
+    pub model: String,
+    /// The generator (DCGAN's) and the critic's widths and image size.
+    pub dcgan: DcganConfig,
+    /// The critic's normalisation.
+    pub critic_norm: CriticNorm,
+    /// Weight clipping or gradient penalty.
+    pub lipschitz: Lipschitz,
+    /// Critic iterations per generator iteration.
+    pub critic: CriticSchedule,
+    /// The optimizer of both networks.
+    pub optimizer: WganOptimizer,
+    /// The data.
+    pub data: DataConfig,
+    /// Images per batch (per critic iteration, and fakes per generator iteration).
+    pub batch_size: usize,
+    /// Epochs asked for, if the length was given in epochs; epochs count critic batches.
+    pub epochs: Option<u64>,
+    /// Length (in generator iterations), logging, sampling and checkpointing.
+    pub schedule: LoopConfig,
+    /// The seed of every random stream (weights, noise and interpolation, batch order).
+    pub seed: u64,
+    /// The device (`cpu`, `cuda:0`, `metal`).
+    pub device: String,
+    /// Whether the fast CPU convolutions were used.
+    pub fast_conv: bool,
+}
+
+impl WganRunConfig {
+    fn base(model: &str, data: DataConfig, channels: usize) -> Self {
+        Self {
+            model: model.into(),
+            dcgan: DcganConfig {
+                channels,
+                ..DcganConfig::default()
+            },
+            critic_norm: CriticNorm::BatchNorm,
+            lipschitz: Lipschitz::WeightClipping { clip: 0.01 },
+            critic: CriticSchedule::wgan(5),
+            optimizer: WganOptimizer::RmsProp(RmsPropConfig::default()),
+            data,
+            batch_size: 64,
+            epochs: None,
+            schedule: LoopConfig {
+                steps: 2000,
+                sample_every: 200,
+                checkpoint_every: 500,
+                log_every: 10,
+            },
+            seed: 0,
+            device: "cpu".into(),
+            fast_conv: true,
+        }
+    }
+
+    /// The WGAN paper's settings: BatchNorm critic, clip ±0.01, RMSprop(5e-5), 5 critic
+    /// iterations (100 for the first 25 generator iterations and every 500th).
+    pub fn wgan(data: DataConfig, channels: usize) -> Self {
+        Self::base("wgan", data, channels)
+    }
+
+    /// The WGAN-GP paper's settings: layer-norm critic, λ = 10, Adam(1e-4, 0.5, 0.9), 5 critic
+    /// iterations.
+    pub fn wgan_gp(data: DataConfig, channels: usize) -> Self {
+        Self {
+            critic_norm: CriticNorm::LayerNorm,
+            lipschitz: Lipschitz::GradientPenalty { lambda: 10.0 },
+            critic: CriticSchedule::constant(5),
+            optimizer: WganOptimizer::Adam(AdamConfig {
+                lr: 1e-4,
+                beta1: 0.5,
+                beta2: 0.9,
+                eps: 1e-8,
+            }),
+            ..Self::base("wgan-gp", data, channels)
+        }
+    }
+
+    /// Whether this is the gradient-penalty variant.
+    pub fn is_gp(&self) -> bool {
+        matches!(self.lipschitz, Lipschitz::GradientPenalty { .. })
+    }
+
+    /// Checks the combination of settings.
+    pub fn validate(&self) -> Result<()> {
+        self.dcgan.validate()?;
+        let err = |m: String| Err(ModelError::Config(m));
+        match (self.model.as_str(), self.lipschitz) {
+            ("wgan", Lipschitz::WeightClipping { clip }) if !(clip > 0.0 && clip.is_finite()) => {
+                err(format!("the clipping bound must be positive, got {clip}"))
+            }
+            ("wgan-gp", Lipschitz::GradientPenalty { lambda }) if !(lambda >= 0.0 && lambda.is_finite()) => {
+                err(format!("the penalty weight λ must be non-negative, got {lambda}"))
+            }
+            ("wgan-gp", Lipschitz::GradientPenalty { .. }) if self.critic_norm == CriticNorm::BatchNorm => err(
+                "a gradient penalty is per sample and BatchNorm mixes samples: use layer norm or none \
+                 in a WGAN-GP critic"
+                    .into(),
+            ),
+            ("wgan", Lipschitz::WeightClipping { .. }) | ("wgan-gp", Lipschitz::GradientPenalty { .. }) => {
+                if self.critic.n_critic == 0 {
+                    return err("--n-critic must be at least 1".into());
+                }
+                if self.batch_size == 0 {
+                    return err("the batch size must be at least 1".into());
+                }
+                Ok(())
+            }
+            (m, l) => err(format!("model {m:?} does not go with {l:?}")),
+        }
+    }
+
+    /// The DCGAN run configuration that describes this run's generator (for sampling and the
+    /// latent walk): `model`, `dcgan`, `data`, `batch_size`, `epochs`, `schedule`, `seed`,
+    /// `device` and `fast_conv` are this run's; the DCGAN optimizer and loss fields, which a WGAN
+    /// does not have, hold DCGAN's defaults.
+    pub fn generator_view(&self) -> DcganRunConfig {
+        DcganRunConfig {
+            model: self.model.clone(),
+            dcgan: self.dcgan,
+            adam_g: AdamConfig::default(),
+            adam_d: AdamConfig::default(),
+            step: StepConfig::default(),
+            data: self.data.clone(),
+            batch_size: self.batch_size,
+            epochs: self.epochs,
+            schedule: self.schedule,
+            seed: self.seed,
+            device: self.device.clone(),
+            fast_conv: self.fast_conv,
+        }
+    }
+}
+
+/// What one generator iteration (and its critic iterations) measured; one line of
+/// `metrics.jsonl`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WganMetrics {
+    /// Generator iterations done (1 for the first).
+    pub step: u64,
+    /// The epoch of the last real batch.
+    pub epoch: u64,
+    /// The Wasserstein estimate mean f(x) − mean f(G(z)), averaged over the critic iterations:
+    /// the negated critic loss without the penalty. The number to watch; it should fall.
+    pub wasserstein: f32,
+    /// The gradient penalty λ·mean(‖∇f(x̂)‖ − 1)², averaged over the critic iterations (0 with
+    /// weight clipping).
+    pub penalty: f32,
+    /// Mean ‖∇x̂ f(x̂)‖₂ (WGAN-GP only; the penalty pulls it to 1).
+    pub grad_norm: Option<f32>,
+    /// The critic's loss, penalty included (−wasserstein + penalty).
+    pub loss_d: f32,
+    /// The generator's loss −mean f(G(z)) (its level is arbitrary; watch `wasserstein`).
+    pub loss_g: f32,
+    /// Mean critic score on the real batches.
+    pub critic_real: f32,
+    /// Mean critic score on the (detached) fake batches of the critic iterations.
+    pub critic_fake: f32,
+    /// Critic iterations run before this generator iteration.
+    pub critic_iters: u32,
+}
+
+impl WganMetrics {
+    /// Whether every number is finite.
+    pub fn is_finite(&self) -> bool {
+        [
+            self.wasserstein,
+            self.penalty,
+            self.loss_d,
+            self.loss_g,
+            self.grad_norm.unwrap_or(0.0),
+        ]
+        .iter()
+        .all(|v| v.is_finite())
+    }
+
+    /// The same numbers in the shape [`Observer`] takes: `loss_d` and `loss_g` as they are,
+    /// `d_x` = mean f(x), `d_g_z1` = mean f(G(z)) in the critic iterations (so that
+    /// `d_x − d_g_z1` is the Wasserstein estimate) and `d_g_z2` = the generator iteration's
+    /// mean f(G(z)) (= −`loss_g`). They are raw critic scores, not probabilities.
+    pub fn as_step_metrics(&self) -> StepMetrics {
+        StepMetrics {
+            step: self.step,
+            epoch: self.epoch,
+            loss_d: self.loss_d,
+            loss_g: self.loss_g,
+            d_x: self.critic_real,
+            d_g_z1: self.critic_fake,
+            d_g_z2: -self.loss_g,
+        }
+    }
+}
+
+/// The generator, the critic, their variables and optimizers, and the noise source.
+pub struct WganTrainer {
+    /// The generator.
+    pub g: DcganGenerator,
+    /// The critic.
+    pub critic: WganCritic,
+    /// The generator's variables.
+    pub g_vars: VarMap,
+    /// The critic's variables.
+    pub c_vars: VarMap,
+    /// The generator's optimizer.
+    pub opt_g: Box<dyn StatefulOptimizer>,
+    /// The critic's optimizer.
+    pub opt_c: Box<dyn StatefulOptimizer>,
+    /// Noise z and the interpolation coefficients ε.
+    pub noise: SeededRng,
+    /// Weight clipping or penalty.
+    pub lipschitz: Lipschitz,
+    /// Critic iterations per generator iteration.
+    pub schedule: CriticSchedule,
+    /// Fakes per generator iteration.
+    pub batch_size: usize,
+    /// Generator iterations done.
+    pub step: u64,
+    /// The device.
+    pub device: Device,
+}
+
+impl std::fmt::Debug for WganTrainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WganTrainer")
+            .field("step", &self.step)
+            .field("lipschitz", &self.lipschitz)
+            .field("schedule", &self.schedule)
+            .finish()
+    }
+}
+
+/// Whether a critic variable is a trained parameter (not a BatchNorm running statistic).
+fn is_parameter(name: &str) -> bool {
+    !(name.ends_with("running_mean") || name.ends_with("running_var"))
+}
+
+impl WganTrainer {
+    /// Builds a freshly initialised trainer (DCGAN initialisation from the seed) on `dev`. For
+    /// WGAN-GP, turns on second-order gradients first and fails if this thread cannot have them.
+    pub fn new(cfg: &WganRunConfig, dev: &Device) -> Result<Self> {
+        cfg.validate()?;
+        if cfg.is_gp() {
+            ensure_second_order()?;
+        }
+        gan_core::conv::set_fast_conv(cfg.fast_conv);
+        let (g, g_vars) = build_generator(&cfg.dcgan, dev)?;
+        let c_vars = VarMap::new();
+        let critic = WganCritic::new(
+            &cfg.dcgan,
+            cfg.critic_norm,
+            VarBuilder::from_varmap(&c_vars, DType::F32, dev),
+        )?;
+        dcgan_init(
+            &g_vars,
+            &mut SeededRng::with_stream(cfg.seed, stream::INIT_G),
+        )?;
+        dcgan_init(
+            &c_vars,
+            &mut SeededRng::with_stream(cfg.seed, stream::INIT_C),
+        )?;
+        let mut trainer = Self {
+            opt_g: cfg.optimizer.build(&g_vars)?,
+            opt_c: cfg.optimizer.build(&c_vars)?,
+            g,
+            critic,
+            g_vars,
+            c_vars,
+            noise: SeededRng::with_stream(cfg.seed, stream::NOISE),
+            lipschitz: cfg.lipschitz,
+            schedule: cfg.critic,
+            batch_size: cfg.batch_size,
+            step: 0,
+            device: dev.clone(),
+        };
+        trainer.clip()?; // the paper's critic starts inside the box too
+        Ok(trainer)
+    }
+
+    /// Clamps every critic parameter to ±clip (weight clipping only).
+    pub fn clip(&mut self) -> Result<()> {
+        let Lipschitz::WeightClipping { clip } = self.lipschitz else {
+            return Ok(());
+        };
+        for (name, var) in self
+            .c_vars
+            .data()
+            .lock()
+            .expect("the variable map is not poisoned")
+            .iter()
+        {
+            if is_parameter(name) {
+                var.set(&var.as_tensor().clamp(-clip, clip)?)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn noise_batch(&mut self, n: usize) -> Result<Tensor> {
+        Ok(self
+            .noise
+            .randn((n, self.g.config().nz), 0.0, 1.0, &self.device)?)
+    }
+
+    /// One generator iteration and the critic iterations before it, taking real batches from
+    /// `batcher`.
+    pub fn train_step<S: Dataset>(&mut self, batcher: &mut Batcher<'_, S>) -> Result<WganMetrics> {
+        let iters = self.schedule.iters_at(self.step);
+        let (mut sum_real, mut sum_fake, mut sum_pen, mut sum_norm) = (0f64, 0f64, 0f64, 0f64);
+        let mut epoch = 0;
+        for _ in 0..iters {
+            let batch = batcher.next_batch()?;
+            epoch = batch.epoch as u64;
+            let real = batch.items;
+            let z = self.noise_batch(real.dim(0)?)?;
+            let fake = self.g.forward_t(&z, true)?.detach();
+            let real_out = self.critic.forward_t(&real, true)?;
+            let fake_out = self.critic.forward_t(&fake, true)?;
+            let mut loss = wasserstein_critic_loss(&real_out, &fake_out)?;
+            if let Lipschitz::GradientPenalty { lambda } = self.lipschitz {
+                let critic = &self.critic;
+                let p = gradient_penalty(
+                    |xs| critic.forward_t(xs, true).map_err(to_candle),
+                    &real,
+                    &fake,
+                    &mut self.noise,
+                    lambda,
+                )?;
+                sum_pen += p.value.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+                sum_norm += p.mean_grad_norm as f64;
+                loss = (loss + p.value)?;
+            }
+            self.opt_c.backward_step(&loss)?;
+            self.clip()?;
+            sum_real += mean_f64(&real_out)?;
+            sum_fake += mean_f64(&fake_out)?;
+        }
+        let z = self.noise_batch(self.batch_size)?;
+        let fake = self.g.forward_t(&z, true)?;
+        let loss_g = wasserstein_generator_loss(&self.critic.forward_t(&fake, true)?)?;
+        self.opt_g.backward_step(&loss_g)?;
+        self.step += 1;
+        let n = iters.max(1) as f64;
+        let (real, fake, pen) = (sum_real / n, sum_fake / n, sum_pen / n);
+        Ok(WganMetrics {
+            step: self.step,
+            epoch,
+            wasserstein: (real - fake) as f32,
+            penalty: pen as f32,
+            grad_norm: matches!(self.lipschitz, Lipschitz::GradientPenalty { .. })
+                .then_some((sum_norm / n) as f32),
+            loss_d: (fake - real + pen) as f32,
+            loss_g: loss_g.to_dtype(DType::F32)?.to_scalar::<f32>()?,
+            critic_real: real as f32,
+            critic_fake: fake as f32,
+            critic_iters: iters as u32,
+        })
+    }
+
+    /// Writes the networks, the optimizers and `state` into `dir`.
+    pub fn save(&self, dir: &Path, state: &TrainState) -> Result<()> {
+        let save = |vars: &VarMap, name: &str| -> Result<()> {
+            let p = dir.join(name);
+            vars.save(&p).map_err(|e| ModelError::Checkpoint {
+                path: p,
+                reason: e.to_string(),
+            })
+        };
+        save(&self.g_vars, "generator.safetensors")?;
+        save(&self.c_vars, "critic.safetensors")?;
+        let mut opt: HashMap<String, Tensor> = HashMap::new();
+        for (k, v) in self.opt_g.state_tensors() {
+            opt.insert(format!("generator.{k}"), v);
+        }
+        for (k, v) in self.opt_c.state_tensors() {
+            opt.insert(format!("critic.{k}"), v);
+        }
+        let p = dir.join("optimizers.safetensors");
+        candle_core::safetensors::save(&opt, &p).map_err(|e| ModelError::Checkpoint {
+            path: p,
+            reason: e.to_string(),
+        })?;
+        write_json(&dir.join("state.json"), state)
+    }
+
+    /// Restores the networks, the optimizers and the noise state from `dir`; returns the state.
+    pub fn load(&mut self, dir: &Path) -> Result<TrainState> {
+        load_vars(&mut self.g_vars, &dir.join("generator.safetensors"))?;
+        load_vars(&mut self.c_vars, &dir.join("critic.safetensors"))?;
+        let p = dir.join("optimizers.safetensors");
+        let all = candle_core::safetensors::load(&p, &self.device).map_err(|e| {
+            ModelError::Checkpoint {
+                path: p.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        let part = |prefix: &str| -> HashMap<String, Tensor> {
+            all.iter()
+                .filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.clone())))
+                .collect()
+        };
+        let ck = |e: candle_core::Error| ModelError::Checkpoint {
+            path: p.clone(),
+            reason: e.to_string(),
+        };
+        self.opt_g.load_state(&part("generator.")).map_err(ck)?;
+        self.opt_c.load_state(&part("critic.")).map_err(ck)?;
+        let state: TrainState = read_json(&dir.join("state.json"))?;
+        self.noise = SeededRng::from_state(&state.noise_rng);
+        self.step = state.step;
+        Ok(state)
+    }
+}
+
+fn to_candle(e: ModelError) -> candle_core::Error {
+    match e {
+        ModelError::Candle(e) => e,
+        e => candle_core::Error::Msg(e.to_string()),
+    }
+}
+
+fn mean_f64(xs: &Tensor) -> Result<f64> {
+    Ok(xs
+        .detach()
+        .to_dtype(DType::F64)?
+        .mean_all()?
+        .to_scalar::<f64>()?)
+}
+
+/// The fixed noise batch of the sample grids, drawn once from the seed.
+pub fn fixed_noise(cfg: &WganRunConfig, dev: &Device) -> Result<Tensor> {
+    let mut rng = SeededRng::with_stream(cfg.seed, stream::FIXED_NOISE);
+    Ok(rng.randn((GRID_SAMPLES, cfg.dcgan.nz), 0.0, 1.0, dev)?)
+}
+
+/// Trains until `cfg.schedule.steps` generator iterations: batches from `batcher`, metrics into
+/// the run folder, sample grids of `noise`, checkpoints at the configured times and at the end.
+/// Reports to `observer` through [`WganMetrics::as_step_metrics`].
+pub fn fit_wgan<S: Dataset>(
+    trainer: &mut WganTrainer,
+    batcher: &mut Batcher<'_, S>,
+    run: &RunDir,
+    cfg: LoopConfig,
+    noise: &Tensor,
+    observer: &mut dyn Observer,
+) -> Result<FitOutcome> {
+    let start = Instant::now();
+    let first_step = trainer.step;
+    let mut last = None;
+    let mut items = 0usize;
+    let mut interrupted = false;
+    let write_samples = |trainer: &WganTrainer, p: &Path| -> Result<()> {
+        save_grid(&trainer.g.forward_t(noise, false)?, 8, p)
+    };
+    let checkpoint = |trainer: &WganTrainer, batcher: &Batcher<'_, S>, name: &str| {
+        let (epoch, index) = batcher.position();
+        let state = TrainState {
+            step: trainer.step,
+            epoch: epoch as u64,
+            batch_index: index as u64,
+            noise_rng: trainer.noise.state(),
+        };
+        run.write_checkpoint(name, |dir| trainer.save(dir, &state))
+    };
+    while trainer.step < cfg.steps {
+        let m = trainer.train_step(batcher)?;
+        items += m.critic_iters as usize * trainer.batch_size;
+        if !m.is_finite() {
+            tracing::warn!(step = m.step, "non-finite loss: {m:?}");
+        }
+        if cfg.log_every > 0 && (m.step % cfg.log_every == 0 || m.step == 1) {
+            run.append_metrics(&m)?;
+        }
+        let rate = items as f64 / start.elapsed().as_secs_f64().max(1e-9);
+        let sm = m.as_step_metrics();
+        observer.on_step(&sm, rate);
+        last = Some(sm);
+        if cfg.sample_every > 0 && m.step % cfg.sample_every == 0 {
+            let p = run.sample_path(m.step);
+            write_samples(trainer, &p)?;
+            observer.on_event(&format!("samples: {}", p.display()));
+        }
+        if cfg.checkpoint_every > 0 && m.step % cfg.checkpoint_every == 0 {
+            let p = checkpoint(trainer, batcher, &format!("step-{:06}", m.step))?;
+            checkpoint(trainer, batcher, LATEST)?;
+            observer.on_event(&format!("checkpoint: {}", p.display()));
+        }
+        if observer.should_stop() {
+            interrupted = true;
+            break;
+        }
+    }
+    if trainer.step > first_step {
+        let p = run.sample_path(trainer.step);
+        if !p.exists() {
+            write_samples(trainer, &p)?;
+            observer.on_event(&format!("samples: {}", p.display()));
+        }
+        let p = checkpoint(trainer, batcher, LATEST)?;
+        observer.on_event(&format!("checkpoint: {}", p.display()));
+    }
+    let done = (trainer.step - first_step).max(1);
+    Ok(FitOutcome {
+        step: trainer.step,
+        interrupted,
+        last,
+        secs_per_step: start.elapsed().as_secs_f64() / done as f64,
+    })
+}
+
+/// Trains a WGAN or WGAN-GP run to `cfg.schedule.steps`: a new run in `run` (whose
+/// `config.json` must already be written) or, with `resume`, continuing from its `latest`
+/// checkpoint. For WGAN-GP, call it on a thread that has not yet run a backward pass (see
+/// [`gan_core::penalty::ensure_second_order`]).
+pub fn train_wgan(
+    run: &RunDir,
+    cfg: &WganRunConfig,
+    data: &TensorDataset,
+    resume: bool,
+    observer: &mut dyn Observer,
+) -> Result<FitOutcome> {
+    let dev = parse_device(&cfg.device)?;
+    let mut trainer = WganTrainer::new(cfg, &dev)?;
+    let batch_cfg = BatchConfig {
+        batch_size: cfg.batch_size,
+        shuffle: true,
+        drop_last: true,
+        seed: cfg.seed,
+    };
+    let mut batcher = Batcher::new(data, batch_cfg, &dev)?;
+    if resume {
+        let dir = run.checkpoint(LATEST)?;
+        let state = trainer.load(&dir)?;
+        batcher.seek(state.epoch as usize, state.batch_index as usize);
+        run.truncate_metrics_after(state.step)?;
+        observer.on_event(&format!(
+            "resumed from {} at step {}",
+            dir.display(),
+            state.step
+        ));
+    }
+    let noise = fixed_noise(cfg, &dev)?;
+    fit_wgan(
+        &mut trainer,
+        &mut batcher,
+        run,
+        cfg.schedule,
+        &noise,
+        observer,
+    )
+}
+
+/// Generator iterations for `epochs` passes over `items` real images: each generator iteration
+/// consumes `n_critic` batches (the bursts of the WGAN schedule are not counted).
+pub fn steps_for_epochs(epochs: u64, items: usize, batch_size: usize, n_critic: usize) -> u64 {
+    let batches = (items / batch_size.max(1)).max(1) as u64;
+    (epochs * batches / n_critic.max(1) as u64).max(1)
+}
