@@ -1,12 +1,336 @@
-//! `gan-cli train wgan` and `gan-cli train wgan-gp` (placeholder, filled in by its owner).
+//! `gan-cli train wgan` (weight clipping) and `gan-cli train wgan-gp` (gradient penalty): flags
+//! into a [`WganRunConfig`], then `gan_models::wgan::train_wgan`.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::ValueEnum;
+use gan_data::ImageSource;
+use gan_models::dcgan_run::{parse_device, DataConfig};
+use gan_models::run::RunDir;
+use gan_models::train::{Observer, StepMetrics};
+use gan_models::wgan::{
+    steps_for_epochs, train_wgan, CriticNorm, CriticSchedule, Lipschitz, WganRunConfig,
+};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// The critic's normalisation.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum CriticNormArg {
+    /// BatchNorm, as DCGAN's discriminator (wgan's default; refused by wgan-gp).
+    Batch,
+    /// Layer norm over each sample's (C, H, W) with a per-channel scale and shift (wgan-gp's
+    /// default).
+    Layer,
+    /// No normalisation.
+    None,
+}
+
+impl From<CriticNormArg> for CriticNorm {
+    fn from(n: CriticNormArg) -> Self {
+        match n {
+            CriticNormArg::Batch => CriticNorm::BatchNorm,
+            CriticNormArg::Layer => CriticNorm::LayerNorm,
+            CriticNormArg::None => CriticNorm::None,
+        }
+    }
+}
 
 /// Flags of `gan-cli train wgan` (weight clipping) and `gan-cli train wgan-gp`.
 #[derive(Debug, clap::Args)]
-pub struct TrainWganArgs {}
+pub struct TrainWganArgs {
+    /// mnist, fashion-mnist, mnist-mini, or a folder (IDX files or images). Default: mnist if
+    /// fetched, else the embedded mnist-mini.
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Where named datasets live.
+    #[arg(long, default_value = "datasets", env = "GAN_DATASETS")]
+    pub datasets_dir: PathBuf,
+    /// Epochs of real batches to train (converted to generator steps at n-critic batches each;
+    /// default 5 when --steps is not given).
+    #[arg(long, conflicts_with = "steps")]
+    pub epochs: Option<u64>,
+    /// Generator steps to train (each preceded by --n-critic critic steps).
+    #[arg(long)]
+    pub steps: Option<u64>,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Learning rate of both networks (default: 5e-5 RMSprop for wgan, 1e-4 Adam for wgan-gp).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Critic steps per generator step.
+    #[arg(long, default_value_t = 5)]
+    pub n_critic: usize,
+    /// wgan only: clamp every critic parameter to ±CLIP after each critic step (default 0.01).
+    #[arg(long)]
+    pub clip: Option<f64>,
+    /// wgan-gp only: weight λ of the gradient penalty (default 10).
+    #[arg(long)]
+    pub lambda: Option<f64>,
+    /// wgan only: skip the paper's 100 critic steps for the first 25 generator steps and every
+    /// 500th.
+    #[arg(long)]
+    pub no_burst: bool,
+    /// The critic's normalisation (default: batch for wgan, layer for wgan-gp).
+    #[arg(long, value_enum)]
+    pub critic_norm: Option<CriticNormArg>,
+    /// Image side: 28, 32 or 64.
+    #[arg(long, default_value_t = 28)]
+    pub image_size: usize,
+    /// Channels for image folders (1 or 3); IDX data is grayscale.
+    #[arg(long, default_value_t = 3)]
+    pub channels: usize,
+    #[arg(long, default_value_t = 100)]
+    pub nz: usize,
+    #[arg(long, default_value_t = 64)]
+    pub ngf: usize,
+    #[arg(long, default_value_t = 64)]
+    pub ndf: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// cpu, cuda, cuda:N or metal.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// The run folder (default runs/wgan or runs/wgan-gp, with -N if taken).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in this folder from its latest checkpoint.
+    #[arg(long, conflicts_with = "out")]
+    pub resume: Option<PathBuf>,
+    /// Write a sample grid every N generator steps.
+    #[arg(long, default_value_t = 200)]
+    pub sample_every: u64,
+    /// Write a checkpoint every N generator steps (latest is also written at the end).
+    #[arg(long, default_value_t = 500)]
+    pub checkpoint_every: u64,
+    /// Append to metrics.jsonl every N generator steps.
+    #[arg(long, default_value_t = 10)]
+    pub log_every: u64,
+    /// Use candle's own convolutions instead of the fast CPU kernels (for comparison).
+    #[arg(long)]
+    pub no_fast_conv: bool,
+}
 
 /// Runs `gan-cli train wgan` (`gp` false) or `gan-cli train wgan-gp` (`gp` true).
-pub fn train(_a: TrainWganArgs, _gp: bool) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+pub fn train(a: TrainWganArgs, gp: bool) -> anyhow::Result<ExitCode> {
+    let model = if gp { "wgan-gp" } else { "wgan" };
+    if gp {
+        // Before any backward pass and before the Ctrl-C thread: candle reads the switch once
+        // per thread (see gan_core::penalty).
+        gan_core::penalty::ensure_second_order()
+            .context("cannot turn on second-order gradients for the gradient penalty")?;
+    }
+    if gp && a.clip.is_some() {
+        bail!("--clip is for wgan (weight clipping); wgan-gp uses --lambda");
+    }
+    if !gp && a.lambda.is_some() {
+        bail!("--lambda is for wgan-gp; wgan (weight clipping) uses --clip");
+    }
+    let (run, cfg, data, resume) = match &a.resume {
+        Some(dir) => {
+            let run = RunDir::open(dir)?;
+            let mut cfg: WganRunConfig = run.config()?;
+            if cfg.model != model {
+                bail!(
+                    "{} is a {} run; resume it with gan-cli train {}",
+                    dir.display(),
+                    cfg.model,
+                    cfg.model
+                );
+            }
+            if let Some(steps) = a.steps {
+                cfg.schedule.steps = steps;
+            }
+            if let Some(epochs) = a.epochs {
+                cfg.epochs = Some(epochs);
+                cfg.schedule.steps =
+                    steps_for_epochs(epochs, cfg.data.items, cfg.batch_size, cfg.critic.n_critic);
+            }
+            (run, cfg, None, true)
+        }
+        None => {
+            let source = ImageSource::resolve(a.data.as_deref(), &a.datasets_dir)?;
+            if a.data.is_none() {
+                tracing::info!(
+                    "no --data given: training on {} ({})",
+                    source.name,
+                    source.path.display()
+                );
+            }
+            let channels = if source.idx { 1 } else { a.channels };
+            let data = DataConfig {
+                source: source.name.clone(),
+                path: source.path.clone(),
+                items: 0,
+            };
+            let mut cfg = if gp {
+                WganRunConfig::wgan_gp(data, channels)
+            } else {
+                WganRunConfig::wgan(data, channels)
+            };
+            cfg.dcgan.image_size = a.image_size;
+            cfg.dcgan.nz = a.nz;
+            cfg.dcgan.ngf = a.ngf;
+            cfg.dcgan.ndf = a.ndf;
+            if let Some(norm) = a.critic_norm {
+                cfg.critic_norm = norm.into();
+            }
+            cfg.lipschitz = if gp {
+                Lipschitz::GradientPenalty {
+                    lambda: a.lambda.unwrap_or(10.0),
+                }
+            } else {
+                Lipschitz::WeightClipping {
+                    clip: a.clip.unwrap_or(0.01),
+                }
+            };
+            cfg.critic = if gp || a.no_burst {
+                CriticSchedule::constant(a.n_critic)
+            } else {
+                CriticSchedule::wgan(a.n_critic)
+            };
+            if let Some(lr) = a.lr {
+                cfg.optimizer.set_lr(lr);
+            }
+            cfg.batch_size = a.batch_size;
+            cfg.seed = a.seed;
+            cfg.device = a.device.clone();
+            cfg.fast_conv = !a.no_fast_conv;
+            cfg.schedule.sample_every = a.sample_every;
+            cfg.schedule.checkpoint_every = a.checkpoint_every;
+            cfg.schedule.log_every = a.log_every;
+            cfg.validate()?;
+            parse_device(&cfg.device)?; // before anything is written
+            let data = gan_models::dcgan_run::load_data(&source, &cfg.dcgan)?;
+            cfg.data.items = gan_data::Dataset::len(&data);
+            match (a.steps, a.epochs) {
+                (Some(_), Some(_)) => bail!("give --steps or --epochs, not both"),
+                (Some(s), None) => cfg.schedule.steps = s,
+                (None, e) => {
+                    let e = e.unwrap_or(5);
+                    cfg.epochs = Some(e);
+                    cfg.schedule.steps =
+                        steps_for_epochs(e, cfg.data.items, cfg.batch_size, cfg.critic.n_critic);
+                }
+            }
+            let out = a.out.clone().unwrap_or_else(|| crate::fresh_run_dir(model));
+            let run = RunDir::create(&out, &cfg)?;
+            (run, cfg, Some(data), false)
+        }
+    };
+    let data = match data {
+        Some(d) => d,
+        None => {
+            let source =
+                ImageSource::resolve(Some(&cfg.data.path.to_string_lossy()), Path::new("."))?;
+            gan_models::dcgan_run::load_data(&source, &cfg.dcgan)?
+        }
+    };
+    let constraint = match cfg.lipschitz {
+        Lipschitz::WeightClipping { clip } => format!("clip ±{clip}"),
+        Lipschitz::GradientPenalty { lambda } => format!("penalty λ {lambda}"),
+    };
+    tracing::info!(
+        run = %run.root().display(),
+        "{} {}px on {} ({} images), {} generator steps of {} critic steps ({constraint}), batch {} on {}",
+        cfg.model,
+        cfg.dcgan.image_size,
+        cfg.data.source,
+        cfg.data.items,
+        cfg.schedule.steps,
+        cfg.critic.n_critic,
+        cfg.batch_size,
+        cfg.device,
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                std::process::exit(130); // a second Ctrl-C does not wait
+            }
+        })
+        .context("cannot install the Ctrl-C handler")?;
+    }
+    let mut progress = WganProgress::new(cfg.schedule.steps, stop);
+    let outcome = train_wgan(&run, &cfg, &data, resume, &mut progress)?;
+    progress.bar.finish_and_clear();
+    if let Some(m) = outcome.last {
+        println!(
+            "step {}: Wasserstein estimate {:.4}, penalty {:.4}, Loss_G {:.4}",
+            m.step,
+            m.d_x - m.d_g_z1,
+            m.loss_d + m.d_x - m.d_g_z1,
+            m.loss_g
+        );
+    }
+    println!(
+        "{:.1} ms per generator step; samples in {}, checkpoint in {}, metrics in {}",
+        outcome.secs_per_step * 1e3,
+        run.samples_dir().display(),
+        run.checkpoints_dir().join("latest").display(),
+        run.metrics_path().display()
+    );
+    if outcome.interrupted {
+        println!(
+            "interrupted at step {}; continue with: gan-cli train {model} --resume {}",
+            outcome.step,
+            run.root().display()
+        );
+        return Ok(ExitCode::from(130));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The progress bar: the Wasserstein estimate (the number to watch), the penalty, Loss_G.
+struct WganProgress {
+    bar: ProgressBar,
+    stop: Arc<AtomicBool>,
+}
+
+impl WganProgress {
+    fn new(total_steps: u64, stop: Arc<AtomicBool>) -> Self {
+        let bar = ProgressBar::new(total_steps);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
+            )
+            .expect("valid template"),
+        );
+        Self { bar, stop }
+    }
+}
+
+impl Observer for WganProgress {
+    /// `m` comes from `WganMetrics::as_step_metrics`: `d_x − d_g_z1` is the Wasserstein
+    /// estimate and `loss_d` = penalty − estimate.
+    fn on_step(&mut self, m: &StepMetrics, items_per_sec: f64) {
+        let w = m.d_x - m.d_g_z1;
+        self.bar.set_position(m.step);
+        self.bar.set_message(format!(
+            "W {w:.4} penalty {:.4} Loss_G {:.3} {items_per_sec:.0} img/s",
+            m.loss_d + w,
+            m.loss_g
+        ));
+        if !m.is_finite() {
+            self.bar
+                .suspend(|| tracing::warn!("step {}: non-finite numbers {m:?}", m.step));
+        }
+    }
+
+    fn on_event(&mut self, msg: &str) {
+        self.bar.suspend(|| tracing::info!("{msg}"));
+    }
+
+    fn should_stop(&self) -> bool {
+        let stop = self.stop.load(Ordering::SeqCst);
+        if stop {
+            self.bar
+                .suspend(|| tracing::info!("Ctrl-C: writing a checkpoint and stopping"));
+        }
+        stop
+    }
 }
