@@ -1,5 +1,6 @@
 //! Project tasks, run as `cargo xtask <task>` (the alias lives in `.cargo/config.toml`).
 
+mod bench;
 mod ci;
 mod fetch;
 
@@ -31,6 +32,8 @@ enum Task {
     FetchFashionMnist(fetch::FetchArgs),
     /// Run what CI runs, cheapest checks first.
     Ci,
+    /// Time one DCGAN training step: our convolutions, candle's, and PyTorch's with `--torch`.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,6 +55,7 @@ fn main() -> anyhow::Result<()> {
         Task::FetchMnist(args) => fetch::fetch(&root, fetch::Dataset::Mnist, args),
         Task::FetchFashionMnist(args) => fetch::fetch(&root, fetch::Dataset::FashionMnist, args),
         Task::Ci => ci::run(&root),
+        Task::Bench(args) => bench::run(args),
     }
 }
 

@@ -6,6 +6,7 @@
 //! values, so that it can be tested in isolation and used from any front end.
 #![deny(missing_docs)]
 
+pub mod batchnorm;
 pub mod conv;
 pub mod init;
 pub mod loss;

@@ -8,7 +8,8 @@
 //! (`main.0.weight`, `main.1.running_mean`, ...), as in pytorch/examples, so that they stay stable.
 
 use candle_core::{Module, ModuleT, Tensor};
-use candle_nn::{BatchNorm, VarBuilder};
+use candle_nn::VarBuilder;
+use gan_core::batchnorm::{leaky_relu, Activation, BatchNorm2d};
 use gan_core::conv::{Conv2d, ConvParams, ConvTranspose2d};
 use serde::{Deserialize, Serialize};
 
@@ -125,15 +126,17 @@ impl DcganConfig {
     }
 }
 
-fn bn(c: usize, vb: VarBuilder) -> Result<BatchNorm> {
-    Ok(candle_nn::batch_norm(c, candle_nn::BatchNormConfig::default(), vb)?)
+/// BatchNorm with its activation folded in (one fused op on the CPU); same weight names and
+/// running statistics as `candle_nn::batch_norm`.
+fn bn(c: usize, act: Activation, vb: VarBuilder) -> Result<BatchNorm2d> {
+    Ok(BatchNorm2d::new(c, vb)?.with_activation(act))
 }
 
 /// The DCGAN generator.
 #[derive(Debug)]
 pub struct DcganGenerator {
     convs: Vec<ConvTranspose2d>,
-    norms: Vec<Option<BatchNorm>>,
+    norms: Vec<Option<BatchNorm2d>>,
     cfg: DcganConfig,
 }
 
@@ -146,7 +149,8 @@ impl DcganGenerator {
         for s in cfg.g_stages() {
             let p = ConvParams::new(s.s, s.p);
             convs.push(ConvTranspose2d::new(s.c_in, s.c_out, s.k, p, false, vb.pp(idx))?);
-            norms.push(if s.bn { Some(bn(s.c_out, vb.pp(idx + 1))?) } else { None });
+            let act = Activation::Relu;
+            norms.push(if s.bn { Some(bn(s.c_out, act, vb.pp(idx + 1))?) } else { None });
             idx += if s.bn { 3 } else { 2 }; // conv, [bn], activation
         }
         Ok(Self { convs, norms, cfg: *cfg })
@@ -166,7 +170,7 @@ impl DcganGenerator {
         for (conv, norm) in self.convs.iter().zip(&self.norms) {
             xs = conv.forward(&xs)?;
             xs = match norm {
-                Some(n) => n.forward_t(&xs, train)?.relu()?,
+                Some(n) => n.forward_t(&xs, train)?, // BatchNorm + ReLU
                 None => xs.tanh()?,
             };
         }
@@ -178,7 +182,7 @@ impl DcganGenerator {
 #[derive(Debug)]
 pub struct DcganDiscriminator {
     convs: Vec<Conv2d>,
-    norms: Vec<Option<BatchNorm>>,
+    norms: Vec<Option<BatchNorm2d>>,
 }
 
 impl DcganDiscriminator {
@@ -192,7 +196,8 @@ impl DcganDiscriminator {
         for (i, s) in stages.into_iter().enumerate() {
             let p = ConvParams::new(s.s, s.p);
             convs.push(Conv2d::new(s.c_in, s.c_out, s.k, p, false, vb.pp(idx))?);
-            norms.push(if s.bn { Some(bn(s.c_out, vb.pp(idx + 1))?) } else { None });
+            let act = Activation::LeakyRelu(0.2);
+            norms.push(if s.bn { Some(bn(s.c_out, act, vb.pp(idx + 1))?) } else { None });
             idx += 1 + usize::from(s.bn) + usize::from(i != last);
         }
         Ok(Self { convs, norms })
@@ -207,10 +212,9 @@ impl DcganDiscriminator {
         for (i, (conv, norm)) in self.convs.iter().zip(&self.norms).enumerate() {
             xs = conv.forward(&xs)?;
             if let Some(n) = norm {
-                xs = n.forward_t(&xs, train)?;
-            }
-            if i != last {
-                xs = candle_nn::ops::leaky_relu(&xs, 0.2)?;
+                xs = n.forward_t(&xs, train)?; // BatchNorm + LeakyReLU(0.2)
+            } else if i != last {
+                xs = leaky_relu(&xs, 0.2)?;
             }
         }
         Ok(xs.reshape(b)?)

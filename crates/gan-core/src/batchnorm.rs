@@ -1,0 +1,595 @@
+//! A fused CPU BatchNorm2d (with an optional ReLU or LeakyReLU folded in) and a fused LeakyReLU,
+//! as candle custom ops.
+//!
+//! `candle_nn::BatchNorm` in training mode is a dozen tensor ops (transpose, copy, two means,
+//! subtract, square, add, sqrt, divide, scale, shift, transpose back), each allocating a fresh
+//! full-size buffer, and its backward pass is several dozen more. Here the forward pass is two
+//! reads of the input (the statistics, in f64) and one write, and the backward pass is two reads
+//! and one write, all parallel on rayon:
+//!
+//! ```text
+//! y   = act(x̂ · γ + β),  x̂ = (x − μ_c) / √(σ²_c + ε)        (σ² biased, over batch and pixels)
+//! dz  = dy · act'(y)                                           (from the output: ReLU 0/1, LeakyReLU s/1)
+//! dβ  = Σ dz,   dγ = Σ dz · x̂
+//! dx  = γ / √(σ²_c + ε) · (dz − dβ / N − x̂ · dγ / N)
+//! ```
+//!
+//! The backward pass is computed directly, not with tracked tensor ops, so it cannot be
+//! differentiated again: a gradient penalty through BatchNorm needs the plain candle path
+//! (`set_fast_conv(false)`). The layer takes that path by itself on CUDA and Metal, in
+//! evaluation mode, for dtypes other than f32 and f64, and when the fast CPU kernels are switched
+//! off ([`crate::conv::set_fast_conv`], `GAN_FAST_CONV=0`): then it is exactly
+//! `candle_nn::BatchNorm` followed by candle's activation.
+//!
+//! Running statistics follow PyTorch and candle-nn: momentum 0.1, running variance updated with
+//! the unbiased batch variance, and the variables are named `weight`, `bias`, `running_mean` and
+//! `running_var`.
+//!
+//! ```
+//! use candle_core::{DType, Device, ModuleT, Tensor};
+//! use candle_nn::{VarBuilder, VarMap};
+//! use gan_core::batchnorm::{Activation, BatchNorm2d};
+//! let vars = VarMap::new();
+//! let vb = VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu);
+//! let bn = BatchNorm2d::new(3, vb)?.with_activation(Activation::Relu);
+//! let xs = Tensor::randn(0f32, 1., (4, 3, 5, 5), &Device::Cpu)?;
+//! let ys = bn.forward_t(&xs, true)?;
+//! assert_eq!(ys.dims(), &[4, 3, 5, 5]);
+//! assert!(ys.min_all()?.to_scalar::<f32>()? >= 0.0);
+//! # Ok::<(), candle_core::Error>(())
+//! ```
+
+use std::sync::{Arc, OnceLock};
+
+use candle_core::{
+    bail, CpuStorage, CustomOp1, CustomOp3, DType, Layout, ModuleT, Result, Shape, Storage, Tensor,
+    Var, WithDType,
+};
+use candle_nn::{Init, VarBuilder};
+use rayon::prelude::*;
+
+use crate::conv::fast_conv_enabled;
+
+/// The activation folded into [`BatchNorm2d`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Activation {
+    /// None.
+    Identity,
+    /// `max(x, 0)`.
+    Relu,
+    /// `x` for `x > 0`, `slope · x` otherwise; the slope must be positive, so that the sign of
+    /// the output tells the side (the backward pass reads it from the output).
+    LeakyRelu(f64),
+}
+
+impl Activation {
+    /// Slope of the negative side: 0 for ReLU, 1 for none.
+    fn negative_slope(self) -> f64 {
+        match self {
+            Self::Identity => 1.0,
+            Self::Relu => 0.0,
+            Self::LeakyRelu(s) => s,
+        }
+    }
+
+    /// candle's own version, for the plain path.
+    fn apply_candle(self, xs: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Identity => Ok(xs.clone()),
+            Self::Relu => xs.relu(),
+            Self::LeakyRelu(s) => candle_nn::ops::leaky_relu(xs, s),
+        }
+    }
+}
+
+/// BatchNorm over the channels of `[b, c, h, w]` inputs (PyTorch `BatchNorm2d`, affine, tracking
+/// running statistics), optionally followed by an activation; see the [module docs](self).
+#[derive(Clone, Debug)]
+pub struct BatchNorm2d {
+    weight: Tensor,
+    bias: Tensor,
+    running_mean: Var,
+    running_var: Var,
+    eps: f64,
+    momentum: f64,
+    act: Activation,
+    plain: candle_nn::BatchNorm,
+}
+
+impl BatchNorm2d {
+    /// `c` channels, ε 1e-5, momentum 0.1; fetches or creates `weight` (ones), `bias` (zeros),
+    /// `running_mean` (zeros) and `running_var` (ones) in `vb`, as `candle_nn::batch_norm` does.
+    pub fn new(c: usize, vb: VarBuilder) -> Result<Self> {
+        let (eps, momentum) = (1e-5, 0.1);
+        let running_mean = vb.get_with_hints(c, "running_mean", Init::Const(0.))?;
+        let running_var = vb.get_with_hints(c, "running_var", Init::Const(1.))?;
+        let weight = vb.get_with_hints(c, "weight", Init::Const(1.))?;
+        let bias = vb.get_with_hints(c, "bias", Init::Const(0.))?;
+        let plain = candle_nn::BatchNorm::new_with_momentum(
+            c,
+            running_mean.clone(),
+            running_var.clone(),
+            weight.clone(),
+            bias.clone(),
+            eps,
+            momentum,
+        )?;
+        Ok(Self {
+            weight,
+            bias,
+            running_mean: Var::from_tensor(&running_mean)?,
+            running_var: Var::from_tensor(&running_var)?,
+            eps,
+            momentum,
+            act: Activation::Identity,
+            plain,
+        })
+    }
+
+    /// The same layer followed by `act`.
+    pub fn with_activation(mut self, act: Activation) -> Self {
+        self.act = act;
+        self
+    }
+
+    /// The running mean, `[c]`.
+    pub fn running_mean(&self) -> &Tensor {
+        self.running_mean.as_tensor()
+    }
+
+    /// The running variance, `[c]`.
+    pub fn running_var(&self) -> &Tensor {
+        self.running_var.as_tensor()
+    }
+
+    /// Whether the fused op applies to `xs` in this mode.
+    fn use_fused(&self, xs: &Tensor, train: bool) -> bool {
+        train
+            && fast_conv_enabled()
+            && xs.device().is_cpu()
+            && xs.rank() == 4
+            && matches!(xs.dtype(), DType::F32 | DType::F64)
+            && self.weight.dtype() == xs.dtype()
+            && self.bias.dtype() == xs.dtype()
+    }
+
+    fn forward_fused(&self, xs: &Tensor) -> Result<Tensor> {
+        let (b, c, h, w) = xs.dims4()?;
+        let n = b * h * w;
+        if n < 2 {
+            bail!("batch-norm: need more than one value per channel in training, got {b}x{h}x{w}");
+        }
+        let stats = Arc::new(OnceLock::new());
+        let op = BatchNormOp {
+            eps: self.eps,
+            act: self.act,
+            stats: stats.clone(),
+        };
+        let ys = xs.contiguous()?.apply_op3(&self.weight, &self.bias, op)?;
+        let Some(st) = stats.get() else {
+            bail!("batch-norm: statistics missing after the forward pass")
+        };
+        if st.mean.len() != c {
+            bail!("batch-norm: {c} channels, statistics for {}", st.mean.len())
+        }
+        let m = self.momentum;
+        let unbias = n as f64 / (n as f64 - 1.0);
+        let update = |var: &Var, batch: &[f64], scale: f64| -> Result<()> {
+            let old = var.as_tensor().to_dtype(DType::F64)?.to_vec1::<f64>()?;
+            let new: Vec<f64> = old
+                .iter()
+                .zip(batch)
+                .map(|(o, v)| (1.0 - m) * o + m * scale * v)
+                .collect();
+            let t = Tensor::from_vec(new, c, var.device())?.to_dtype(var.dtype())?;
+            var.set(&t)
+        };
+        update(&self.running_mean, &st.mean, 1.0)?;
+        update(&self.running_var, &st.var, unbias)?;
+        Ok(ys)
+    }
+}
+
+impl ModuleT for BatchNorm2d {
+    /// `xs`: `[b, c, h, w]` → the same shape. `train` normalises with the batch statistics and
+    /// updates the running ones; otherwise the running statistics are used.
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        if self.use_fused(xs, train) {
+            self.forward_fused(xs)
+        } else {
+            let ys = self.plain.forward_t(xs, train)?;
+            self.act.apply_candle(&ys)
+        }
+    }
+}
+
+/// LeakyReLU with a positive `slope` (`x` for `x > 0`, `slope · x` otherwise), one pass forward
+/// and one backward on the CPU when the fast kernels are on; `candle_nn::ops::leaky_relu`
+/// otherwise. Like [`BatchNorm2d`]'s, its fused backward cannot be differentiated again.
+///
+/// # Shapes
+/// Any shape; the result has the same.
+pub fn leaky_relu(xs: &Tensor, slope: f64) -> Result<Tensor> {
+    let fused = fast_conv_enabled()
+        && xs.device().is_cpu()
+        && matches!(xs.dtype(), DType::F32 | DType::F64)
+        && slope > 0.0;
+    if fused {
+        xs.contiguous()?.apply_op1(LeakyReluOp { slope })
+    } else {
+        candle_nn::ops::leaky_relu(xs, slope)
+    }
+}
+
+/// Float types of the fused kernels.
+trait Real: WithDType {}
+impl Real for f32 {}
+impl Real for f64 {}
+
+/// Lanes of the manual reductions: enough independent sums for the compiler to vectorise.
+const LANES: usize = 8;
+
+/// `Σ x` and `Σ (x − m)²` of a slice, in `T` over lanes, then in f64.
+fn sum_and_sq_dev<T: Real>(x: &[T], m: T) -> (f64, f64) {
+    let mut s = [T::zero(); LANES];
+    let mut q = [T::zero(); LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        for i in 0..LANES {
+            s[i] += c[i];
+            let d = c[i] - m;
+            q[i] += d * d;
+        }
+    }
+    let (mut s64, mut q64) = (0.0, 0.0);
+    for i in 0..LANES {
+        s64 += s[i].to_f64();
+        q64 += q[i].to_f64();
+    }
+    for &v in chunks.remainder() {
+        s64 += v.to_f64();
+        let d = (v - m).to_f64();
+        q64 += d * d;
+    }
+    (s64, q64)
+}
+
+/// `Σ dz` and `Σ dz · x` over a slice, with `dz = dy · act'(y)`.
+fn grad_sums<T: Real>(dy: &[T], y: &[T], x: &[T], slope: T) -> (f64, f64) {
+    let one = T::one();
+    let mut s = [T::zero(); LANES];
+    let mut p = [T::zero(); LANES];
+    let n = dy.len() / LANES * LANES;
+    for ((g, yv), xv) in dy[..n]
+        .chunks_exact(LANES)
+        .zip(y[..n].chunks_exact(LANES))
+        .zip(x[..n].chunks_exact(LANES))
+    {
+        for i in 0..LANES {
+            let dz = g[i] * if yv[i] > T::zero() { one } else { slope };
+            s[i] += dz;
+            p[i] += dz * xv[i];
+        }
+    }
+    let (mut s64, mut p64) = (0.0, 0.0);
+    for i in 0..LANES {
+        s64 += s[i].to_f64();
+        p64 += p[i].to_f64();
+    }
+    for i in n..dy.len() {
+        let dz = dy[i] * if y[i] > T::zero() { one } else { slope };
+        s64 += dz.to_f64();
+        p64 += (dz * x[i]).to_f64();
+    }
+    (s64, p64)
+}
+
+/// Batch statistics of the last forward pass, per channel, in f64.
+#[derive(Debug)]
+struct Stats {
+    mean: Vec<f64>,
+    /// Biased variance.
+    var: Vec<f64>,
+}
+
+/// The fused training-mode BatchNorm + activation on `(x [b, c, h, w], γ [c], β [c])`; it leaves
+/// the batch statistics in `stats` for the running averages and the backward pass.
+#[derive(Debug)]
+struct BatchNormOp {
+    eps: f64,
+    act: Activation,
+    stats: Arc<OnceLock<Stats>>,
+}
+
+fn contiguous<'a, T: Real>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&T::cpu_storage_as_slice(s)?[a..b]),
+        None => bail!("gan batch-norm: non-contiguous argument"),
+    }
+}
+
+/// Per-channel statistics of `x` (`b × c × hw`): mean and biased variance, two passes.
+fn channel_stats<T: Real>(x: &[T], b: usize, c: usize, hw: usize) -> Stats {
+    let n = (b * hw) as f64;
+    let (mean, var) = (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let seg = |i: usize| &x[(i * c + ch) * hw..][..hw];
+            let sum: f64 = (0..b).map(|i| sum_and_sq_dev(seg(i), T::zero()).0).sum();
+            let mean = sum / n;
+            let m = T::from_f64(mean);
+            // Σ (x − m)² about the rounded mean, corrected for the rounding: exact in f64 terms.
+            let (s, q) = (0..b)
+                .map(|i| sum_and_sq_dev(seg(i), m))
+                .fold((0.0, 0.0), |a, v| (a.0 + v.0, a.1 + v.1));
+            let dm = s / n - m.to_f64();
+            (mean, (q / n - dm * dm).max(0.0))
+        })
+        .unzip();
+    Stats { mean, var }
+}
+
+/// Runs `f(channel, x_plane, out_plane)` over the `b · c` planes of `hw` values, in parallel.
+fn for_each_plane<T: Real>(
+    out: &mut [T],
+    x: &[T],
+    c: usize,
+    hw: usize,
+    f: impl Fn(usize, &[T], &mut [T]) + Sync + Send,
+) {
+    let min_planes = (4096 / hw.max(1)).max(1);
+    out.par_chunks_mut(hw)
+        .zip(x.par_chunks(hw))
+        .enumerate()
+        .with_min_len(min_planes)
+        .for_each(|(i, (o, xp))| f(i % c, xp, o));
+}
+
+impl BatchNormOp {
+    fn fwd<T: Real>(&self, x: &[T], w: &[T], bias: &[T], shape: &Shape) -> Result<Vec<T>> {
+        let (b, c, h, wd) = shape.dims4()?;
+        let hw = h * wd;
+        if w.len() != c || bias.len() != c {
+            bail!(
+                "gan batch-norm: {c} channels, weight {} and bias {}",
+                w.len(),
+                bias.len()
+            )
+        }
+        let st = channel_stats(x, b, c, hw);
+        let (scale, shift): (Vec<T>, Vec<T>) = (0..c)
+            .map(|ch| {
+                let k = w[ch].to_f64() / (st.var[ch] + self.eps).sqrt();
+                (
+                    T::from_f64(k),
+                    T::from_f64(bias[ch].to_f64() - st.mean[ch] * k),
+                )
+            })
+            .unzip();
+        let slope = T::from_f64(self.act.negative_slope());
+        let act = self.act;
+        let mut y = vec![T::zero(); x.len()];
+        for_each_plane(&mut y, x, c, hw, |ch, xp, yp| {
+            let (k, s) = (scale[ch], shift[ch]);
+            match act {
+                Activation::Identity => {
+                    for (o, &v) in yp.iter_mut().zip(xp) {
+                        *o = v * k + s;
+                    }
+                }
+                _ => {
+                    for (o, &v) in yp.iter_mut().zip(xp) {
+                        let z = v * k + s;
+                        *o = if z > T::zero() { z } else { z * slope };
+                    }
+                }
+            }
+        });
+        // Only the first forward pass of this op instance records statistics.
+        let _ = self.stats.set(st);
+        Ok(y)
+    }
+}
+
+impl CustomOp3 for BatchNormOp {
+    fn name(&self) -> &'static str {
+        "gan-batch-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let shape = l1.shape().clone();
+        let y = match s1 {
+            CpuStorage::F32(_) => f32::to_cpu_storage_owned(self.fwd::<f32>(
+                contiguous(s1, l1)?,
+                contiguous(s2, l2)?,
+                contiguous(s3, l3)?,
+                &shape,
+            )?),
+            CpuStorage::F64(_) => f64::to_cpu_storage_owned(self.fwd::<f64>(
+                contiguous(s1, l1)?,
+                contiguous(s2, l2)?,
+                contiguous(s3, l3)?,
+                &shape,
+            )?),
+            _ => bail!("gan batch-norm: only f32 and f64"),
+        };
+        Ok((y, shape))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let Some(st) = self.stats.get() else {
+            bail!("gan batch-norm: backward before forward")
+        };
+        let grad = grad.contiguous()?;
+        let (dx, dw, db) = match x.dtype() {
+            DType::F32 => self.bwd_t::<f32>(x, w, res, &grad, st)?,
+            DType::F64 => self.bwd_t::<f64>(x, w, res, &grad, st)?,
+            dt => bail!("gan batch-norm: unsupported dtype {dt:?}"),
+        };
+        Ok((
+            if x.track_op() { Some(dx) } else { None },
+            if w.track_op() { Some(dw) } else { None },
+            if b.track_op() { Some(db) } else { None },
+        ))
+    }
+}
+
+/// Runs `f` on the CPU slices of `N` distinct tensors.
+fn with_slices<T: Real, R, const N: usize>(
+    ts: [&Tensor; N],
+    f: impl FnOnce([&[T]; N]) -> Result<R>,
+) -> Result<R> {
+    let guards = ts.map(|t| t.storage_and_layout());
+    let mut slices: [&[T]; N] = [&[]; N];
+    for (s, (g, l)) in slices.iter_mut().zip(&guards) {
+        let Storage::Cpu(cpu) = &**g else {
+            bail!("gan batch-norm: CPU tensors only")
+        };
+        *s = contiguous(cpu, l)?;
+    }
+    f(slices)
+}
+
+impl BatchNormOp {
+    fn bwd_t<T: Real>(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+        st: &Stats,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let (b, c, h, wd) = x.dims4()?;
+        let hw = h * wd;
+        let n = (b * hw) as f64;
+        let slope_f = self.act.negative_slope();
+        let slope = T::from_f64(slope_f);
+        let dev = x.device().clone();
+        let (dx, dgamma, dbeta) = with_slices::<T, _, 4>([x, w, res, grad], |[x, w, y, g]| {
+            // Pass 1: Σ dz and Σ dz·x per channel.
+            let sums: Vec<(f64, f64)> = (0..c)
+                .into_par_iter()
+                .map(|ch| {
+                    (0..b).fold((0.0, 0.0), |acc, i| {
+                        let r = (i * c + ch) * hw..(i * c + ch + 1) * hw;
+                        let (s, p) = grad_sums(&g[r.clone()], &y[r.clone()], &x[r], slope);
+                        (acc.0 + s, acc.1 + p)
+                    })
+                })
+                .collect();
+            // dγ = Σ dz·x̂ = (Σ dz·x − μ Σ dz) / σ;  dβ = Σ dz.
+            // dx = A·dz + B·x + C with A = γ/σ, B = −A·dγ/(σ N), C = −A·dβ/N − B·μ.
+            let mut dgamma = Vec::with_capacity(c);
+            let mut dbeta = Vec::with_capacity(c);
+            let mut coef = Vec::with_capacity(c);
+            for (ch, &(s, p)) in sums.iter().enumerate() {
+                let inv = 1.0 / (st.var[ch] + self.eps).sqrt();
+                let dg = (p - st.mean[ch] * s) * inv;
+                let a = w[ch].to_f64() * inv;
+                let bb = -a * dg * inv / n;
+                let cc = -a * s / n - bb * st.mean[ch];
+                dgamma.push(T::from_f64(dg));
+                dbeta.push(T::from_f64(s));
+                coef.push((T::from_f64(a), T::from_f64(bb), T::from_f64(cc)));
+            }
+            // Pass 2: dx.
+            let mut dx = vec![T::zero(); x.len()];
+            let one = T::one();
+            let plane = |i: usize| i * hw..(i + 1) * hw;
+            dx.par_chunks_mut(hw)
+                .enumerate()
+                .with_min_len((4096 / hw.max(1)).max(1))
+                .for_each(|(i, d)| {
+                    let (a, bb, cc) = coef[i % c];
+                    let (gp, yp, xp) = (&g[plane(i)], &y[plane(i)], &x[plane(i)]);
+                    for (((o, &gv), &yv), &xv) in d.iter_mut().zip(gp).zip(yp).zip(xp) {
+                        let dz = gv * if yv > T::zero() { one } else { slope };
+                        *o = a * dz + bb * xv + cc;
+                    }
+                });
+            Ok((dx, dgamma, dbeta))
+        })?;
+        Ok((
+            Tensor::from_vec(dx, x.shape(), &dev)?,
+            Tensor::from_vec(dgamma, c, &dev)?,
+            Tensor::from_vec(dbeta, c, &dev)?,
+        ))
+    }
+}
+
+/// The fused LeakyReLU on any contiguous f32/f64 tensor.
+#[derive(Clone, Copy, Debug)]
+struct LeakyReluOp {
+    slope: f64,
+}
+
+impl LeakyReluOp {
+    fn fwd<T: Real>(&self, x: &[T]) -> Vec<T> {
+        let s = T::from_f64(self.slope);
+        let mut y = vec![T::zero(); x.len()];
+        y.par_chunks_mut(16384)
+            .zip(x.par_chunks(16384))
+            .for_each(|(o, xs)| {
+                for (o, &v) in o.iter_mut().zip(xs) {
+                    *o = if v > T::zero() { v } else { v * s };
+                }
+            });
+        y
+    }
+
+    fn bwd_t<T: Real>(&self, res: &Tensor, grad: &Tensor) -> Result<Tensor> {
+        let s = T::from_f64(self.slope);
+        let dx = with_slices::<T, _, 2>([res, grad], |[y, g]| {
+            let mut dx = vec![T::zero(); y.len()];
+            dx.par_chunks_mut(16384)
+                .zip(y.par_chunks(16384).zip(g.par_chunks(16384)))
+                .for_each(|(o, (yc, gc))| {
+                    for ((o, &yv), &gv) in o.iter_mut().zip(yc).zip(gc) {
+                        *o = if yv > T::zero() { gv } else { gv * s };
+                    }
+                });
+            Ok(dx)
+        })?;
+        Tensor::from_vec(dx, res.shape(), res.device())
+    }
+}
+
+impl CustomOp1 for LeakyReluOp {
+    fn name(&self) -> &'static str {
+        "gan-leaky-relu"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let y = match s {
+            CpuStorage::F32(_) => f32::to_cpu_storage_owned(self.fwd::<f32>(contiguous(s, l)?)),
+            CpuStorage::F64(_) => f64::to_cpu_storage_owned(self.fwd::<f64>(contiguous(s, l)?)),
+            _ => bail!("gan leaky-relu: only f32 and f64"),
+        };
+        Ok((y, l.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let grad = grad.contiguous()?;
+        let dx = match res.dtype() {
+            DType::F32 => self.bwd_t::<f32>(res, &grad)?,
+            DType::F64 => self.bwd_t::<f64>(res, &grad)?,
+            dt => bail!("gan leaky-relu: unsupported dtype {dt:?}"),
+        };
+        Ok(Some(dx))
+    }
+}
