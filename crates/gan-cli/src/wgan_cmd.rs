@@ -66,10 +66,10 @@ pub struct TrainWganArgs {
     pub n_critic: usize,
     /// wgan only: clamp every critic parameter to ±CLIP after each critic step (default 0.01).
     #[arg(long)]
-    pub clip: Option<f64>,
+    pub clip: Option<f32>,
     /// wgan-gp only: weight λ of the gradient penalty (default 10).
     #[arg(long)]
-    pub lambda: Option<f64>,
+    pub lambda: Option<f32>,
     /// wgan only: skip the paper's 100 critic steps for the first 25 generator steps and every
     /// 500th.
     #[arg(long)]
@@ -180,11 +180,11 @@ pub fn train(a: TrainWganArgs, gp: bool) -> anyhow::Result<ExitCode> {
             }
             cfg.lipschitz = if gp {
                 Lipschitz::GradientPenalty {
-                    lambda: a.lambda.unwrap_or(10.0),
+                    lambda: a.lambda.map_or(10.0, as_typed),
                 }
             } else {
                 Lipschitz::WeightClipping {
-                    clip: a.clip.unwrap_or(0.01),
+                    clip: a.clip.map_or(0.01, as_typed),
                 }
             };
             cfg.critic = if gp || a.no_burst {
@@ -283,6 +283,13 @@ pub fn train(a: TrainWganArgs, gp: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(130));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The f64 whose shortest decimal form is that of `v` (`0.01f32` gives `0.01`, not
+/// `0.009999999776`), so that config.json records the value as it was typed. `--clip` and
+/// `--lambda` are parsed as f32 only to keep the command enum small.
+fn as_typed(v: f32) -> f64 {
+    v.to_string().parse().unwrap_or(v as f64)
 }
 
 /// The progress bar: the Wasserstein estimate (the number to watch), the penalty, Loss_G.
