@@ -64,7 +64,8 @@ use crate::error::{ModelError, Result};
 use crate::grid::save_grid;
 use crate::run::{read_json, write_json, RunDir, LATEST};
 use crate::train::{
-    load_vars, FitOutcome, LoopConfig, Observer, StepConfig, StepMetrics, TrainState,
+    load_vars, DiscriminatorNet, FitOutcome, GeneratorNet, LoopConfig, Observer, StepConfig,
+    StepMetrics, TrainState,
 };
 
 /// Random streams derived from the run's seed; the same numbers as DCGAN's, so that a WGAN and a
@@ -524,11 +525,15 @@ impl WganMetrics {
 }
 
 /// The generator, the critic, their variables and optimizers, and the noise source.
-pub struct WganTrainer {
+///
+/// Generic over the networks, so that other generators and critics (the 2D toy's MLPs) train
+/// with the same step: the critic is a [`DiscriminatorNet`] whose "logits" are read as raw
+/// scores, one per sample (a packed discriminator cannot take a gradient penalty).
+pub struct WganTrainer<G = DcganGenerator, C = WganCritic> {
     /// The generator.
-    pub g: DcganGenerator,
+    pub g: G,
     /// The critic.
-    pub critic: WganCritic,
+    pub critic: C,
     /// The generator's variables.
     pub g_vars: VarMap,
     /// The critic's variables.
@@ -551,7 +556,7 @@ pub struct WganTrainer {
     pub device: Device,
 }
 
-impl std::fmt::Debug for WganTrainer {
+impl<G, C> std::fmt::Debug for WganTrainer<G, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WganTrainer")
             .field("step", &self.step)
@@ -564,6 +569,12 @@ impl std::fmt::Debug for WganTrainer {
 /// Whether a critic variable is a trained parameter (not a BatchNorm running statistic).
 fn is_parameter(name: &str) -> bool {
     !(name.ends_with("running_mean") || name.ends_with("running_var"))
+}
+
+impl DiscriminatorNet for WganCritic {
+    fn logits(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_t(xs, train)
+    }
 }
 
 impl WganTrainer {
@@ -590,17 +601,58 @@ impl WganTrainer {
             &c_vars,
             &mut SeededRng::with_stream(cfg.seed, stream::INIT_C),
         )?;
+        let parts = WganParts {
+            optimizer: cfg.optimizer,
+            lipschitz: cfg.lipschitz,
+            schedule: cfg.critic,
+            batch_size: cfg.batch_size,
+            noise: SeededRng::with_stream(cfg.seed, stream::NOISE),
+        };
+        WganTrainer::from_parts(g, critic, g_vars, c_vars, parts, dev)
+    }
+}
+
+/// The training settings [`WganTrainer::from_parts`] takes besides the networks.
+#[derive(Debug)]
+pub struct WganParts {
+    /// The optimizer of both networks.
+    pub optimizer: WganOptimizer,
+    /// Weight clipping or penalty.
+    pub lipschitz: Lipschitz,
+    /// Critic iterations per generator iteration.
+    pub schedule: CriticSchedule,
+    /// Fakes per generator iteration.
+    pub batch_size: usize,
+    /// Noise z and the interpolation coefficients ε.
+    pub noise: SeededRng,
+}
+
+impl<G: GeneratorNet, C: DiscriminatorNet> WganTrainer<G, C> {
+    /// A trainer for networks already built and initialised, whose variables are `g_vars` and
+    /// `c_vars`. For a gradient penalty, turns on second-order gradients first and fails if this
+    /// thread cannot have them; with weight clipping, clips the critic at once.
+    pub fn from_parts(
+        g: G,
+        critic: C,
+        g_vars: VarMap,
+        c_vars: VarMap,
+        parts: WganParts,
+        dev: &Device,
+    ) -> Result<Self> {
+        if let Lipschitz::GradientPenalty { .. } = parts.lipschitz {
+            ensure_second_order()?;
+        }
         let mut trainer = Self {
-            opt_g: cfg.optimizer.build(&g_vars)?,
-            opt_c: cfg.optimizer.build(&c_vars)?,
+            opt_g: parts.optimizer.build(&g_vars)?,
+            opt_c: parts.optimizer.build(&c_vars)?,
             g,
             critic,
             g_vars,
             c_vars,
-            noise: SeededRng::with_stream(cfg.seed, stream::NOISE),
-            lipschitz: cfg.lipschitz,
-            schedule: cfg.critic,
-            batch_size: cfg.batch_size,
+            noise: parts.noise,
+            lipschitz: parts.lipschitz,
+            schedule: parts.schedule,
+            batch_size: parts.batch_size,
             step: 0,
             device: dev.clone(),
         };
@@ -630,7 +682,7 @@ impl WganTrainer {
     fn noise_batch(&mut self, n: usize) -> Result<Tensor> {
         Ok(self
             .noise
-            .randn((n, self.g.config().nz), 0.0, 1.0, &self.device)?)
+            .randn((n, self.g.latent_dim()), 0.0, 1.0, &self.device)?)
     }
 
     /// One generator iteration and the critic iterations before it, taking real batches from
@@ -644,14 +696,14 @@ impl WganTrainer {
             epoch = batch.epoch as u64;
             let real = batch.items;
             let z = self.noise_batch(real.dim(0)?)?;
-            let fake = self.g.forward_t(&z, true)?.detach();
-            let real_out = self.critic.forward_t(&real, true)?;
-            let fake_out = self.critic.forward_t(&fake, true)?;
+            let fake = self.g.generate(&z, true)?.detach();
+            let real_out = self.critic.logits(&real, true)?;
+            let fake_out = self.critic.logits(&fake, true)?;
             let mut loss = wasserstein_critic_loss(&real_out, &fake_out)?;
             if let Lipschitz::GradientPenalty { lambda } = self.lipschitz {
                 let critic = &self.critic;
                 let p = gradient_penalty(
-                    |xs| critic.forward_t(xs, true).map_err(to_candle),
+                    |xs| critic.logits(xs, true).map_err(to_candle),
                     &real,
                     &fake,
                     &mut self.noise,
@@ -667,8 +719,8 @@ impl WganTrainer {
             sum_fake += mean_f64(&fake_out)?;
         }
         let z = self.noise_batch(self.batch_size)?;
-        let fake = self.g.forward_t(&z, true)?;
-        let loss_g = wasserstein_generator_loss(&self.critic.forward_t(&fake, true)?)?;
+        let fake = self.g.generate(&z, true)?;
+        let loss_g = wasserstein_generator_loss(&self.critic.logits(&fake, true)?)?;
         self.opt_g.backward_step(&loss_g)?;
         self.step += 1;
         let n = iters.max(1) as f64;
@@ -764,15 +816,18 @@ pub fn fixed_noise(cfg: &WganRunConfig, dev: &Device) -> Result<Tensor> {
     Ok(rng.randn((GRID_SAMPLES, cfg.dcgan.nz), 0.0, 1.0, dev)?)
 }
 
-/// Trains until `cfg.schedule.steps` generator iterations: batches from `batcher`, metrics into
-/// the run folder, sample grids of `noise`, checkpoints at the configured times and at the end.
-/// Reports to `observer` through [`WganMetrics::as_step_metrics`].
-pub fn fit_wgan<S: Dataset>(
-    trainer: &mut WganTrainer,
+/// Writes a sample file (a grid, a scatter plot) of a trainer's generator to a path.
+pub type SampleWriter<'a, G, C> = dyn FnMut(&WganTrainer<G, C>, &Path) -> Result<()> + 'a;
+
+/// Trains until `cfg.steps` generator iterations: batches from `batcher`, metrics into the run
+/// folder, sample files from `write_samples(trainer, path)`, checkpoints at the configured times
+/// and at the end. Reports to `observer` through [`WganMetrics::as_step_metrics`].
+pub fn fit_wgan<G: GeneratorNet, C: DiscriminatorNet, S: Dataset>(
+    trainer: &mut WganTrainer<G, C>,
     batcher: &mut Batcher<'_, S>,
     run: &RunDir,
     cfg: LoopConfig,
-    noise: &Tensor,
+    write_samples: &mut SampleWriter<'_, G, C>,
     observer: &mut dyn Observer,
 ) -> Result<FitOutcome> {
     let start = Instant::now();
@@ -780,10 +835,7 @@ pub fn fit_wgan<S: Dataset>(
     let mut last = None;
     let mut items = 0usize;
     let mut interrupted = false;
-    let write_samples = |trainer: &WganTrainer, p: &Path| -> Result<()> {
-        save_grid(&trainer.g.forward_t(noise, false)?, 8, p)
-    };
-    let checkpoint = |trainer: &WganTrainer, batcher: &Batcher<'_, S>, name: &str| {
+    let checkpoint = |trainer: &WganTrainer<G, C>, batcher: &Batcher<'_, S>, name: &str| {
         let (epoch, index) = batcher.position();
         let state = TrainState {
             step: trainer.step,
@@ -871,12 +923,15 @@ pub fn train_wgan(
         ));
     }
     let noise = fixed_noise(cfg, &dev)?;
+    let mut write = |t: &WganTrainer, p: &Path| -> Result<()> {
+        save_grid(&t.g.forward_t(&noise, false)?, 8, p)
+    };
     fit_wgan(
         &mut trainer,
         &mut batcher,
         run,
         cfg.schedule,
-        &noise,
+        &mut write,
         observer,
     )
 }
