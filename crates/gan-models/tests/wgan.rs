@@ -311,3 +311,95 @@ fn resume_reaches_the_same_parameters() {
         assert!(straight.sample_path(6).is_file());
     }
 }
+
+/// The real WGAN-GP critic (layer norm and none), built in f64: the penalty's gradient with
+/// respect to each of its parameters matches central finite differences (up to 24 coordinates
+/// per tensor). Fails if a layer whose backward cannot be differentiated again (a fused kernel
+/// such as `gan_core::batchnorm::leaky_relu`, candle-nn's fused layer norm) enters the critic.
+#[test]
+fn gp_critic_penalty_gradient_matches_finite_differences() {
+    gan_core::penalty::ensure_second_order().unwrap();
+    let dev = Device::Cpu;
+    let cfg = DcganConfig {
+        nz: 4,
+        ngf: 2,
+        ndf: 2,
+        channels: 1,
+        image_size: 28,
+    };
+    for norm in [CriticNorm::LayerNorm, CriticNorm::None] {
+        let vm = VarMap::new();
+        let critic =
+            WganCritic::new(&cfg, norm, VarBuilder::from_varmap(&vm, DType::F64, &dev)).unwrap();
+        let mut rng = gan_core::rng::SeededRng::new(5);
+        let mut vars: Vec<_> = vm
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, var) in &vars {
+            let (mean, std) = if name.ends_with("1.weight") && var.rank() == 1 {
+                (1.0, 0.2)
+            } else {
+                (0.0, 0.3)
+            };
+            var.set(
+                &rng.randn_dtype(var.dims(), mean, std, DType::F64, &dev)
+                    .unwrap(),
+            )
+            .unwrap();
+        }
+        let real = rng
+            .randn_dtype((2, 1, 28, 28), 0.0, 1.0, DType::F64, &dev)
+            .unwrap();
+        let fake = rng
+            .randn_dtype((2, 1, 28, 28), 0.0, 1.0, DType::F64, &dev)
+            .unwrap();
+        let x_hat = gan_core::penalty::interpolate(&real, &fake, &mut rng).unwrap();
+        let f = |xs: &Tensor| {
+            critic
+                .forward_t(xs, true)
+                .map_err(|e| candle_core::Error::Msg(e.to_string()))
+        };
+        let penalty = || {
+            gan_core::penalty::penalty_at(f, &x_hat, 10.0)
+                .unwrap()
+                .value
+        };
+        let grads = penalty().backward().unwrap();
+        for (name, var) in &vars {
+            // A missing gradient counts as zero (and fails unless finite differences agree).
+            let g: Vec<f64> = match grads.get(var.as_tensor()) {
+                Some(g) => g.flatten_all().unwrap().to_vec1().unwrap(),
+                // (The layer-norm shift only moves leaky-ReLU kinks: the penalty's gradient is 0.)
+                None => vec![0.0; var.elem_count()],
+            };
+            let x0: Vec<f64> = var.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+            let stride = x0.len().div_ceil(24);
+            let (mut num, mut den) = (0.0, 0.0);
+            for i in (0..x0.len()).step_by(stride) {
+                let at = |d: f64| {
+                    let mut x = x0.clone();
+                    x[i] += d;
+                    var.set(&Tensor::from_vec(x, var.shape(), &dev).unwrap())
+                        .unwrap();
+                    penalty().to_scalar::<f64>().unwrap()
+                };
+                let fd = (at(1e-5) - at(-1e-5)) / 2e-5;
+                num += (g[i] - fd).powi(2);
+                den += fd * fd;
+            }
+            var.set(&Tensor::from_vec(x0, var.shape(), &dev).unwrap())
+                .unwrap();
+            let err = if den.sqrt() < 1e-7 {
+                num.sqrt()
+            } else {
+                num.sqrt() / den.sqrt()
+            };
+            assert!(err < 1e-6, "{norm:?} {name}: error {err:.3e}");
+        }
+    }
+}
