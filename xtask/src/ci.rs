@@ -6,13 +6,32 @@ use std::process::Command;
 use anyhow::{bail, Context};
 
 /// A step: its name, cargo's arguments and extra environment.
-type Step = (&'static str, &'static [&'static str], &'static [(&'static str, &'static str)]);
+type Step = (
+    &'static str,
+    &'static [&'static str],
+    &'static [(&'static str, &'static str)],
+);
 
 pub fn run(root: &Path) -> anyhow::Result<()> {
     let steps: [Step; 4] = [
         ("fmt", &["fmt", "--all", "--check"], &[]),
-        ("clippy", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[]),
-        ("doc", &["doc", "--workspace", "--no-deps"], &[("RUSTDOCFLAGS", "-D warnings")]),
+        (
+            "clippy",
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+            &[],
+        ),
+        (
+            "doc",
+            &["doc", "--workspace", "--no-deps"],
+            &[("RUSTDOCFLAGS", "-D warnings")],
+        ),
         ("test", &["test", "--workspace"], &[]),
     ];
     for (name, args, envs) in steps {

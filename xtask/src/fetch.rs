@@ -50,7 +50,10 @@ impl Dataset {
     /// Parquet files of the train and test splits in the hub repository.
     fn hub_files(self) -> [&'static str; 2] {
         match self {
-            Dataset::Mnist => ["mnist/train-00000-of-00001.parquet", "mnist/test-00000-of-00001.parquet"],
+            Dataset::Mnist => [
+                "mnist/train-00000-of-00001.parquet",
+                "mnist/test-00000-of-00001.parquet",
+            ],
             Dataset::FashionMnist => [
                 "fashion_mnist/train-00000-of-00001.parquet",
                 "fashion_mnist/test-00000-of-00001.parquet",
@@ -80,7 +83,10 @@ const DEBIAN_FASHION_MNIST: &str = "/usr/share/datasets/fashion-mnist";
 const SUMS_FILE: &str = "SHA256SUMS";
 
 pub fn fetch(root: &Path, ds: Dataset, args: FetchArgs) -> anyhow::Result<()> {
-    let dir = root.join(args.dir.unwrap_or_else(|| PathBuf::from("datasets").join(ds.name())));
+    let dir = root.join(
+        args.dir
+            .unwrap_or_else(|| PathBuf::from("datasets").join(ds.name())),
+    );
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     if let Some(from) = &args.from {
         import_from(from, &dir)?;
@@ -89,7 +95,11 @@ pub fn fetch(root: &Path, ds: Dataset, args: FetchArgs) -> anyhow::Result<()> {
         return verify(&dir, ds, !npm);
     }
     if gan_data::mnist::is_complete(&dir) && verify(&dir, ds, true).is_ok() {
-        println!("{}: already present and verified in {}", ds.name(), dir.display());
+        println!(
+            "{}: already present and verified in {}",
+            ds.name(),
+            dir.display()
+        );
         return Ok(());
     }
     match download(ds, &dir) {
@@ -118,7 +128,11 @@ fn import_from(from: &Path, dir: &Path) -> anyhow::Result<()> {
     if from.is_file() || from.join("package").is_dir() {
         let data = gan_data::npm_mnist::NpmMnist::load(from)?;
         data.write_idx_gz(dir)?;
-        println!("imported the npm mnist package from {} into {}", from.display(), dir.display());
+        println!(
+            "imported the npm mnist package from {} into {}",
+            from.display(),
+            dir.display()
+        );
         return Ok(());
     }
     for stem in FILES {
@@ -145,30 +159,52 @@ fn verify(dir: &Path, ds: Dataset, check_sums: bool) -> anyhow::Result<()> {
     }
     gan_data::mnist::Mnist::load(dir)?; // counts of images and labels agree
     if !check_sums {
-        println!("{}: {} holds valid IDX files (not the official ones: sums not checked)", ds.name(), dir.display());
+        println!(
+            "{}: {} holds valid IDX files (not the official ones: sums not checked)",
+            ds.name(),
+            dir.display()
+        );
         return Ok(());
     }
     let sums_path = dir.join(SUMS_FILE);
     let expected: Option<Vec<String>> = match ds.pinned_sha256() {
         Some(p) => Some(p.iter().map(|s| s.to_string()).collect()),
-        None => std::fs::read_to_string(&sums_path)
-            .ok()
-            .map(|t| t.lines().filter_map(|l| l.split_whitespace().next().map(String::from)).collect()),
+        None => std::fs::read_to_string(&sums_path).ok().map(|t| {
+            t.lines()
+                .filter_map(|l| l.split_whitespace().next().map(String::from))
+                .collect()
+        }),
     };
     match expected {
         Some(expected) => {
             for ((stem, got), want) in FILES.iter().zip(&sums).zip(&expected) {
                 if got != want {
-                    bail!("{}: SHA-256 of the decompressed file is {got}, expected {want}", dir.join(stem).display());
+                    bail!(
+                        "{}: SHA-256 of the decompressed file is {got}, expected {want}",
+                        dir.join(stem).display()
+                    );
                 }
             }
-            println!("{}: {} verified (SHA-256 of all four files)", ds.name(), dir.display());
+            println!(
+                "{}: {} verified (SHA-256 of all four files)",
+                ds.name(),
+                dir.display()
+            );
         }
         None => {
-            let text: String = FILES.iter().zip(&sums).map(|(f, s)| format!("{s}  {f}\n")).collect();
+            let text: String = FILES
+                .iter()
+                .zip(&sums)
+                .map(|(f, s)| format!("{s}  {f}\n"))
+                .collect();
             std::fs::write(&sums_path, text)
                 .with_context(|| format!("cannot write {}", sums_path.display()))?;
-            println!("{}: {} checked; sums recorded in {}", ds.name(), dir.display(), sums_path.display());
+            println!(
+                "{}: {} checked; sums recorded in {}",
+                ds.name(),
+                dir.display(),
+                sums_path.display()
+            );
         }
     }
     Ok(())
@@ -176,18 +212,19 @@ fn verify(dir: &Path, ds: Dataset, check_sums: bool) -> anyhow::Result<()> {
 
 /// Downloads the parquet files through hf-hub (cached in the usual hub cache) and converts them.
 fn download(ds: Dataset, dir: &Path) -> anyhow::Result<()> {
-    let api = hf_hub::api::sync::ApiBuilder::new().with_progress(true).build()?;
+    let api = hf_hub::api::sync::ApiBuilder::new()
+        .with_progress(true)
+        .build()?;
     let repo = api.repo(hf_hub::Repo::with_revision(
         ds.hub_repo().to_string(),
         hf_hub::RepoType::Dataset,
         "main".to_string(),
     ));
     let [train, test] = ds.hub_files();
-    for (file, images, labels) in [
-        (train, FILES[0], FILES[1]),
-        (test, FILES[2], FILES[3]),
-    ] {
-        let local = repo.get(file).with_context(|| format!("downloading {file}"))?;
+    for (file, images, labels) in [(train, FILES[0], FILES[1]), (test, FILES[2], FILES[3])] {
+        let local = repo
+            .get(file)
+            .with_context(|| format!("downloading {file}"))?;
         let (pixels, lbls) = parquet_to_idx(&local)?;
         let n = lbls.len();
         gan_data::idx::write_idx_gz(dir.join(format!("{images}.gz")), &[n, 28, 28], &pixels)?;
@@ -201,21 +238,29 @@ fn download(ds: Dataset, dir: &Path) -> anyhow::Result<()> {
 pub fn parquet_to_idx(path: &Path) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
     use parquet::file::reader::{FileReader, SerializedFileReader};
     use parquet::record::RowAccessor;
-    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let reader = SerializedFileReader::new(file).with_context(|| format!("{}: not a parquet file", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let reader = SerializedFileReader::new(file)
+        .with_context(|| format!("{}: not a parquet file", path.display()))?;
     let mut pixels = Vec::new();
     let mut labels = Vec::new();
     for (i, row) in reader.get_row_iter(None)?.enumerate() {
         let row = row.with_context(|| format!("{}: row {i}", path.display()))?;
-        let png = row.get_group(0).and_then(|g| g.get_bytes(0).map(|b| b.data().to_vec()));
+        let png = row
+            .get_group(0)
+            .and_then(|g| g.get_bytes(0).map(|b| b.data().to_vec()));
         let png = png.with_context(|| format!("{}: row {i} has no image bytes", path.display()))?;
         let label = row.get_long(1).or_else(|_| row.get_int(1).map(i64::from));
-        let label = label.with_context(|| format!("{}: row {i} has no integer label", path.display()))?;
+        let label =
+            label.with_context(|| format!("{}: row {i} has no integer label", path.display()))?;
         let img = image::load_from_memory(&png)
             .with_context(|| format!("{}: row {i}: bad PNG", path.display()))?
             .to_luma8();
         if img.dimensions() != (28, 28) || !(0..10).contains(&label) {
-            bail!("{}: row {i}: expected a 28×28 image and a label 0–9", path.display());
+            bail!(
+                "{}: row {i}: expected a 28×28 image and a label 0–9",
+                path.display()
+            );
         }
         pixels.extend_from_slice(img.as_raw());
         labels.push(label as u8);

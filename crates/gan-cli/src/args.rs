@@ -26,13 +26,13 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum TrainModel {
     /// DCGAN on MNIST-like data or a folder of images.
-    Dcgan(TrainDcgan),
+    Dcgan(Box<TrainDcgan>),
     /// The 2D toy GAN (ring8, grid25, ring).
-    Toy(crate::toy_cmd::TrainToyArgs),
+    Toy(Box<crate::toy_cmd::TrainToyArgs>),
     /// WGAN with weight clipping (critic = DCGAN discriminator body, linear output).
-    Wgan(crate::wgan_cmd::TrainWganArgs),
+    Wgan(Box<crate::wgan_cmd::TrainWganArgs>),
     /// WGAN with gradient penalty.
-    WganGp(crate::wgan_cmd::TrainWganArgs),
+    WganGp(Box<crate::wgan_cmd::TrainWganArgs>),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

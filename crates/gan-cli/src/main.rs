@@ -26,6 +26,11 @@ use gan_models::run::RunDir;
 use crate::args::{Cli, Command, InterpolateArgs, SampleArgs, TrainDcgan, TrainModel};
 
 fn main() -> ExitCode {
+    // candle's element-wise thread pool spin-waits on its helpers; our CPU kernels run on rayon,
+    // so one candle thread keeps two pools from fighting over the cores (read once, at first use).
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -45,10 +50,10 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Train(TrainModel::Dcgan(a)) => train(a),
-        Command::Train(TrainModel::Toy(a)) => toy_cmd::train(a),
-        Command::Train(TrainModel::Wgan(a)) => wgan_cmd::train(a, false),
-        Command::Train(TrainModel::WganGp(a)) => wgan_cmd::train(a, true),
+        Command::Train(TrainModel::Dcgan(a)) => train(*a),
+        Command::Train(TrainModel::Toy(a)) => toy_cmd::train(*a),
+        Command::Train(TrainModel::Wgan(a)) => wgan_cmd::train(*a, false),
+        Command::Train(TrainModel::WganGp(a)) => wgan_cmd::train(*a, true),
         Command::Sample(a) => sample(a),
         Command::Interpolate(a) => interpolate(a),
     }
@@ -92,7 +97,11 @@ fn train(a: TrainDcgan) -> anyhow::Result<ExitCode> {
             }
             let channels = if source.idx { 1 } else { a.channels };
             let mut cfg = DcganRunConfig::new(
-                DataConfig { source: source.name.clone(), path: source.path.clone(), items: 0 },
+                DataConfig {
+                    source: source.name.clone(),
+                    path: source.path.clone(),
+                    items: 0,
+                },
                 channels,
             );
             cfg.dcgan.image_size = a.image_size;
@@ -141,7 +150,8 @@ fn train_with(
     let data = match data {
         Some(d) => d,
         None => {
-            let source = ImageSource::resolve(Some(&cfg.data.path.to_string_lossy()), Path::new("."))?;
+            let source =
+                ImageSource::resolve(Some(&cfg.data.path.to_string_lossy()), Path::new("."))?;
             gan_models::dcgan_run::load_data(&source, &cfg.dcgan)?
         }
     };
@@ -201,7 +211,10 @@ fn sample(a: SampleArgs) -> anyhow::Result<ExitCode> {
     let dev = parse_device(&a.device)?;
     let g = load_generator(&run, &a.checkpoint, &dev)?;
     let imgs = g.sample(a.count, a.seed)?;
-    let is_png = a.out.extension().is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    let is_png = a
+        .out
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
     if is_png {
         let nrow = (a.count as f64).sqrt().ceil() as usize;
         save_grid(&imgs, nrow, &a.out)?;
@@ -220,8 +233,16 @@ fn interpolate(a: InterpolateArgs) -> anyhow::Result<ExitCode> {
     let imgs = g.latent_walk(a.rows, a.steps, a.dim, a.seed)?;
     save_grid(&imgs, a.steps.max(2), &a.out)?;
     match a.dim {
-        Some(k) => println!("wrote {} rows sweeping z[{k}] over [-3, 3] to {}", a.rows, a.out.display()),
-        None => println!("wrote {} spherical interpolations to {}", a.rows, a.out.display()),
+        Some(k) => println!(
+            "wrote {} rows sweeping z[{k}] over [-3, 3] to {}",
+            a.rows,
+            a.out.display()
+        ),
+        None => println!(
+            "wrote {} spherical interpolations to {}",
+            a.rows,
+            a.out.display()
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -18,11 +18,17 @@ impl TrainProgress {
     pub fn new(total_steps: u64, stop: Arc<AtomicBool>) -> Self {
         let bar = ProgressBar::new(total_steps);
         bar.set_style(
-            ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
-                .expect("valid template"),
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
+            )
+            .expect("valid template"),
         );
         let plain_every = (!std::io::stderr().is_terminal()).then_some((total_steps / 20).max(1));
-        Self { bar, stop, plain_every }
+        Self {
+            bar,
+            stop,
+            plain_every,
+        }
     }
 
     pub fn finish(&self) {
@@ -51,7 +57,8 @@ impl Observer for TrainProgress {
             );
         }
         if !m.is_finite() {
-            self.bar.suspend(|| tracing::warn!("step {}: non-finite numbers {m:?}", m.step));
+            self.bar
+                .suspend(|| tracing::warn!("step {}: non-finite numbers {m:?}", m.step));
         }
     }
 
@@ -62,7 +69,8 @@ impl Observer for TrainProgress {
     fn should_stop(&self) -> bool {
         let stop = self.stop.load(Ordering::SeqCst);
         if stop {
-            self.bar.suspend(|| tracing::info!("Ctrl-C: writing a checkpoint and stopping"));
+            self.bar
+                .suspend(|| tracing::info!("Ctrl-C: writing a checkpoint and stopping"));
         }
         stop
     }

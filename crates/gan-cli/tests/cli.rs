@@ -8,7 +8,10 @@ fn gan_cli(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_gan-cli"))
         .args(args)
         .current_dir(cwd)
-        .env("GAN_DATASETS", Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets"))
+        .env(
+            "GAN_DATASETS",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets"),
+        )
         .output()
         .expect("gan-cli runs")
 }
@@ -33,8 +36,24 @@ fn train_sample_interpolate() {
     let d = dir.path();
     let out = gan_cli(
         &[
-            "train", "dcgan", "--data", "mnist-mini", "--steps", "3", "--batch-size", "8",
-            "--ngf", "8", "--ndf", "8", "--nz", "10", "--out", "run", "--sample-every", "2",
+            "train",
+            "dcgan",
+            "--data",
+            "mnist-mini",
+            "--steps",
+            "3",
+            "--batch-size",
+            "8",
+            "--ngf",
+            "8",
+            "--ndf",
+            "8",
+            "--nz",
+            "10",
+            "--out",
+            "run",
+            "--sample-every",
+            "2",
         ],
         d,
     );
@@ -42,32 +61,85 @@ fn train_sample_interpolate() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("samples in run/samples"), "{stdout}");
     let run = d.join("run");
-    for f in ["config.json", "metrics.jsonl", "samples/step-000002.png", "samples/step-000003.png"] {
+    for f in [
+        "config.json",
+        "metrics.jsonl",
+        "samples/step-000002.png",
+        "samples/step-000003.png",
+    ] {
         assert!(run.join(f).is_file(), "{f} missing");
     }
-    for f in ["generator.safetensors", "discriminator.safetensors", "optimizers.safetensors", "state.json"] {
-        assert!(run.join("checkpoints/latest").join(f).is_file(), "{f} missing");
+    for f in [
+        "generator.safetensors",
+        "discriminator.safetensors",
+        "optimizers.safetensors",
+        "state.json",
+    ] {
+        assert!(
+            run.join("checkpoints/latest").join(f).is_file(),
+            "{f} missing"
+        );
     }
     // 64 samples: an 8×8 grid of 28-pixel cells with 2-pixel padding.
-    assert_eq!(png_size(&run.join("samples/step-000003.png")), (8 * 30 + 2, 8 * 30 + 2));
+    assert_eq!(
+        png_size(&run.join("samples/step-000003.png")),
+        (8 * 30 + 2, 8 * 30 + 2)
+    );
 
     // From the run folder alone: one grid, or a folder of single 28×28 grayscale images.
-    ok(&gan_cli(&["sample", "--run", "run", "--count", "9", "--out", "grid.png"], d));
+    ok(&gan_cli(
+        &[
+            "sample", "--run", "run", "--count", "9", "--out", "grid.png",
+        ],
+        d,
+    ));
     assert_eq!(png_size(&d.join("grid.png")), (3 * 30 + 2, 3 * 30 + 2));
-    ok(&gan_cli(&["sample", "--run", "run", "--count", "5", "--out", "singles"], d));
+    ok(&gan_cli(
+        &["sample", "--run", "run", "--count", "5", "--out", "singles"],
+        d,
+    ));
     let files: Vec<_> = std::fs::read_dir(d.join("singles")).unwrap().collect();
     assert_eq!(files.len(), 5);
     let one = image::open(d.join("singles/000004.png")).unwrap();
     assert_eq!((one.width(), one.height()), (28, 28));
     assert!(matches!(one.color(), image::ColorType::L8));
 
-    ok(&gan_cli(&["interpolate", "--run", "run", "--out", "walk.png", "--rows", "3", "--steps", "6"], d));
+    ok(&gan_cli(
+        &[
+            "interpolate",
+            "--run",
+            "run",
+            "--out",
+            "walk.png",
+            "--rows",
+            "3",
+            "--steps",
+            "6",
+        ],
+        d,
+    ));
     assert_eq!(png_size(&d.join("walk.png")), (6 * 30 + 2, 3 * 30 + 2));
-    ok(&gan_cli(&["interpolate", "--run", "run", "--out", "dim.png", "--dim", "4", "--rows", "2"], d));
+    ok(&gan_cli(
+        &[
+            "interpolate",
+            "--run",
+            "run",
+            "--out",
+            "dim.png",
+            "--dim",
+            "4",
+            "--rows",
+            "2",
+        ],
+        d,
+    ));
     assert_eq!(png_size(&d.join("dim.png")), (10 * 30 + 2, 2 * 30 + 2));
 
     // Resume extends the run; a second train into the same folder is refused.
-    ok(&gan_cli(&["train", "dcgan", "--resume", "run", "--steps", "4"], d));
+    ok(&gan_cli(
+        &["train", "dcgan", "--resume", "run", "--steps", "4"],
+        d,
+    ));
     let state = std::fs::read_to_string(run.join("checkpoints/latest/state.json")).unwrap();
     assert!(state.contains("\"step\": 4"), "{state}");
     let again = gan_cli(&["train", "dcgan", "--steps", "1", "--out", "run"], d);
@@ -80,10 +152,22 @@ fn bad_input_is_a_clear_error_with_exit_code_2() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["sample", "--run", "nowhere", "--out", "x.png"], "not a run folder"),
-        (vec!["train", "dcgan", "--data", "no-such-folder"], "no-such-folder"),
-        (vec!["train", "dcgan", "--image-size", "48", "--steps", "1"], "28, 32 or 64"),
-        (vec!["train", "dcgan", "--device", "tpu", "--steps", "1"], "unknown device"),
+        (
+            vec!["sample", "--run", "nowhere", "--out", "x.png"],
+            "not a run folder",
+        ),
+        (
+            vec!["train", "dcgan", "--data", "no-such-folder"],
+            "no-such-folder",
+        ),
+        (
+            vec!["train", "dcgan", "--image-size", "48", "--steps", "1"],
+            "28, 32 or 64",
+        ),
+        (
+            vec!["train", "dcgan", "--device", "tpu", "--steps", "1"],
+            "unknown device",
+        ),
     ];
     for (args, needle) in cases {
         let out = gan_cli(&args, d);
@@ -92,7 +176,10 @@ fn bad_input_is_a_clear_error_with_exit_code_2() {
         assert!(err.contains(needle), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
-    assert!(!d.join("runs").exists(), "a failed start left a run folder behind");
+    assert!(
+        !d.join("runs").exists(),
+        "a failed start left a run folder behind"
+    );
     // A folder with a text file named .png.
     std::fs::create_dir(d.join("imgs")).unwrap();
     std::fs::write(d.join("imgs/fake.png"), "text").unwrap();

@@ -27,7 +27,12 @@ pub struct BatchConfig {
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        Self { batch_size: 64, shuffle: true, drop_last: true, seed: 0 }
+        Self {
+            batch_size: 64,
+            shuffle: true,
+            drop_last: true,
+            seed: 0,
+        }
     }
 }
 
@@ -59,7 +64,9 @@ impl<'a, D: Dataset> Batcher<'a, D> {
     /// A batcher at the start of epoch 0.
     pub fn new(ds: &'a D, cfg: BatchConfig, device: &Device) -> Result<Self> {
         if cfg.batch_size == 0 {
-            return Err(DataError::InvalidArgument("batch size must be at least 1".into()));
+            return Err(DataError::InvalidArgument(
+                "batch size must be at least 1".into(),
+            ));
         }
         if ds.is_empty() || (cfg.drop_last && ds.len() < cfg.batch_size) {
             return Err(DataError::InvalidArgument(format!(
@@ -68,7 +75,14 @@ impl<'a, D: Dataset> Batcher<'a, D> {
                 cfg.batch_size
             )));
         }
-        let mut b = Self { ds, cfg, device: device.clone(), epoch: 0, index: 0, order: Vec::new() };
+        let mut b = Self {
+            ds,
+            cfg,
+            device: device.clone(),
+            epoch: 0,
+            index: 0,
+            order: Vec::new(),
+        };
         b.order = b.epoch_order(0);
         Ok(b)
     }
@@ -135,7 +149,12 @@ impl<'a, D: Dataset> Batcher<'a, D> {
             }
             None => None,
         };
-        let batch = Batch { items, labels, epoch: self.epoch, index: self.index };
+        let batch = Batch {
+            items,
+            labels,
+            epoch: self.epoch,
+            index: self.index,
+        };
         self.index += 1;
         self.roll_over();
         Ok(batch)
@@ -144,7 +163,10 @@ impl<'a, D: Dataset> Batcher<'a, D> {
     /// The batches of the current epoch from the current position to its end.
     pub fn epoch_iter(&mut self) -> EpochIter<'_, 'a, D> {
         let epoch = self.epoch;
-        EpochIter { batcher: self, epoch }
+        EpochIter {
+            batcher: self,
+            epoch,
+        }
     }
 }
 

@@ -45,11 +45,20 @@ impl TensorDataset {
                 )));
             }
         }
-        Ok(Self { shape, item_len, data, labels })
+        Ok(Self {
+            shape,
+            item_len,
+            data,
+            labels,
+        })
     }
 
     /// Builds a dataset of images from bytes, mapping 0..=255 linearly onto [-1, 1].
-    pub fn from_u8_images(shape: Vec<usize>, bytes: &[u8], labels: Option<Vec<u32>>) -> crate::Result<Self> {
+    pub fn from_u8_images(
+        shape: Vec<usize>,
+        bytes: &[u8],
+        labels: Option<Vec<u32>>,
+    ) -> crate::Result<Self> {
         let data = bytes.iter().map(|&b| b as f32 / 127.5 - 1.0).collect();
         Self::new(shape, data, labels)
     }
@@ -82,8 +91,16 @@ impl TensorDataset {
         for &i in indices {
             data.extend_from_slice(self.item(i));
         }
-        let labels = self.labels.as_ref().map(|l| indices.iter().map(|&i| l[i]).collect());
-        Self { shape: self.shape.clone(), item_len: self.item_len, data, labels }
+        let labels = self
+            .labels
+            .as_ref()
+            .map(|l| indices.iter().map(|&i| l[i]).collect());
+        Self {
+            shape: self.shape.clone(),
+            item_len: self.item_len,
+            data,
+            labels,
+        }
     }
 }
 

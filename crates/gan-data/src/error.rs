@@ -30,7 +30,9 @@ pub enum DataError {
         found: u64,
     },
     /// The file holds more bytes than its header announces.
-    #[error("{path}: {extra} unexpected bytes after the {expected} bytes of data the header announces")]
+    #[error(
+        "{path}: {extra} unexpected bytes after the {expected} bytes of data the header announces"
+    )]
     TrailingData {
         /// The file.
         path: PathBuf,
@@ -116,6 +118,9 @@ pub type Result<T> = std::result::Result<T, DataError>;
 
 impl DataError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        DataError::Io { path: path.into(), source }
+        DataError::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

@@ -53,7 +53,12 @@ pub struct IdxImages {
 /// Reads an idx3 file of images (raw or gzip).
 pub fn read_idx_images(path: impl AsRef<Path>) -> Result<IdxImages> {
     let arr = read_idx(path, 3)?;
-    Ok(IdxImages { count: arr.dims[0], rows: arr.dims[1], cols: arr.dims[2], pixels: arr.data })
+    Ok(IdxImages {
+        count: arr.dims[0],
+        rows: arr.dims[1],
+        cols: arr.dims[2],
+        pixels: arr.data,
+    })
 }
 
 /// Reads an idx1 file of labels (raw or gzip).
@@ -93,11 +98,19 @@ fn parse_stream<R: Read>(
     read_header(&mut r, &mut magic, path, 4)?;
     let magic_u32 = u32::from_be_bytes(magic);
     if magic[0] != 0 || magic[1] != 0 || magic[2] != TYPE_U8 {
-        return Err(DataError::BadMagic { path: path.into(), magic: magic_u32, expected_rank: rank });
+        return Err(DataError::BadMagic {
+            path: path.into(),
+            magic: magic_u32,
+            expected_rank: rank,
+        });
     }
     let found_rank = magic[3] as usize;
     if found_rank != rank {
-        return Err(DataError::WrongRank { path: path.into(), expected: rank, found: found_rank });
+        return Err(DataError::WrongRank {
+            path: path.into(),
+            expected: rank,
+            found: found_rank,
+        });
     }
     let mut dims = Vec::with_capacity(rank);
     let mut dim_bytes = [0u8; 4];
@@ -121,24 +134,37 @@ fn parse_stream<R: Read>(
     // Grow only as data arrives; read one byte past the end to detect trailing data (and, for
     // gzip, to reach the end of the stream so that its CRC is checked).
     let mut data = Vec::new();
-    r.by_ref().take(expected + 1).read_to_end(&mut data).map_err(|e| stream_error(path, e))?;
+    r.by_ref()
+        .take(expected + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| stream_error(path, e))?;
     let found = data.len() as u64;
     if found < expected {
-        return Err(DataError::Truncated { path: path.into(), expected, found });
+        return Err(DataError::Truncated {
+            path: path.into(),
+            expected,
+            found,
+        });
     }
     if found > expected {
         let mut rest = Vec::new();
         let extra = 1 + r.take(1 << 20).read_to_end(&mut rest).unwrap_or(0) as u64;
-        return Err(DataError::TrailingData { path: path.into(), expected, extra });
+        return Err(DataError::TrailingData {
+            path: path.into(),
+            expected,
+            extra,
+        });
     }
     Ok(IdxArray { dims, data })
 }
 
 fn read_header<R: Read>(r: &mut R, buf: &mut [u8], path: &Path, header_len: u64) -> Result<()> {
     r.read_exact(buf).map_err(|e| match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => {
-            DataError::Truncated { path: path.into(), expected: header_len, found: 0 }
-        }
+        std::io::ErrorKind::UnexpectedEof => DataError::Truncated {
+            path: path.into(),
+            expected: header_len,
+            found: 0,
+        },
         _ => stream_error(path, e),
     })
 }
@@ -146,11 +172,15 @@ fn read_header<R: Read>(r: &mut R, buf: &mut [u8], path: &Path, header_len: u64)
 fn stream_error(path: &Path, e: std::io::Error) -> DataError {
     match e.kind() {
         // flate2 reports a gzip stream cut short as UnexpectedEof, bad data as InvalidInput/Data.
-        std::io::ErrorKind::UnexpectedEof => {
-            DataError::CorruptGzip { path: path.into(), reason: "stream ends early (truncated)".into() }
-        }
+        std::io::ErrorKind::UnexpectedEof => DataError::CorruptGzip {
+            path: path.into(),
+            reason: "stream ends early (truncated)".into(),
+        },
         std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData => {
-            DataError::CorruptGzip { path: path.into(), reason: e.to_string() }
+            DataError::CorruptGzip {
+                path: path.into(),
+                reason: e.to_string(),
+            }
         }
         _ => DataError::io(path, e),
     }

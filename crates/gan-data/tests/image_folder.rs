@@ -11,8 +11,21 @@ fn write_png(path: &std::path::Path, w: u32, h: u32, f: impl Fn(u32, u32) -> [u8
 fn resize_and_center_crop() {
     let dir = tempfile::tempdir().unwrap();
     // 8 wide, 4 high: left half black, right half white, a red column in the middle.
-    write_png(&dir.path().join("a.png"), 8, 4, |x, _| if x < 4 { [0, 0, 0] } else { [255, 255, 255] });
-    let ds = ImageFolder::load(dir.path(), ImageFolderConfig { size: 4, channels: 3 }).unwrap();
+    write_png(&dir.path().join("a.png"), 8, 4, |x, _| {
+        if x < 4 {
+            [0, 0, 0]
+        } else {
+            [255, 255, 255]
+        }
+    });
+    let ds = ImageFolder::load(
+        dir.path(),
+        ImageFolderConfig {
+            size: 4,
+            channels: 3,
+        },
+    )
+    .unwrap();
     assert_eq!(ds.len(), 1);
     assert_eq!(ds.item_shape(), &[3, 4, 4]);
     let item = ds.item(0);
@@ -23,7 +36,14 @@ fn resize_and_center_crop() {
             assert_eq!(row, &[-1.0, -1.0, 1.0, 1.0]);
         }
     }
-    let gray = ImageFolder::load(dir.path(), ImageFolderConfig { size: 2, channels: 1 }).unwrap();
+    let gray = ImageFolder::load(
+        dir.path(),
+        ImageFolderConfig {
+            size: 2,
+            channels: 1,
+        },
+    )
+    .unwrap();
     assert_eq!(gray.item_shape(), &[1, 2, 2]);
     assert!(gray.data().iter().all(|v| (-1.0..=1.0).contains(v)));
 }
@@ -32,7 +52,14 @@ fn resize_and_center_crop() {
 fn empty_folder_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("notes.txt"), "no images here").unwrap();
-    let err = ImageFolder::load(dir.path(), ImageFolderConfig { size: 8, channels: 3 }).unwrap_err();
+    let err = ImageFolder::load(
+        dir.path(),
+        ImageFolderConfig {
+            size: 8,
+            channels: 3,
+        },
+    )
+    .unwrap_err();
     assert!(matches!(err, DataError::EmptyFolder { .. }), "{err:?}");
     assert!(err.to_string().contains(&dir.path().display().to_string()));
 }
@@ -42,7 +69,14 @@ fn text_file_named_png_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     write_png(&dir.path().join("good.png"), 4, 4, |_, _| [1, 2, 3]);
     std::fs::write(dir.path().join("fake.png"), "this is text, not a PNG").unwrap();
-    let err = ImageFolder::load(dir.path(), ImageFolderConfig { size: 4, channels: 3 }).unwrap_err();
+    let err = ImageFolder::load(
+        dir.path(),
+        ImageFolderConfig {
+            size: 4,
+            channels: 3,
+        },
+    )
+    .unwrap_err();
     assert!(matches!(err, DataError::BadImage { .. }), "{err:?}");
     assert!(err.to_string().contains("fake.png"), "{err}");
 }
@@ -54,10 +88,15 @@ fn unpaired_layout() {
         let d = root.path().join(sub);
         std::fs::create_dir(&d).unwrap();
         for i in 0..n {
-            write_png(&d.join(format!("{i}.png")), 6, 6, |x, y| [(x * 40) as u8, (y * 40) as u8, 0]);
+            write_png(&d.join(format!("{i}.png")), 6, 6, |x, y| {
+                [(x * 40) as u8, (y * 40) as u8, 0]
+            });
         }
     }
-    let cfg = ImageFolderConfig { size: 4, channels: 3 };
+    let cfg = ImageFolderConfig {
+        size: 4,
+        channels: 3,
+    };
     let train = Unpaired::load(root.path(), Split::Train, cfg).unwrap();
     assert_eq!((train.a.len(), train.b.len()), (3, 2));
     let test = Unpaired::load(root.path(), Split::Test, cfg).unwrap();

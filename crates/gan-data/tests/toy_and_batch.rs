@@ -20,14 +20,24 @@ fn toy_distributions_match_their_definitions() {
                 .unwrap();
             counts[k] += 1;
             sq += d2 as f64;
-            assert!(d2.sqrt() < 6.0 * std, "{dist}: point {p:?} far from every mode");
+            assert!(
+                d2.sqrt() < 6.0 * std,
+                "{dist}: point {p:?} far from every mode"
+            );
         }
         // Per-axis variance of the offsets ≈ σ² (tolerance 5%).
         let var = sq / (2.0 * pts.len() as f64);
-        assert!((var.sqrt() / std as f64 - 1.0).abs() < 0.05, "{dist}: std {}", var.sqrt());
+        assert!(
+            (var.sqrt() / std as f64 - 1.0).abs() < 0.05,
+            "{dist}: std {}",
+            var.sqrt()
+        );
         let expect = pts.len() as f64 / modes.len() as f64;
         for c in counts {
-            assert!((c as f64 - expect).abs() < 5.0 * expect.sqrt(), "{dist}: unbalanced modes");
+            assert!(
+                (c as f64 - expect).abs() < 5.0 * expect.sqrt(),
+                "{dist}: unbalanced modes"
+            );
         }
     }
     let ring = ToyDistribution::Ring.sample(10_000, 1);
@@ -35,25 +45,50 @@ fn toy_distributions_match_their_definitions() {
         let r = (p[0] * p[0] + p[1] * p[1]).sqrt();
         assert!(r > 1.0 && r < 1.6, "ring point at radius {r}");
     }
-    assert_eq!(ToyDistribution::Ring8.sample(5, 9), ToyDistribution::Ring8.sample(5, 9));
-    assert_ne!(ToyDistribution::Ring8.sample(5, 9), ToyDistribution::Ring8.sample(5, 10));
-    assert_eq!("grid25".parse::<ToyDistribution>().unwrap(), ToyDistribution::Grid25);
+    assert_eq!(
+        ToyDistribution::Ring8.sample(5, 9),
+        ToyDistribution::Ring8.sample(5, 9)
+    );
+    assert_ne!(
+        ToyDistribution::Ring8.sample(5, 9),
+        ToyDistribution::Ring8.sample(5, 10)
+    );
+    assert_eq!(
+        "grid25".parse::<ToyDistribution>().unwrap(),
+        ToyDistribution::Grid25
+    );
     assert!("nope".parse::<ToyDistribution>().is_err());
 }
 
 fn numbered(n: usize) -> TensorDataset {
-    TensorDataset::new(vec![1], (0..n).map(|i| i as f32).collect(), Some((0..n as u32).collect()))
-        .unwrap()
+    TensorDataset::new(
+        vec![1],
+        (0..n).map(|i| i as f32).collect(),
+        Some((0..n as u32).collect()),
+    )
+    .unwrap()
 }
 
 fn ids(b: &gan_data::Batch) -> Vec<u32> {
-    b.items.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|&v| v as u32).collect()
+    b.items
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+        .iter()
+        .map(|&v| v as u32)
+        .collect()
 }
 
 #[test]
 fn batches_cover_each_epoch_once_and_repeat_for_a_seed() {
     let ds = numbered(10);
-    let cfg = BatchConfig { batch_size: 3, shuffle: true, drop_last: true, seed: 42 };
+    let cfg = BatchConfig {
+        batch_size: 3,
+        shuffle: true,
+        drop_last: true,
+        seed: 42,
+    };
     let mut b = Batcher::new(&ds, cfg, &Device::Cpu).unwrap();
     assert_eq!(b.batches_per_epoch(), 3);
     let epoch0: Vec<Vec<u32>> = b.epoch_iter().map(|x| ids(&x.unwrap())).collect();
@@ -83,12 +118,29 @@ fn batches_cover_each_epoch_once_and_repeat_for_a_seed() {
 #[test]
 fn keep_last_and_no_shuffle() {
     let ds = numbered(10);
-    let cfg = BatchConfig { batch_size: 4, shuffle: false, drop_last: false, seed: 0 };
+    let cfg = BatchConfig {
+        batch_size: 4,
+        shuffle: false,
+        drop_last: false,
+        seed: 0,
+    };
     let mut b = Batcher::new(&ds, cfg, &Device::Cpu).unwrap();
     let all: Vec<Vec<u32>> = b.epoch_iter().map(|x| ids(&x.unwrap())).collect();
     assert_eq!(all, vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7], vec![8, 9]]);
-    assert!(Batcher::new(&ds, BatchConfig { batch_size: 0, ..cfg }, &Device::Cpu).is_err());
-    let big = BatchConfig { batch_size: 11, drop_last: true, ..cfg };
+    assert!(Batcher::new(
+        &ds,
+        BatchConfig {
+            batch_size: 0,
+            ..cfg
+        },
+        &Device::Cpu
+    )
+    .is_err());
+    let big = BatchConfig {
+        batch_size: 11,
+        drop_last: true,
+        ..cfg
+    };
     assert!(Batcher::new(&ds, big, &Device::Cpu).is_err());
     assert_eq!(ds.len(), 10);
 }

@@ -33,7 +33,13 @@ pub struct DcganConfig {
 impl Default for DcganConfig {
     /// `dcgan28`: MNIST-sized, nz 100, ngf = ndf = 64.
     fn default() -> Self {
-        Self { nz: 100, ngf: 64, ndf: 64, channels: 1, image_size: 28 }
+        Self {
+            nz: 100,
+            ngf: 64,
+            ndf: 64,
+            channels: 1,
+            image_size: 28,
+        }
     }
 }
 
@@ -56,7 +62,11 @@ impl DcganConfig {
 
     /// The `dcgan64` network (pytorch/examples), RGB.
     pub fn dcgan64() -> Self {
-        Self { channels: 3, image_size: 64, ..Self::default() }
+        Self {
+            channels: 3,
+            image_size: 64,
+            ..Self::default()
+        }
     }
 
     /// Checks that the size is one this module builds.
@@ -75,7 +85,14 @@ impl DcganConfig {
 
     fn g_stages(&self) -> Vec<Stage> {
         let (nz, f, nc) = (self.nz, self.ngf, self.channels);
-        let st = |c_in, c_out, k, s, p, bn| Stage { c_in, c_out, k, s, p, bn };
+        let st = |c_in, c_out, k, s, p, bn| Stage {
+            c_in,
+            c_out,
+            k,
+            s,
+            p,
+            bn,
+        };
         match self.image_size {
             28 => vec![
                 st(nz, f * 4, 7, 1, 0, true),
@@ -102,7 +119,14 @@ impl DcganConfig {
     /// no activation and outputs one logit per image.
     fn d_stages(&self) -> Vec<Stage> {
         let (f, nc) = (self.ndf, self.channels);
-        let st = |c_in, c_out, k, s, p, bn| Stage { c_in, c_out, k, s, p, bn };
+        let st = |c_in, c_out, k, s, p, bn| Stage {
+            c_in,
+            c_out,
+            k,
+            s,
+            p,
+            bn,
+        };
         match self.image_size {
             28 => vec![
                 st(nc, f, 4, 2, 1, false),
@@ -148,12 +172,27 @@ impl DcganGenerator {
         let (mut convs, mut norms, mut idx) = (Vec::new(), Vec::new(), 0);
         for s in cfg.g_stages() {
             let p = ConvParams::new(s.s, s.p);
-            convs.push(ConvTranspose2d::new(s.c_in, s.c_out, s.k, p, false, vb.pp(idx))?);
+            convs.push(ConvTranspose2d::new(
+                s.c_in,
+                s.c_out,
+                s.k,
+                p,
+                false,
+                vb.pp(idx),
+            )?);
             let act = Activation::Relu;
-            norms.push(if s.bn { Some(bn(s.c_out, act, vb.pp(idx + 1))?) } else { None });
+            norms.push(if s.bn {
+                Some(bn(s.c_out, act, vb.pp(idx + 1))?)
+            } else {
+                None
+            });
             idx += if s.bn { 3 } else { 2 }; // conv, [bn], activation
         }
-        Ok(Self { convs, norms, cfg: *cfg })
+        Ok(Self {
+            convs,
+            norms,
+            cfg: *cfg,
+        })
     }
 
     /// The configuration.
@@ -197,7 +236,11 @@ impl DcganDiscriminator {
             let p = ConvParams::new(s.s, s.p);
             convs.push(Conv2d::new(s.c_in, s.c_out, s.k, p, false, vb.pp(idx))?);
             let act = Activation::LeakyRelu(0.2);
-            norms.push(if s.bn { Some(bn(s.c_out, act, vb.pp(idx + 1))?) } else { None });
+            norms.push(if s.bn {
+                Some(bn(s.c_out, act, vb.pp(idx + 1))?)
+            } else {
+                None
+            });
             idx += 1 + usize::from(s.bn) + usize::from(i != last);
         }
         Ok(Self { convs, norms })

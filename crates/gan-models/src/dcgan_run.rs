@@ -76,14 +76,22 @@ impl DcganRunConfig {
     pub fn new(data: DataConfig, channels: usize) -> Self {
         Self {
             model: "dcgan".into(),
-            dcgan: DcganConfig { channels, ..DcganConfig::default() },
+            dcgan: DcganConfig {
+                channels,
+                ..DcganConfig::default()
+            },
             adam_g: AdamConfig::default(),
             adam_d: AdamConfig::default(),
             step: StepConfig::default(),
             data,
             batch_size: 64,
             epochs: None,
-            schedule: LoopConfig { steps: 1000, sample_every: 200, checkpoint_every: 500, log_every: 10 },
+            schedule: LoopConfig {
+                steps: 1000,
+                sample_every: 200,
+                checkpoint_every: 500,
+                log_every: 10,
+            },
             seed: 0,
             device: "cpu".into(),
             fast_conv: true,
@@ -139,9 +147,18 @@ pub fn build_trainer(cfg: &DcganRunConfig, dev: &Device) -> Result<DcganTrainer>
     gan_core::conv::set_fast_conv(cfg.fast_conv);
     let (g, g_vars) = build_generator(&cfg.dcgan, dev)?;
     let d_vars = VarMap::new();
-    let d = DcganDiscriminator::new(&cfg.dcgan, VarBuilder::from_varmap(&d_vars, DType::F32, dev))?;
-    dcgan_init(&g_vars, &mut SeededRng::with_stream(cfg.seed, stream::INIT_G))?;
-    dcgan_init(&d_vars, &mut SeededRng::with_stream(cfg.seed, stream::INIT_D))?;
+    let d = DcganDiscriminator::new(
+        &cfg.dcgan,
+        VarBuilder::from_varmap(&d_vars, DType::F32, dev),
+    )?;
+    dcgan_init(
+        &g_vars,
+        &mut SeededRng::with_stream(cfg.seed, stream::INIT_G),
+    )?;
+    dcgan_init(
+        &d_vars,
+        &mut SeededRng::with_stream(cfg.seed, stream::INIT_D),
+    )?;
     let opt_g = Adam::from_varmap(&g_vars, cfg.adam_g)?;
     let opt_d = Adam::from_varmap(&d_vars, cfg.adam_d)?;
     Ok(GanTrainer {
@@ -180,14 +197,23 @@ pub fn train_dcgan(
 ) -> Result<FitOutcome> {
     let dev = parse_device(&cfg.device)?;
     let mut trainer = build_trainer(cfg, &dev)?;
-    let batch_cfg = BatchConfig { batch_size: cfg.batch_size, shuffle: true, drop_last: true, seed: cfg.seed };
+    let batch_cfg = BatchConfig {
+        batch_size: cfg.batch_size,
+        shuffle: true,
+        drop_last: true,
+        seed: cfg.seed,
+    };
     let mut batcher = Batcher::new(data, batch_cfg, &dev)?;
     if resume {
         let dir = run.checkpoint(LATEST)?;
         let state = trainer.load(&dir)?;
         batcher.seek(state.epoch as usize, state.batch_index as usize);
         run.truncate_metrics_after(state.step)?;
-        observer.on_event(&format!("resumed from {} at step {}", dir.display(), state.step));
+        observer.on_event(&format!(
+            "resumed from {} at step {}",
+            dir.display(),
+            state.step
+        ));
     }
     let noise = fixed_noise(cfg, &dev)?;
     let nrow = 8;
@@ -195,7 +221,14 @@ pub fn train_dcgan(
         let imgs = t.g.forward_t(&noise, false)?;
         save_grid(&imgs, nrow, p)
     };
-    fit(&mut trainer, &mut batcher, run, cfg.schedule, &mut write, observer)
+    fit(
+        &mut trainer,
+        &mut batcher,
+        run,
+        cfg.schedule,
+        &mut write,
+        observer,
+    )
 }
 
 /// Steps per epoch for a dataset of `items` at `batch_size` (incomplete batches dropped).
@@ -269,10 +302,18 @@ impl LoadedGenerator {
     /// The latent walk: `rows` rows of `steps` images. With `dim = Some(k)`, each row holds one
     /// random z whose k-th coordinate sweeps -3..3; without, each row is the spherical
     /// interpolation between two random z.
-    pub fn latent_walk(&self, rows: usize, steps: usize, dim: Option<usize>, seed: u64) -> Result<Tensor> {
+    pub fn latent_walk(
+        &self,
+        rows: usize,
+        steps: usize,
+        dim: Option<usize>,
+        seed: u64,
+    ) -> Result<Tensor> {
         let nz = self.cfg.dcgan.nz;
         if let Some(k) = dim.filter(|&k| k >= nz) {
-            return Err(ModelError::Config(format!("--dim {k} is out of range: z has {nz} dimensions")));
+            return Err(ModelError::Config(format!(
+                "--dim {k} is out of range: z has {nz} dimensions"
+            )));
         }
         let steps = steps.max(2);
         let mut rng = SeededRng::new(seed);
@@ -310,7 +351,10 @@ pub fn slerp(a: &[f32], b: &[f32], t: f32) -> Vec<f32> {
     if omega.abs() < 1e-4 {
         return a.iter().zip(b).map(|(x, y)| x + t * (y - x)).collect();
     }
-    let (sa, sb) = (((1.0 - t) * omega).sin() / omega.sin(), (t * omega).sin() / omega.sin());
+    let (sa, sb) = (
+        ((1.0 - t) * omega).sin() / omega.sin(),
+        (t * omega).sin() / omega.sin(),
+    );
     a.iter().zip(b).map(|(x, y)| sa * x + sb * y).collect()
 }
 

@@ -13,7 +13,10 @@ const PAD: usize = 2;
 fn to_bytes(images: &Tensor) -> Result<(Vec<u8>, [usize; 4])> {
     let (n, c, h, w) = images.dims4()?;
     let v: Vec<f32> = images.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-    let bytes = v.iter().map(|&x| (((x + 1.0) * 127.5).round().clamp(0.0, 255.0)) as u8).collect();
+    let bytes = v
+        .iter()
+        .map(|&x| (((x + 1.0) * 127.5).round().clamp(0.0, 255.0)) as u8)
+        .collect();
     Ok((bytes, [n, c, h, w]))
 }
 
@@ -31,7 +34,8 @@ pub fn save_grid(images: &Tensor, nrow: usize, path: &Path) -> Result<()> {
             for x in 0..w {
                 for ch in 0..3 {
                     let src = if c == 1 { 0 } else { ch };
-                    canvas[((oy + y) * gw + ox + x) * 3 + ch] = bytes[((i * c + src) * h + y) * w + x];
+                    canvas[((oy + y) * gw + ox + x) * 3 + ch] =
+                        bytes[((i * c + src) * h + y) * w + x];
                 }
             }
         }
@@ -49,15 +53,26 @@ pub fn save_images(images: &Tensor, dir: &Path, first_index: usize) -> Result<()
         let pixels = if c == 1 {
             img.to_vec()
         } else {
-            (0..h * w).flat_map(|p| (0..c).map(move |ch| img[ch * h * w + p])).collect()
+            (0..h * w)
+                .flat_map(|p| (0..c).map(move |ch| img[ch * h * w + p]))
+                .collect()
         };
-        write_png(&dir.join(format!("{:06}.png", first_index + i)), w, h, c, pixels)?;
+        write_png(
+            &dir.join(format!("{:06}.png", first_index + i)),
+            w,
+            h,
+            c,
+            pixels,
+        )?;
     }
     Ok(())
 }
 
 fn write_png(path: &Path, w: usize, h: usize, c: usize, pixels: Vec<u8>) -> Result<()> {
-    let err = |e: String| ModelError::Image { path: path.into(), reason: e };
+    let err = |e: String| ModelError::Image {
+        path: path.into(),
+        reason: e,
+    };
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| ModelError::io(parent, e))?;
     }

@@ -67,7 +67,9 @@ impl RunDir {
 
     /// The path of the sample grid of `step`.
     pub fn sample_path(&self, step: u64) -> PathBuf {
-        self.root.join("samples").join(format!("step-{step:06}.png"))
+        self.root
+            .join("samples")
+            .join(format!("step-{step:06}.png"))
     }
 
     /// The samples folder.
@@ -83,8 +85,10 @@ impl RunDir {
     /// Appends one line to `metrics.jsonl`.
     pub fn append_metrics(&self, line: &impl Serialize) -> Result<()> {
         let path = self.metrics_path();
-        let text = serde_json::to_string(line)
-            .map_err(|e| ModelError::Json { path: path.clone(), reason: e.to_string() })?;
+        let text = serde_json::to_string(line).map_err(|e| ModelError::Json {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -96,7 +100,9 @@ impl RunDir {
     /// Drops the lines of `metrics.jsonl` logged after `step` (a resumed run logs them again).
     pub fn truncate_metrics_after(&self, step: u64) -> Result<()> {
         let path = self.metrics_path();
-        let Ok(text) = std::fs::read_to_string(&path) else { return Ok(()) };
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return Ok(());
+        };
         let kept: String = text
             .lines()
             .filter(|l| {
@@ -126,14 +132,20 @@ impl RunDir {
         if name == LATEST && dir.join(LATEST_OLD).is_dir() {
             return Ok(dir.join(LATEST_OLD));
         }
-        let steps = match name.strip_prefix("step-").and_then(|s| s.parse::<u64>().ok()) {
+        let steps = match name
+            .strip_prefix("step-")
+            .and_then(|s| s.parse::<u64>().ok())
+        {
             Some(s) => dir.join(format!("step-{s:06}")),
             None => p.clone(),
         };
         if steps.is_dir() {
             return Ok(steps);
         }
-        Err(ModelError::Checkpoint { path: p, reason: "no such checkpoint".into() })
+        Err(ModelError::Checkpoint {
+            path: p,
+            reason: "no such checkpoint".into(),
+        })
     }
 
     /// Writes a checkpoint: `fill` writes the files into a fresh temporary folder, which is then
@@ -194,13 +206,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Writes `value` as pretty JSON, atomically.
 pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| ModelError::Json { path: path.into(), reason: e.to_string() })?;
+    let text = serde_json::to_string_pretty(value).map_err(|e| ModelError::Json {
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
     write_atomic(path, text.as_bytes())
 }
 
 /// Reads a JSON file into `T`, naming the file in errors.
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| ModelError::Json { path: path.into(), reason: e.to_string() })
+    serde_json::from_str(&text).map_err(|e| ModelError::Json {
+        path: path.into(),
+        reason: e.to_string(),
+    })
 }

@@ -62,7 +62,9 @@ pub struct StepMetrics {
 impl StepMetrics {
     /// Whether every number is finite.
     pub fn is_finite(&self) -> bool {
-        [self.loss_d, self.loss_g, self.d_x, self.d_g_z1, self.d_g_z2].iter().all(|v| v.is_finite())
+        [self.loss_d, self.loss_g, self.d_x, self.d_g_z1, self.d_g_z2]
+            .iter()
+            .all(|v| v.is_finite())
     }
 }
 
@@ -77,7 +79,10 @@ pub struct StepConfig {
 
 impl Default for StepConfig {
     fn default() -> Self {
-        Self { loss: GeneratorLoss::NonSaturating, real_label: 1.0 }
+        Self {
+            loss: GeneratorLoss::NonSaturating,
+            real_label: 1.0,
+        }
     }
 }
 
@@ -120,7 +125,10 @@ pub struct GanTrainer<G, D> {
 
 impl<G, D> std::fmt::Debug for GanTrainer<G, D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GanTrainer").field("step", &self.step).field("cfg", &self.cfg).finish()
+        f.debug_struct("GanTrainer")
+            .field("step", &self.step)
+            .field("cfg", &self.cfg)
+            .finish()
     }
 }
 
@@ -165,7 +173,10 @@ impl<G: GeneratorNet, D: DiscriminatorNet> GanTrainer<G, D> {
     pub fn save(&self, dir: &Path, state: &TrainState) -> Result<()> {
         let save = |vars: &VarMap, name: &str| -> Result<()> {
             let p = dir.join(name);
-            vars.save(&p).map_err(|e| ModelError::Checkpoint { path: p, reason: e.to_string() })
+            vars.save(&p).map_err(|e| ModelError::Checkpoint {
+                path: p,
+                reason: e.to_string(),
+            })
         };
         save(&self.g_vars, "generator.safetensors")?;
         save(&self.d_vars, "discriminator.safetensors")?;
@@ -177,8 +188,10 @@ impl<G: GeneratorNet, D: DiscriminatorNet> GanTrainer<G, D> {
             opt.insert(format!("discriminator.{k}"), v);
         }
         let p = dir.join("optimizers.safetensors");
-        candle_core::safetensors::save(&opt, &p)
-            .map_err(|e| ModelError::Checkpoint { path: p, reason: e.to_string() })?;
+        candle_core::safetensors::save(&opt, &p).map_err(|e| ModelError::Checkpoint {
+            path: p,
+            reason: e.to_string(),
+        })?;
         write_json(&dir.join("state.json"), state)
     }
 
@@ -187,14 +200,21 @@ impl<G: GeneratorNet, D: DiscriminatorNet> GanTrainer<G, D> {
         load_vars(&mut self.g_vars, &dir.join("generator.safetensors"))?;
         load_vars(&mut self.d_vars, &dir.join("discriminator.safetensors"))?;
         let p = dir.join("optimizers.safetensors");
-        let all = candle_core::safetensors::load(&p, &self.device)
-            .map_err(|e| ModelError::Checkpoint { path: p.clone(), reason: e.to_string() })?;
+        let all = candle_core::safetensors::load(&p, &self.device).map_err(|e| {
+            ModelError::Checkpoint {
+                path: p.clone(),
+                reason: e.to_string(),
+            }
+        })?;
         let part = |prefix: &str| -> HashMap<String, Tensor> {
             all.iter()
                 .filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.clone())))
                 .collect()
         };
-        let ck = |e: candle_core::Error| ModelError::Checkpoint { path: p.clone(), reason: e.to_string() };
+        let ck = |e: candle_core::Error| ModelError::Checkpoint {
+            path: p.clone(),
+            reason: e.to_string(),
+        };
         self.opt_g.load_state(&part("generator.")).map_err(ck)?;
         self.opt_d.load_state(&part("discriminator.")).map_err(ck)?;
         let state: TrainState = read_json(&dir.join("state.json"))?;
@@ -208,9 +228,15 @@ impl<G: GeneratorNet, D: DiscriminatorNet> GanTrainer<G, D> {
 /// same shapes.
 pub fn load_vars(vars: &mut VarMap, path: &Path) -> Result<()> {
     if !path.is_file() {
-        return Err(ModelError::Checkpoint { path: path.into(), reason: "file is missing".into() });
+        return Err(ModelError::Checkpoint {
+            path: path.into(),
+            reason: "file is missing".into(),
+        });
     }
-    vars.load(path).map_err(|e| ModelError::Checkpoint { path: path.into(), reason: e.to_string() })
+    vars.load(path).map_err(|e| ModelError::Checkpoint {
+        path: path.into(),
+        reason: e.to_string(),
+    })
 }
 
 /// When to stop, log, sample and checkpoint.
@@ -257,6 +283,9 @@ pub struct FitOutcome {
     pub secs_per_step: f64,
 }
 
+/// Writes the sample file of a step (a grid, a scatter plot) from the trainer's current state.
+pub type SampleWriter<'a, G, D> = dyn FnMut(&GanTrainer<G, D>, &Path) -> Result<()> + 'a;
+
 /// Trains until `cfg.steps`: batches from `batcher`, metrics into the run folder, sample files
 /// from `write_samples(trainer, path)`, checkpoints at the configured times and at the end.
 pub fn fit<G: GeneratorNet, D: DiscriminatorNet, S: Dataset>(
@@ -264,7 +293,7 @@ pub fn fit<G: GeneratorNet, D: DiscriminatorNet, S: Dataset>(
     batcher: &mut Batcher<'_, S>,
     run: &RunDir,
     cfg: LoopConfig,
-    write_samples: &mut dyn FnMut(&GanTrainer<G, D>, &Path) -> Result<()>,
+    write_samples: &mut SampleWriter<'_, G, D>,
     observer: &mut dyn Observer,
 ) -> Result<FitOutcome> {
     let start = Instant::now();

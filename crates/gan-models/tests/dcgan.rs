@@ -23,7 +23,11 @@ fn mnist_mini() -> (ImageSource, TensorDataset) {
 }
 
 fn config(src: &ImageSource, ds: &TensorDataset, steps: u64) -> DcganRunConfig {
-    let data = DataConfig { source: src.name.clone(), path: src.path.clone(), items: ds.len() };
+    let data = DataConfig {
+        source: src.name.clone(),
+        path: src.path.clone(),
+        items: ds.len(),
+    };
     let mut cfg = DcganRunConfig::new(data, 1);
     cfg.schedule.steps = steps;
     cfg.schedule.sample_every = 0;
@@ -36,7 +40,13 @@ fn config(src: &ImageSource, ds: &TensorDataset, steps: u64) -> DcganRunConfig {
 #[test]
 fn shapes_of_all_sizes() {
     for (size, c) in [(28, 1), (32, 3), (64, 3)] {
-        let cfg = DcganConfig { nz: 16, ngf: 8, ndf: 8, channels: c, image_size: size };
+        let cfg = DcganConfig {
+            nz: 16,
+            ngf: 8,
+            ndf: 8,
+            channels: c,
+            image_size: size,
+        };
         let vars = candle_nn::VarMap::new();
         let vb = candle_nn::VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu);
         let g = DcganGenerator::new(&cfg, vb.pp("g")).unwrap();
@@ -46,7 +56,10 @@ fn shapes_of_all_sizes() {
         assert_eq!(x.dims(), &[3, c, size, size]);
         assert_eq!(d.forward_t(&x, true).unwrap().dims(), &[3]);
     }
-    let bad = DcganConfig { image_size: 48, ..DcganConfig::default() };
+    let bad = DcganConfig {
+        image_size: 48,
+        ..DcganConfig::default()
+    };
     assert!(bad.validate().is_err());
 }
 
@@ -66,7 +79,10 @@ fn dcgan28_matches_the_reference_parameter_names_and_count() {
             .map(|(_, v)| v.elem_count())
             .sum()
     };
-    assert_eq!(count("g."), 100 * 256 * 49 + 256 * 128 * 16 + 128 * 16 + 2 * (256 + 128));
+    assert_eq!(
+        count("g."),
+        100 * 256 * 49 + 256 * 128 * 16 + 128 * 16 + 2 * (256 + 128)
+    );
     assert_eq!(count("d."), 64 * 16 + 64 * 128 * 16 + 128 * 49 + 2 * 128);
     assert!(data.contains_key("g.main.0.weight") && data.contains_key("g.main.1.running_mean"));
     assert!(data.contains_key("d.main.2.weight") && data.contains_key("d.main.3.weight"));
@@ -91,7 +107,13 @@ fn sample_stats(run: &RunDir, name: &str) -> (Vec<f32>, f64) {
     let g = load_generator(run, name, &Device::Cpu).unwrap();
     let x = g.sample(256, 99).unwrap().flatten_from(1).unwrap();
     let mean: Vec<f32> = x.mean(0).unwrap().to_vec1().unwrap();
-    let std = x.var_keepdim(0).unwrap().sqrt().unwrap().mean_all().unwrap();
+    let std = x
+        .var_keepdim(0)
+        .unwrap()
+        .sqrt()
+        .unwrap()
+        .mean_all()
+        .unwrap();
     (mean, std.to_scalar::<f32>().unwrap() as f64)
 }
 
@@ -114,7 +136,8 @@ fn learns_mnist_mini_in_300_steps() {
         batch_index: 0,
         noise_rng: trainer.noise.state(),
     };
-    run.write_checkpoint("step-000000", |d| trainer.save(d, &state)).unwrap();
+    run.write_checkpoint("step-000000", |d| trainer.save(d, &state))
+        .unwrap();
     let (mean0, _) = sample_stats(&run, "step-000000");
     let r0 = pearson(&mean0, &mean_train);
 
@@ -124,8 +147,14 @@ fn learns_mnist_mini_in_300_steps() {
     let r1 = pearson(&mean1, &mean_train);
     eprintln!("correlation with the mean training image: {r0:.3} at init, {r1:.3} after 300 steps; spread {spread:.3}");
     assert!(r0.abs() < 0.3, "untrained samples already correlate: {r0}");
-    assert!(r1 > 0.8, "after 300 steps the mean sample correlates only {r1}");
-    assert!(spread > 0.15, "samples collapsed: mean per-pixel std {spread}");
+    assert!(
+        r1 > 0.8,
+        "after 300 steps the mean sample correlates only {r1}"
+    );
+    assert!(
+        spread > 0.15,
+        "samples collapsed: mean per-pixel std {spread}"
+    );
 
     // Every logged number is finite.
     let text = std::fs::read_to_string(run.metrics_path()).unwrap();
@@ -141,7 +170,13 @@ fn small_config(steps: u64) -> (DcganRunConfig, TensorDataset) {
     let (src, full) = mnist_mini();
     let ds = full.subset(&(0..256).collect::<Vec<_>>());
     let mut cfg = config(&src, &ds, steps);
-    cfg.dcgan = DcganConfig { nz: 8, ngf: 8, ndf: 8, channels: 1, image_size: 28 };
+    cfg.dcgan = DcganConfig {
+        nz: 8,
+        ngf: 8,
+        ndf: 8,
+        channels: 1,
+        image_size: 28,
+    };
     cfg.batch_size = 32;
     (cfg, ds)
 }
@@ -150,7 +185,17 @@ fn params(path: &Path) -> Vec<(String, Vec<f64>)> {
     let mut t: Vec<_> = candle_core::safetensors::load(path, &Device::Cpu)
         .unwrap()
         .into_iter()
-        .map(|(k, v)| (k, v.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap()))
+        .map(|(k, v)| {
+            (
+                k,
+                v.to_dtype(DType::F64)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap(),
+            )
+        })
         .collect();
     t.sort_by(|a, b| a.0.cmp(&b.0));
     t
@@ -171,14 +216,21 @@ fn resume_reaches_the_same_parameters() {
     let out = train_dcgan(&resumed, &cfg, &ds, true, &mut Silent).unwrap();
     assert_eq!(out.step, 20);
 
-    for file in ["generator.safetensors", "discriminator.safetensors", "optimizers.safetensors"] {
+    for file in [
+        "generator.safetensors",
+        "discriminator.safetensors",
+        "optimizers.safetensors",
+    ] {
         let a = params(&straight.checkpoint("latest").unwrap().join(file));
         let b = params(&resumed.checkpoint("latest").unwrap().join(file));
         assert_eq!(a.len(), b.len());
         for ((ka, va), (kb, vb)) in a.iter().zip(&b) {
             assert_eq!(ka, kb);
             for (x, y) in va.iter().zip(vb) {
-                assert!((x - y).abs() <= 1e-6 * (1.0 + x.abs()), "{file} {ka}: {x} vs {y}");
+                assert!(
+                    (x - y).abs() <= 1e-6 * (1.0 + x.abs()),
+                    "{file} {ka}: {x} vs {y}"
+                );
             }
         }
     }
@@ -203,7 +255,10 @@ fn corrupt_checkpoint_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let run = RunDir::create(dir.path().join("r"), &cfg).unwrap();
     train_dcgan(&run, &cfg, &ds, false, &mut Silent).unwrap();
-    let g = run.checkpoint("latest").unwrap().join("generator.safetensors");
+    let g = run
+        .checkpoint("latest")
+        .unwrap()
+        .join("generator.safetensors");
     std::fs::write(&g, b"not safetensors").unwrap();
     let err = load_generator(&run, "latest", &Device::Cpu).unwrap_err();
     assert!(err.to_string().contains("generator.safetensors"), "{err}");
