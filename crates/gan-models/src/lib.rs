@@ -14,5 +14,6 @@ pub mod grid;
 pub mod run;
 pub mod toy;
 pub mod train;
+pub mod wgan;
 
 pub use error::{ModelError, Result};
