@@ -404,6 +404,11 @@ fn worker_command(args: &BenchArgs, m: Model, candle: bool) -> Command {
         ])
         .env("RAYON_NUM_THREADS", args.threads.to_string())
         .env(REEXEC_ENV, "1");
+    if !candle && std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // As gan-cli does: candle's spin-waiting element-wise pool on one thread, since our
+        // kernels use rayon. The plain-candle side keeps candle's default (all cores).
+        cmd.env("CANDLE_NUM_THREADS", "1");
+    }
     if candle {
         cmd.arg("--candle-conv");
     }
