@@ -10,7 +10,9 @@ use anyhow::Context;
 use gan_data::ToyDistribution;
 use gan_models::dcgan_run::parse_device;
 use gan_models::run::RunDir;
-use gan_models::toy::{load_toy_generator, train_toy, write_points_csv, Activation, ToyConfig, ToyLoss};
+use gan_models::toy::{
+    load_toy_generator, train_toy, write_points_csv, Activation, ToyConfig, ToyLoss,
+};
 
 use crate::progress::TrainProgress;
 
@@ -53,12 +55,35 @@ pub struct TrainToyArgs {
     /// relu, leaky-relu or tanh (default leaky-relu).
     #[arg(long, value_parser = parse_activation)]
     pub activation: Option<Activation>,
+    /// The discriminator's hidden units per layer, when it should differ from --width.
+    #[arg(long)]
+    pub d_width: Option<usize>,
+    /// The discriminator's hidden layers, when they should differ from --depth.
+    #[arg(long)]
+    pub d_depth: Option<usize>,
+    /// The discriminator's activation, when it should differ from --activation.
+    #[arg(long, value_parser = parse_activation)]
+    pub d_activation: Option<Activation>,
+    /// The unit of the networks' coordinates: G's output is multiplied by it, D's input divided by
+    /// it (default 4 for grid25, else 1).
+    #[arg(long)]
+    pub scale: Option<f64>,
     /// Noise dimensions (default 2).
     #[arg(long)]
     pub nz: Option<usize>,
     /// Adam learning rate of both networks (default 1e-3).
     #[arg(long)]
     pub lr: Option<f64>,
+    /// The discriminator's learning rate, when it should differ from --lr.
+    #[arg(long)]
+    pub d_lr: Option<f64>,
+    /// Learning-rate milestones as fractions of --steps, comma-separated (default 0.5,0.75); at
+    /// each, both rates are multiplied by --lr-gamma. An empty list keeps them constant.
+    #[arg(long, value_delimiter = ',', num_args = 0..)]
+    pub lr_milestones: Option<Vec<f64>>,
+    /// Factor on the learning rates at each milestone (default 0.1).
+    #[arg(long)]
+    pub lr_gamma: Option<f64>,
     /// Points per batch, a multiple of --pack (default 256).
     #[arg(long)]
     pub batch_size: Option<usize>,
@@ -74,6 +99,11 @@ pub struct TrainToyArgs {
     /// Append step metrics to metrics.jsonl every N steps (default 10).
     #[arg(long)]
     pub log_every: Option<u64>,
+    /// CPU threads for tensor operations. The toy networks are too small to gain much from more,
+    /// and on a busy machine extra threads waiting on each other cost far more than they save.
+    /// RAYON_NUM_THREADS, when set, takes precedence.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
     /// cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -105,12 +135,29 @@ impl TrainToyArgs {
             cfg.generator.activation = a;
             cfg.discriminator.activation = a;
         }
+        set(self.d_width, &mut cfg.discriminator.width);
+        set(self.d_depth, &mut cfg.discriminator.depth);
+        if let Some(a) = self.d_activation {
+            cfg.discriminator.activation = a;
+        }
         if let Some(l) = self.loss {
             cfg.loss = l;
         }
         if let Some(lr) = self.lr {
             cfg.adam_g.lr = lr;
             cfg.adam_d.lr = lr;
+        }
+        if let Some(v) = self.scale {
+            cfg.scale = v;
+        }
+        if let Some(lr) = self.d_lr {
+            cfg.adam_d.lr = lr;
+        }
+        if let Some(m) = &self.lr_milestones {
+            cfg.lr_decay.milestones = m.clone();
+        }
+        if let Some(g) = self.lr_gamma {
+            cfg.lr_decay.gamma = g;
         }
         let s = &mut cfg.schedule;
         s.steps = self.steps.unwrap_or(s.steps);
@@ -125,6 +172,10 @@ impl TrainToyArgs {
 
 /// Runs `gan-cli train toy`.
 pub fn train(a: TrainToyArgs) -> anyhow::Result<ExitCode> {
+    // Read by candle and rayon when they first run; nothing has run yet.
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        std::env::set_var("RAYON_NUM_THREADS", a.threads.max(1).to_string());
+    }
     let (run, cfg, resume) = match &a.resume {
         Some(dir) => {
             let run = RunDir::open(dir)?;
@@ -137,7 +188,10 @@ pub fn train(a: TrainToyArgs) -> anyhow::Result<ExitCode> {
         None => {
             let cfg = a.config();
             cfg.validate()?;
-            let out = a.out.clone().unwrap_or_else(|| crate::fresh_run_dir(&format!("toy-{}", cfg.dist)));
+            let out = a
+                .out
+                .clone()
+                .unwrap_or_else(|| crate::fresh_run_dir(&format!("toy-{}", cfg.dist)));
             (RunDir::create(&out, &cfg)?, cfg, false)
         }
     };
@@ -204,7 +258,13 @@ pub fn train(a: TrainToyArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `gan-cli sample` for a toy run: writes `count` points as `x,y` rows of a CSV file.
-pub fn sample(run: &Path, checkpoint: &str, count: usize, out: &Path, seed: u64) -> anyhow::Result<ExitCode> {
+pub fn sample(
+    run: &Path,
+    checkpoint: &str,
+    count: usize,
+    out: &Path,
+    seed: u64,
+) -> anyhow::Result<ExitCode> {
     let run = RunDir::open(run)?;
     let g = load_toy_generator(&run, checkpoint, &parse_device("cpu")?)?;
     let points = g.sample(count, seed)?;

@@ -11,6 +11,7 @@ pub mod dcgan;
 pub mod dcgan_run;
 pub mod error;
 pub mod grid;
+pub mod plot;
 pub mod run;
 pub mod toy;
 pub mod train;

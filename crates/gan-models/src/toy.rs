@@ -1,1 +1,825 @@
-//! The 2D toy GAN (placeholder, filled in by its owner).
+//! The 2D toy GAN: MLP generator and discriminator for points in the plane, trained by the
+//! library loop of [`crate::train`] on `ring8`, `grid25` or `ring` ([`ToyDistribution`]).
+//!
+//! The discriminator can be *packed* (PacGAN, Lin et al. 2018): with `pack = K` it sees K
+//! samples concatenated, `[b, 2]` reshaped to `[b/K, 2K]`, all real or all generated, and gives
+//! one logit per pack. A generator that drops modes produces packs whose joint statistics differ
+//! from real packs far more than single samples differ, so packing penalises mode collapse.
+//!
+//! During training, every `sample_every` steps and at the end, [`train_toy`] draws
+//! [`ToyConfig::eval_samples`] points from a fixed noise batch, writes a scatter plot of real
+//! (grey) and generated (blue) points under `samples/`, and for mixtures appends the mode
+//! metrics of [`gan_core::metrics`] to `metrics.jsonl` as an [`EvalRecord`]. For `ring` the plot
+//! also shows the noise beside its image under G, each z coloured by its angle, as in the
+//! classic illustration of a generator mapping a bivariate Gaussian onto a ring.
+//!
+//! ```no_run
+//! use gan_data::ToyDistribution;
+//! use gan_models::run::RunDir;
+//! use gan_models::toy::{train_toy, ToyConfig};
+//! use gan_models::train::Silent;
+//! let cfg = ToyConfig::new(ToyDistribution::Ring8);
+//! let run = RunDir::create("runs/toy-ring8", &cfg)?;
+//! let out = train_toy(&run, &cfg, false, &mut Silent)?;
+//! println!("{:?}", out.modes);
+//! # Ok::<(), gan_models::ModelError>(())
+//! ```
+
+use std::path::Path;
+use std::str::FromStr;
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{Linear, VarBuilder, VarMap};
+use gan_core::init::pytorch_default_init;
+use gan_core::loss::GeneratorLoss;
+use gan_core::metrics::{mode_metrics, ModeMetrics};
+use gan_core::optim::{Adam, AdamConfig};
+use gan_core::rng::SeededRng;
+use gan_data::{BatchConfig, Batcher, ToyDistribution};
+use serde::{Deserialize, Serialize};
+
+use crate::dcgan_run::parse_device;
+use crate::error::{ModelError, Result};
+use crate::plot::{hue, scatter_png, Colors, Layer, Panel, FAKE, MODE, REAL};
+use crate::run::{write_atomic, RunDir, LATEST};
+use crate::train::{
+    fit, load_vars, DiscriminatorNet, FitOutcome, GanTrainer, GeneratorNet, LoopConfig, Observer,
+    StepConfig,
+};
+
+/// Random streams derived from the run's seed, one per use, so that each is reproducible alone.
+mod stream {
+    pub const INIT_G: u64 = 0;
+    pub const INIT_D: u64 = 1;
+    pub const NOISE: u64 = 2;
+    pub const FIXED_NOISE: u64 = 3;
+    pub const DATA: u64 = 4;
+    pub const PLOT_DATA: u64 = 5;
+}
+
+/// The nonlinearity between the layers of an MLP.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Activation {
+    /// max(x, 0).
+    Relu,
+    /// max(x, 0.2·x).
+    #[default]
+    LeakyRelu,
+    /// tanh(x).
+    Tanh,
+}
+
+impl Activation {
+    /// All activations, in the order of their names.
+    pub const ALL: [Activation; 3] = [Self::Relu, Self::LeakyRelu, Self::Tanh];
+
+    /// The name used on the command line and in configs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Relu => "relu",
+            Self::LeakyRelu => "leaky-relu",
+            Self::Tanh => "tanh",
+        }
+    }
+
+    /// Applies the activation elementwise.
+    pub fn apply(self, xs: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Self::Relu => xs.relu()?,
+            Self::LeakyRelu => xs.maximum(&(xs * 0.2)?)?,
+            Self::Tanh => xs.tanh()?,
+        })
+    }
+}
+
+impl FromStr for Activation {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.name() == s)
+            .ok_or_else(|| {
+                ModelError::Config(format!(
+                    "unknown activation {s:?} (expected relu, leaky-relu or tanh)"
+                ))
+            })
+    }
+}
+
+/// The objective of the toy GAN. An enum rather than [`GeneratorLoss`] so that objectives with
+/// a different discriminator step (WGAN-GP's critic and gradient penalty) can join it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ToyLoss {
+    /// Cross-entropy discriminator; the generator minimises −log D(G(z)).
+    #[default]
+    NonSaturating,
+    /// Cross-entropy discriminator; the generator minimises log(1 − D(G(z))).
+    Minimax,
+}
+
+impl ToyLoss {
+    /// The name used on the command line and in configs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::NonSaturating => "non-saturating",
+            Self::Minimax => "minimax",
+        }
+    }
+
+    /// The settings of the cross-entropy step of [`GanTrainer::train_step`].
+    pub fn step_config(self) -> StepConfig {
+        let loss = match self {
+            Self::NonSaturating => GeneratorLoss::NonSaturating,
+            Self::Minimax => GeneratorLoss::Minimax,
+        };
+        StepConfig {
+            loss,
+            real_label: 1.0,
+        }
+    }
+}
+
+impl FromStr for ToyLoss {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "non-saturating" => Ok(Self::NonSaturating),
+            "minimax" => Ok(Self::Minimax),
+            "wgan-gp" => Err(ModelError::Config(
+                "--loss wgan-gp is not available yet for the toy GAN (use non-saturating or minimax)".into(),
+            )),
+            s => Err(ModelError::Config(format!(
+                "unknown loss {s:?} (expected non-saturating or minimax)"
+            ))),
+        }
+    }
+}
+
+/// The shape of an MLP: `depth` hidden layers of `width` units, each followed by `activation`,
+/// then a linear output layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MlpConfig {
+    /// Units per hidden layer.
+    pub width: usize,
+    /// Hidden layers (at least 1).
+    pub depth: usize,
+    /// The nonlinearity after each hidden layer.
+    pub activation: Activation,
+}
+
+impl Default for MlpConfig {
+    fn default() -> Self {
+        Self {
+            width: 256,
+            depth: 3,
+            activation: Activation::LeakyRelu,
+        }
+    }
+}
+
+/// A multilayer perceptron: hidden layers `layers.0` .. `layers.{depth-1}` and the output layer
+/// `layers.{depth}`, each a [`Linear`] with weight and bias.
+#[derive(Clone, Debug)]
+pub struct Mlp {
+    layers: Vec<Linear>,
+    activation: Activation,
+}
+
+impl Mlp {
+    /// An MLP from `input` to `output` features with the hidden layers of `cfg`.
+    pub fn new(cfg: &MlpConfig, input: usize, output: usize, vb: VarBuilder) -> Result<Self> {
+        if cfg.width == 0 || cfg.depth == 0 {
+            return Err(ModelError::Config(format!(
+                "an MLP needs width and depth of at least 1 (got width {}, depth {})",
+                cfg.width, cfg.depth
+            )));
+        }
+        let vb = vb.pp("layers");
+        let mut layers = Vec::with_capacity(cfg.depth + 1);
+        let mut fan_in = input;
+        for i in 0..cfg.depth {
+            layers.push(candle_nn::linear(fan_in, cfg.width, vb.pp(i))?);
+            fan_in = cfg.width;
+        }
+        layers.push(candle_nn::linear(fan_in, output, vb.pp(cfg.depth))?);
+        Ok(Self {
+            layers,
+            activation: cfg.activation,
+        })
+    }
+
+    /// # Shapes
+    /// `[batch, input]` → `[batch, output]`.
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let (last, hidden) = self
+            .layers
+            .split_last()
+            .expect("an MLP has an output layer");
+        let mut xs = xs.clone();
+        for layer in hidden {
+            xs = self.activation.apply(&layer.forward(&xs)?)?;
+        }
+        Ok(last.forward(&xs)?)
+    }
+}
+
+/// The toy generator: an MLP from noise to the plane, with a linear output multiplied by a
+/// fixed scale.
+#[derive(Clone, Debug)]
+pub struct MlpGenerator {
+    mlp: Mlp,
+    nz: usize,
+    scale: f64,
+}
+
+impl MlpGenerator {
+    /// A generator from `nz`-dimensional noise whose output is multiplied by `scale` (see
+    /// [`ToyConfig::scale`]); weights under `vb` as `layers.N.{weight,bias}`.
+    pub fn new(cfg: &MlpConfig, nz: usize, scale: f64, vb: VarBuilder) -> Result<Self> {
+        if nz == 0 {
+            return Err(ModelError::Config(
+                "the noise needs at least one dimension".into(),
+            ));
+        }
+        Ok(Self {
+            mlp: Mlp::new(cfg, nz, 2, vb)?,
+            nz,
+            scale,
+        })
+    }
+
+    /// # Shapes
+    /// `[batch, nz]` → `[batch, 2]`.
+    pub fn forward(&self, z: &Tensor) -> Result<Tensor> {
+        Ok((self.mlp.forward(z)? * self.scale)?)
+    }
+}
+
+impl GeneratorNet for MlpGenerator {
+    fn generate(&self, z: &Tensor, _train: bool) -> Result<Tensor> {
+        self.forward(z)
+    }
+    fn latent_dim(&self) -> usize {
+        self.nz
+    }
+}
+
+/// The toy discriminator: an MLP from `pack` concatenated points, divided by a fixed scale, to
+/// one logit.
+#[derive(Clone, Debug)]
+pub struct MlpDiscriminator {
+    mlp: Mlp,
+    pack: usize,
+    scale: f64,
+}
+
+impl MlpDiscriminator {
+    /// A discriminator of packs of `pack` points (1: no packing) whose input is divided by `scale`
+    /// (see [`ToyConfig::scale`]).
+    pub fn new(cfg: &MlpConfig, pack: usize, scale: f64, vb: VarBuilder) -> Result<Self> {
+        if pack == 0 {
+            return Err(ModelError::Config("--pack must be at least 1".into()));
+        }
+        Ok(Self {
+            mlp: Mlp::new(cfg, 2 * pack, 1, vb)?,
+            pack,
+            scale,
+        })
+    }
+
+    /// Points per pack.
+    pub fn pack(&self) -> usize {
+        self.pack
+    }
+
+    /// One logit per pack of consecutive points: rows `K·i .. K·i + K` form pack i.
+    ///
+    /// # Shapes
+    /// `[batch, 2]` → `[batch / pack]`; `batch` must be a multiple of `pack`.
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let (b, d) = xs.dims2()?;
+        if b % self.pack != 0 {
+            return Err(ModelError::Config(format!(
+                "a batch of {b} points does not split into packs of {}",
+                self.pack
+            )));
+        }
+        let packed = (xs.reshape((b / self.pack, d * self.pack))? / self.scale)?; // [b/K, 2K]
+        Ok(self.mlp.forward(&packed)?.squeeze(1)?)
+    }
+}
+
+impl DiscriminatorNet for MlpDiscriminator {
+    fn logits(&self, xs: &Tensor, _train: bool) -> Result<Tensor> {
+        self.forward(xs)
+    }
+}
+
+/// Everything that defines a toy run; saved as `config.json` before training starts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ToyConfig {
+    /// Always `"toy"`.
+    pub model: String,
+    /// `ring8`, `grid25` or `ring`.
+    pub dist: String,
+    /// Dimensions of the noise z ~ N(0, I).
+    pub nz: usize,
+    /// The generator's hidden layers.
+    pub generator: MlpConfig,
+    /// The discriminator's hidden layers.
+    pub discriminator: MlpConfig,
+    /// The unit of the networks' coordinates: G's output is multiplied by it and D's input divided
+    /// by it, so that both work on data of about unit size whatever the distribution's extent
+    /// (`grid25` spans ±4).
+    pub scale: f64,
+    /// Points per discriminator input (PacGAN's packing; 1 for none).
+    pub pack: usize,
+    /// The objective.
+    pub loss: ToyLoss,
+    /// The generator's optimizer.
+    pub adam_g: AdamConfig,
+    /// The discriminator's optimizer.
+    pub adam_d: AdamConfig,
+    /// Step decay of both learning rates.
+    pub lr_decay: LrDecay,
+    /// Points per batch (a multiple of `pack`).
+    pub batch_size: usize,
+    /// Size of the training set drawn from the distribution.
+    pub train_points: usize,
+    /// Generated points per evaluation and plot (PacGAN evaluates 2,500).
+    pub eval_samples: usize,
+    /// Length, logging, evaluation (`sample_every`) and checkpointing.
+    pub schedule: LoopConfig,
+    /// The seed of every random stream (weights, noise, data, batch order).
+    pub seed: u64,
+    /// The device (`cpu`, `cuda:0`, `metal`).
+    pub device: String,
+}
+
+impl ToyConfig {
+    /// The defaults of `gan-cli train toy --dist <dist>`.
+    pub fn new(dist: ToyDistribution) -> Self {
+        let mlp = MlpConfig::default();
+        Self {
+            model: "toy".into(),
+            dist: dist.name().into(),
+            nz: 2,
+            scale: match dist {
+                ToyDistribution::Grid25 => 4.0,
+                _ => 1.0,
+            },
+            generator: mlp,
+            discriminator: mlp,
+            pack: 2,
+            loss: ToyLoss::NonSaturating,
+            adam_g: AdamConfig {
+                lr: 1e-3,
+                ..AdamConfig::default()
+            },
+            adam_d: AdamConfig {
+                lr: 1e-3,
+                ..AdamConfig::default()
+            },
+            lr_decay: LrDecay::default(),
+            batch_size: 256,
+            train_points: 100_000,
+            eval_samples: 2500,
+            schedule: LoopConfig {
+                steps: 3000,
+                sample_every: 500,
+                checkpoint_every: 1000,
+                log_every: 10,
+            },
+            seed: 0,
+            device: "cpu".into(),
+        }
+    }
+
+    /// The distribution named by `dist`.
+    pub fn distribution(&self) -> Result<ToyDistribution> {
+        self.dist
+            .parse()
+            .map_err(|e: gan_data::DataError| ModelError::Config(e.to_string()))
+    }
+
+    /// Checks the settings that would otherwise fail in the middle of training.
+    pub fn validate(&self) -> Result<()> {
+        self.distribution()?;
+        let bad = |msg: String| Err(ModelError::Config(msg));
+        if self.model != "toy" {
+            return bad(format!("model is {:?}, not \"toy\"", self.model));
+        }
+        if self.nz == 0 {
+            return bad("nz must be at least 1".into());
+        }
+        for (name, m) in [
+            ("generator", &self.generator),
+            ("discriminator", &self.discriminator),
+        ] {
+            if m.width == 0 || m.depth == 0 {
+                return bad(format!("the {name} needs width and depth of at least 1"));
+            }
+        }
+        if !(self.scale > 0.0 && self.scale.is_finite()) {
+            return bad(format!("scale must be positive, not {}", self.scale));
+        }
+        if self.pack == 0 {
+            return bad("pack must be at least 1".into());
+        }
+        if self.batch_size == 0 || self.batch_size % self.pack != 0 {
+            return bad(format!(
+                "batch size {} is not a positive multiple of pack {}",
+                self.batch_size, self.pack
+            ));
+        }
+        if self.train_points < self.batch_size {
+            return bad(format!(
+                "{} training points cannot fill a batch of {}",
+                self.train_points, self.batch_size
+            ));
+        }
+        let decay = &self.lr_decay;
+        let gamma_ok = decay.gamma.is_finite() && decay.gamma > 0.0;
+        if !gamma_ok || decay.milestones.iter().any(|f| !(0.0..1.0).contains(f)) {
+            return bad("lr_decay needs gamma > 0 and milestones in [0, 1)".into());
+        }
+        if self.eval_samples == 0 {
+            return bad("eval_samples must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Step decay of the learning rates (PyTorch's `MultiStepLR`): at each milestone both rates are
+/// multiplied by `gamma`.
+///
+/// Adam's steps stay about `lr` in size however small the gradients get, so at a constant rate the
+/// generated points keep jittering by more than the 3σ of a `ring8` mode (0.03); decaying the rate
+/// late in training lets them settle onto the modes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LrDecay {
+    /// Milestones as fractions of `schedule.steps`, in (0, 1).
+    pub milestones: Vec<f64>,
+    /// Factor applied at each milestone.
+    pub gamma: f64,
+}
+
+impl Default for LrDecay {
+    fn default() -> Self {
+        Self {
+            milestones: vec![0.5, 0.75],
+            gamma: 0.1,
+        }
+    }
+}
+
+impl LrDecay {
+    /// None: constant rates.
+    pub fn none() -> Self {
+        Self {
+            milestones: Vec::new(),
+            gamma: 1.0,
+        }
+    }
+
+    /// The milestone steps of a run of `steps` steps, sorted, inside (0, steps).
+    pub fn milestone_steps(&self, steps: u64) -> Vec<u64> {
+        let mut m: Vec<u64> = self
+            .milestones
+            .iter()
+            .map(|f| (f * steps as f64).round() as u64)
+            .filter(|&s| s > 0 && s < steps)
+            .collect();
+        m.sort_unstable();
+        m.dedup();
+        m
+    }
+
+    /// The factor on the base rates at `step` of a run of `steps` steps.
+    pub fn factor(&self, step: u64, steps: u64) -> f64 {
+        let passed = self
+            .milestone_steps(steps)
+            .iter()
+            .filter(|&&m| m <= step)
+            .count();
+        self.gamma.powi(passed as i32)
+    }
+}
+
+/// One evaluation logged in `metrics.jsonl`: the step and the mode metrics, flattened.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalRecord {
+    /// The step evaluated.
+    pub step: u64,
+    /// Mode coverage of [`ToyConfig::eval_samples`] generated points.
+    #[serde(flatten)]
+    pub modes: ModeMetrics,
+}
+
+/// The toy trainer type.
+pub type ToyTrainer = GanTrainer<MlpGenerator, MlpDiscriminator>;
+
+/// Builds the generator alone with its variables (for sampling).
+pub fn build_generator(cfg: &ToyConfig, dev: &Device) -> Result<(MlpGenerator, VarMap)> {
+    let vars = VarMap::new();
+    let g = MlpGenerator::new(
+        &cfg.generator,
+        cfg.nz,
+        cfg.scale,
+        VarBuilder::from_varmap(&vars, DType::F32, dev),
+    )?;
+    Ok((g, vars))
+}
+
+/// Builds a freshly initialised trainer (PyTorch's default initialisation from the seed).
+pub fn build_trainer(cfg: &ToyConfig, dev: &Device) -> Result<ToyTrainer> {
+    cfg.validate()?;
+    let (g, g_vars) = build_generator(cfg, dev)?;
+    let d_vars = VarMap::new();
+    let d = MlpDiscriminator::new(
+        &cfg.discriminator,
+        cfg.pack,
+        cfg.scale,
+        VarBuilder::from_varmap(&d_vars, DType::F32, dev),
+    )?;
+    pytorch_default_init(
+        &g_vars,
+        &mut SeededRng::with_stream(cfg.seed, stream::INIT_G),
+    )?;
+    pytorch_default_init(
+        &d_vars,
+        &mut SeededRng::with_stream(cfg.seed, stream::INIT_D),
+    )?;
+    let opt_g = Adam::from_varmap(&g_vars, cfg.adam_g)?;
+    let opt_d = Adam::from_varmap(&d_vars, cfg.adam_d)?;
+    Ok(GanTrainer {
+        g,
+        d,
+        g_vars,
+        d_vars,
+        opt_g,
+        opt_d,
+        noise: SeededRng::with_stream(cfg.seed, stream::NOISE),
+        cfg: cfg.loss.step_config(),
+        step: 0,
+        device: dev.clone(),
+    })
+}
+
+/// The fixed noise of the evaluations and plots, `[eval_samples, nz]`, drawn once from the seed.
+pub fn fixed_noise(cfg: &ToyConfig, dev: &Device) -> Result<Tensor> {
+    let mut rng = SeededRng::with_stream(cfg.seed, stream::FIXED_NOISE);
+    Ok(rng.randn((cfg.eval_samples, cfg.nz), 0.0, 1.0, dev)?)
+}
+
+/// Rows of a `[n, 2]` tensor as points.
+pub fn to_points(xs: &Tensor) -> Result<Vec<[f32; 2]>> {
+    let (_, d) = xs.dims2()?;
+    if d != 2 {
+        return Err(ModelError::Config(format!(
+            "expected points [n, 2], got [n, {d}]"
+        )));
+    }
+    let flat = xs.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    Ok(flat.chunks_exact(2).map(|p| [p[0], p[1]]).collect())
+}
+
+/// Mode metrics of `points` for `dist` (`None` for `ring`, which has no modes).
+pub fn evaluate(dist: ToyDistribution, points: &[[f32; 2]]) -> Option<ModeMetrics> {
+    Some(mode_metrics(points, &dist.modes()?, dist.mode_std()?))
+}
+
+/// Half the side of the square shown in plots of `dist`.
+pub fn view_half_width(dist: ToyDistribution) -> f32 {
+    match dist {
+        ToyDistribution::Ring8 => 1.5,
+        ToyDistribution::Grid25 => 5.5,
+        ToyDistribution::Ring => 1.75,
+    }
+}
+
+/// Writes the scatter plot of `generated` over `real` points of `dist` (mode centres marked in
+/// red). With `noise`, the noise (first two coordinates) is drawn in a panel on the left and each
+/// noise point and its image are coloured by the angle of the noise point.
+pub fn plot_toy(
+    path: &Path,
+    dist: ToyDistribution,
+    real: &[[f32; 2]],
+    generated: &[[f32; 2]],
+    noise: Option<&[[f32; 2]]>,
+) -> Result<()> {
+    let w = view_half_width(dist);
+    let modes = dist.modes().unwrap_or_default();
+    let fake_colors = match noise {
+        Some(z) => Colors::PerPoint(
+            z.iter()
+                .map(|p| hue(p[1].atan2(p[0]) / std::f32::consts::TAU + 0.5))
+                .collect(),
+        ),
+        None => Colors::Single(FAKE),
+    };
+    let mut panels = Vec::new();
+    if let Some(z) = noise {
+        let layer = Layer {
+            points: z,
+            colors: fake_colors.clone(),
+            radius: 1,
+            opacity: 0.8,
+        };
+        panels.push(Panel {
+            half_width: 3.5,
+            layers: vec![layer],
+        });
+    }
+    panels.push(Panel {
+        half_width: w,
+        layers: vec![
+            Layer {
+                points: real,
+                colors: Colors::Single(REAL),
+                radius: 1,
+                opacity: 0.5,
+            },
+            Layer {
+                points: &modes,
+                colors: Colors::Single(MODE),
+                radius: 2,
+                opacity: 1.0,
+            },
+            Layer {
+                points: generated,
+                colors: fake_colors,
+                radius: 1,
+                opacity: 0.8,
+            },
+        ],
+    });
+    scatter_png(path, &panels, 480)
+}
+
+/// How a toy run ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToyOutcome {
+    /// The training loop's outcome.
+    pub fit: FitOutcome,
+    /// Mode metrics of the final generator on the fixed noise (`None` for `ring`).
+    pub modes: Option<ModeMetrics>,
+}
+
+/// Trains a toy run to `cfg.schedule.steps`: a new run in `run` (whose `config.json` must already
+/// be written) or, with `resume`, continuing from its `latest` checkpoint.
+pub fn train_toy(
+    run: &RunDir,
+    cfg: &ToyConfig,
+    resume: bool,
+    observer: &mut dyn Observer,
+) -> Result<ToyOutcome> {
+    cfg.validate()?;
+    let dist = cfg.distribution()?;
+    let dev = parse_device(&cfg.device)?;
+    let mut trainer = build_trainer(cfg, &dev)?;
+    let data = dist.dataset(
+        cfg.train_points,
+        SeededRng::with_stream(cfg.seed, stream::DATA).next_u64(),
+    )?;
+    let batch_cfg = BatchConfig {
+        batch_size: cfg.batch_size,
+        shuffle: true,
+        drop_last: true,
+        seed: cfg.seed,
+    };
+    let mut batcher = Batcher::new(&data, batch_cfg, &dev)?;
+    if resume {
+        let dir = run.checkpoint(LATEST)?;
+        let state = trainer.load(&dir)?;
+        batcher.seek(state.epoch as usize, state.batch_index as usize);
+        run.truncate_metrics_after(state.step)?;
+        observer.on_event(&format!(
+            "resumed from {} at step {}",
+            dir.display(),
+            state.step
+        ));
+    }
+    let noise = fixed_noise(cfg, &dev)?;
+    let noise_2d = if dist == ToyDistribution::Ring && cfg.nz >= 2 {
+        Some(to_points(&noise.narrow(1, 0, 2)?)?)
+    } else {
+        None
+    };
+    let real = dist.sample(
+        cfg.eval_samples,
+        SeededRng::with_stream(cfg.seed, stream::PLOT_DATA).next_u64(),
+    );
+    let mut write = |t: &ToyTrainer, p: &Path| -> Result<()> {
+        let pts = to_points(&t.g.forward(&noise)?)?;
+        if let Some(modes) = evaluate(dist, &pts) {
+            run.append_metrics(&EvalRecord {
+                step: t.step,
+                modes,
+            })?;
+        }
+        plot_toy(p, dist, &real, &pts, noise_2d.as_deref())
+    };
+    // The loop runs in pieces between the learning-rate milestones (a sample plot and the latest
+    // checkpoint are also written at each milestone).
+    let started = std::time::Instant::now();
+    let first_step = trainer.step;
+    let steps = cfg.schedule.steps;
+    let mut ends = cfg.lr_decay.milestone_steps(steps);
+    ends.push(steps);
+    let mut outcome = FitOutcome {
+        step: trainer.step,
+        interrupted: false,
+        last: None,
+        secs_per_step: 0.0,
+    };
+    for end in ends.into_iter().filter(|&e| e > first_step) {
+        let factor = cfg.lr_decay.factor(trainer.step, steps);
+        trainer.opt_g.set_lr(cfg.adam_g.lr * factor);
+        trainer.opt_d.set_lr(cfg.adam_d.lr * factor);
+        let piece = LoopConfig {
+            steps: end,
+            ..cfg.schedule
+        };
+        let o = fit(&mut trainer, &mut batcher, run, piece, &mut write, observer)?;
+        outcome.last = o.last.or(outcome.last);
+        outcome.interrupted = o.interrupted;
+        if o.interrupted {
+            break;
+        }
+    }
+    outcome.step = trainer.step;
+    let done = (trainer.step - first_step).max(1);
+    outcome.secs_per_step = started.elapsed().as_secs_f64() / done as f64;
+    let modes = evaluate(dist, &to_points(&trainer.g.forward(&noise)?)?);
+    Ok(ToyOutcome {
+        fit: outcome,
+        modes,
+    })
+}
+
+/// A trained toy generator loaded from a run folder's checkpoint.
+#[derive(Debug)]
+pub struct LoadedToyGenerator {
+    /// The network.
+    pub g: MlpGenerator,
+    /// The run's configuration.
+    pub cfg: ToyConfig,
+    /// The device it lives on.
+    pub device: Device,
+}
+
+/// Loads the generator of the toy run `run` at checkpoint `name` (`latest`, `step-N`) onto `dev`.
+pub fn load_toy_generator(run: &RunDir, name: &str, dev: &Device) -> Result<LoadedToyGenerator> {
+    let kind: serde_json::Value = run.config()?;
+    let model = kind
+        .get("model")
+        .and_then(|m| m.as_str())
+        .unwrap_or("unknown");
+    if model != "toy" {
+        return Err(ModelError::Config(format!(
+            "{}: a {model} run, not a toy run",
+            run.root().display()
+        )));
+    }
+    let cfg: ToyConfig = run.config()?;
+    let (g, mut vars) = build_generator(&cfg, dev)?;
+    let dir = run.checkpoint(name)?;
+    load_vars(&mut vars, &dir.join("generator.safetensors"))?;
+    Ok(LoadedToyGenerator {
+        g,
+        cfg,
+        device: dev.clone(),
+    })
+}
+
+impl LoadedToyGenerator {
+    /// `n` generated points from noise drawn with `seed`.
+    pub fn sample(&self, n: usize, seed: u64) -> Result<Vec<[f32; 2]>> {
+        let mut rng = SeededRng::new(seed);
+        let mut out = Vec::with_capacity(n);
+        let mut left = n;
+        while left > 0 {
+            let b = left.min(4096);
+            let z = rng.randn((b, self.cfg.nz), 0.0, 1.0, &self.device)?;
+            out.extend(to_points(&self.g.forward(&z)?)?);
+            left -= b;
+        }
+        Ok(out)
+    }
+}
+
+/// Writes `points` as a CSV file with the header `x,y` and one row per point.
+pub fn write_points_csv(path: &Path, points: &[[f32; 2]]) -> Result<()> {
+    let mut text = String::with_capacity(16 * points.len() + 4);
+    text.push_str("x,y\n");
+    for p in points {
+        text.push_str(&format!("{},{}\n", p[0], p[1]));
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+    }
+    write_atomic(path, text.as_bytes())
+}
