@@ -107,7 +107,7 @@ pub struct TrainToyArgs {
     /// cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// The run folder (default runs/toy-<dist>, or runs/toy-<dist>-N if taken).
+    /// The run folder (default `runs/toy-<dist>`, or `runs/toy-<dist>-N` if taken).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Continue the run in this folder from its latest checkpoint.
