@@ -139,7 +139,16 @@ fn import_from(from: &Path, dir: &Path) -> anyhow::Result<()> {
         let src = find_file(from, stem)?;
         let rank = if stem.contains("idx3") { 3 } else { 1 };
         let arr = read_idx(&src, rank)?; // validates before anything is written
-        gan_data::idx::write_idx_gz(dir.join(format!("{stem}.gz")), &arr.dims, &arr.data)?;
+        let dest = dir.join(format!("{stem}.gz"));
+        if src.extension().is_some_and(|e| e == "gz") {
+            // Already compressed and valid: copy as is (recompressing 47 MB takes a minute).
+            let tmp = dest.with_extension("gz.partial");
+            std::fs::copy(&src, &tmp).with_context(|| format!("cannot copy {}", src.display()))?;
+            std::fs::rename(&tmp, &dest)
+                .with_context(|| format!("cannot write {}", dest.display()))?;
+        } else {
+            gan_data::idx::write_idx_gz(&dest, &arr.dims, &arr.data)?;
+        }
         println!("imported {}", src.display());
     }
     Ok(())
