@@ -73,7 +73,7 @@ fn ring8_training_captures_most_modes() -> anyhow::Result<()> {
         evals.iter().map(|e| e.step).collect::<Vec<_>>(),
         vec![300, 450, 600]
     );
-    assert_eq!(evals[1].modes, m);
+    assert_eq!(evals.last().map(|e| &e.modes), Some(&m));
     assert!(run.sample_path(300).is_file() && run.sample_path(600).is_file());
     Ok(())
 }
