@@ -35,24 +35,24 @@ pub struct TrainToyArgs {
     /// ring8, grid25 or ring.
     #[arg(long, default_value = "ring8", value_parser = parse_dist)]
     pub dist: ToyDistribution,
-    /// Steps to train (default 3000); with --resume, the new total length.
+    /// Steps to train (default 7000; 60000 for grid25); with --resume, the new total length.
     #[arg(long)]
     pub steps: Option<u64>,
     /// non-saturating or minimax (wgan-gp is planned).
     #[arg(long, value_parser = parse_loss)]
     pub loss: Option<ToyLoss>,
-    /// PacGAN packing: the discriminator sees K samples concatenated (1: no packing; default 2).
+    /// PacGAN packing: the discriminator sees K samples concatenated (1: no packing; default 2, 3 for grid25).
     #[arg(long)]
     pub pack: Option<usize>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Hidden units per layer of both networks (default 256).
+    /// Hidden units per layer of both networks (default 128, 64 for grid25).
     #[arg(long)]
     pub width: Option<usize>,
     /// Hidden layers of both networks (default 3).
     #[arg(long)]
     pub depth: Option<usize>,
-    /// relu, leaky-relu or tanh (default leaky-relu).
+    /// relu, leaky-relu or tanh (default relu).
     #[arg(long, value_parser = parse_activation)]
     pub activation: Option<Activation>,
     /// The discriminator's hidden units per layer, when it should differ from --width.
@@ -71,32 +71,32 @@ pub struct TrainToyArgs {
     /// Noise dimensions (default 2).
     #[arg(long)]
     pub nz: Option<usize>,
-    /// Adam learning rate of both networks (default 1e-3).
+    /// Adam learning rate of both networks (default 3e-3, 1e-3 for grid25).
     #[arg(long)]
     pub lr: Option<f64>,
     /// The discriminator's learning rate, when it should differ from --lr.
     #[arg(long)]
     pub d_lr: Option<f64>,
-    /// Learning-rate milestones as fractions of --steps, comma-separated (default 0.5,0.75); at
+    /// Learning-rate milestones as fractions of --steps, comma-separated (default 0.5,0.75; 0.7,0.9 for grid25); at
     /// each, both rates are multiplied by --lr-gamma. An empty list keeps them constant.
     #[arg(long, value_delimiter = ',', num_args = 0..)]
     pub lr_milestones: Option<Vec<f64>>,
     /// Factor on the learning rates at each milestone (default 0.1).
     #[arg(long)]
     pub lr_gamma: Option<f64>,
-    /// Points per batch, a multiple of --pack (default 256).
+    /// Points per batch, a multiple of --pack (default 256, 126 for grid25).
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Generated points per evaluation (default 2500, as PacGAN).
     #[arg(long)]
     pub eval_samples: Option<usize>,
-    /// Evaluate and plot every N steps (default 500; also at the end).
+    /// Evaluate and plot every N steps (default a tenth of the run; also at the end).
     #[arg(long)]
     pub sample_every: Option<u64>,
-    /// Write a checkpoint every N steps (default 1000; latest is also written at the end).
+    /// Write a checkpoint every N steps (default a quarter of the run; latest is also written at the end).
     #[arg(long)]
     pub checkpoint_every: Option<u64>,
-    /// Append step metrics to metrics.jsonl every N steps (default 10).
+    /// Append step metrics to metrics.jsonl every N steps (default 10, 50 for grid25).
     #[arg(long)]
     pub log_every: Option<u64>,
     /// CPU threads for tensor operations. The toy networks are too small to gain much from more,

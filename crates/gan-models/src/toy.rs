@@ -61,10 +61,11 @@ mod stream {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Activation {
-    /// max(x, 0).
+    /// max(x, 0). The default: its flat half lets the generator map whole regions of noise onto
+    /// one mode, which leaky ReLU cannot (with it the generated points stay spread along the ring).
+    #[default]
     Relu,
     /// max(x, 0.2·x).
-    #[default]
     LeakyRelu,
     /// tanh(x).
     Tanh,
@@ -172,9 +173,9 @@ pub struct MlpConfig {
 impl Default for MlpConfig {
     fn default() -> Self {
         Self {
-            width: 256,
+            width: 128,
             depth: 3,
-            activation: Activation::LeakyRelu,
+            activation: Activation::Relu,
         }
     }
 }
@@ -359,38 +360,54 @@ pub struct ToyConfig {
 }
 
 impl ToyConfig {
-    /// The defaults of `gan-cli train toy --dist <dist>`.
+    /// The defaults of `gan-cli train toy --dist <dist>`, tuned to reach the targets in
+    /// under two minutes on two CPU cores.
+    ///
+    /// - `ring8` and `ring`: MLPs of 3 × 128 ReLU units, pack 2, batch 256, Adam 3e-3 (β1 0.5),
+    ///   7,000 steps with the rates divided by 10 at 50 % and 75 %.
+    /// - `grid25`: MLPs of 3 × 64 ReLU units, pack 3, batch 126, scale 4, Adam 1e-3, 60,000 steps
+    ///   with the rates divided by 10 at 70 % and 90 %. Smaller networks and more steps cover more
+    ///   modes for the same time; pack 3 covers more modes than pack 2, and concentrates the
+    ///   samples on them faster than pack 4.
     pub fn new(dist: ToyDistribution) -> Self {
-        let mlp = MlpConfig::default();
+        let grid = dist == ToyDistribution::Grid25;
+        let mlp = MlpConfig {
+            width: if grid { 64 } else { 128 },
+            ..MlpConfig::default()
+        };
+        let lr = if grid { 1e-3 } else { 3e-3 };
+        let adam = AdamConfig {
+            lr,
+            ..AdamConfig::default()
+        };
+        let steps = if grid { 60_000 } else { 7_000 };
         Self {
             model: "toy".into(),
             dist: dist.name().into(),
             nz: 2,
-            scale: match dist {
-                ToyDistribution::Grid25 => 4.0,
-                _ => 1.0,
-            },
+            scale: if grid { 4.0 } else { 1.0 },
             generator: mlp,
             discriminator: mlp,
-            pack: 2,
+            pack: if grid { 3 } else { 2 },
             loss: ToyLoss::NonSaturating,
-            adam_g: AdamConfig {
-                lr: 1e-3,
-                ..AdamConfig::default()
+            adam_g: adam,
+            adam_d: adam,
+            lr_decay: if grid {
+                LrDecay {
+                    milestones: vec![0.7, 0.9],
+                    gamma: 0.1,
+                }
+            } else {
+                LrDecay::default()
             },
-            adam_d: AdamConfig {
-                lr: 1e-3,
-                ..AdamConfig::default()
-            },
-            lr_decay: LrDecay::default(),
-            batch_size: 256,
+            batch_size: if grid { 126 } else { 256 },
             train_points: 100_000,
             eval_samples: 2500,
             schedule: LoopConfig {
-                steps: 3000,
-                sample_every: 500,
-                checkpoint_every: 1000,
-                log_every: 10,
+                steps,
+                sample_every: steps / 10,
+                checkpoint_every: steps / 4,
+                log_every: if grid { 50 } else { 10 },
             },
             seed: 0,
             device: "cpu".into(),
