@@ -35,15 +35,22 @@ pub struct TrainToyArgs {
     /// ring8, grid25 or ring.
     #[arg(long, default_value = "ring8", value_parser = parse_dist)]
     pub dist: ToyDistribution,
-    /// Steps to train (default 7000; 60000 for grid25); with --resume, the new total length.
+    /// Steps to train (default 7000; 60000 for grid25; with wgan-gp 3000, 8000 for grid25); with --resume, the new total length.
     #[arg(long)]
     pub steps: Option<u64>,
-    /// non-saturating or minimax (wgan-gp is planned).
+    /// non-saturating, minimax or wgan-gp (a critic with a gradient penalty; pack 1, Adam 1e-4
+    /// β2 0.9 unless set).
     #[arg(long, value_parser = parse_loss)]
     pub loss: Option<ToyLoss>,
-    /// PacGAN packing: the discriminator sees K samples concatenated (1: no packing; default 2, 3 for grid25).
+    /// PacGAN packing: the discriminator sees K samples concatenated (1: no packing; default 2, 3 for grid25, 1 for wgan-gp).
     #[arg(long)]
     pub pack: Option<usize>,
+    /// WGAN-GP: critic iterations per generator step (default 5).
+    #[arg(long)]
+    pub n_critic: Option<usize>,
+    /// WGAN-GP: the gradient penalty's weight λ (default 0.1, the WGAN-GP paper's toy value).
+    #[arg(long)]
+    pub lambda: Option<f64>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Hidden units per layer of both networks (default 128, 64 for grid25).
@@ -71,7 +78,7 @@ pub struct TrainToyArgs {
     /// Noise dimensions (default 2).
     #[arg(long)]
     pub nz: Option<usize>,
-    /// Adam learning rate of both networks (default 3e-3, 1e-3 for grid25).
+    /// Adam learning rate of both networks (default 3e-3, 1e-3 for grid25 and for wgan-gp).
     #[arg(long)]
     pub lr: Option<f64>,
     /// The discriminator's learning rate, when it should differ from --lr.
@@ -84,7 +91,7 @@ pub struct TrainToyArgs {
     /// Factor on the learning rates at each milestone (default 0.1).
     #[arg(long)]
     pub lr_gamma: Option<f64>,
-    /// Points per batch, a multiple of --pack (default 256, 126 for grid25).
+    /// Points per batch, a multiple of --pack (default 256, 126 for grid25 except with wgan-gp).
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Generated points per evaluation (default 2500, as PacGAN).
@@ -117,7 +124,7 @@ pub struct TrainToyArgs {
 
 impl TrainToyArgs {
     fn config(&self) -> ToyConfig {
-        let mut cfg = ToyConfig::new(self.dist);
+        let mut cfg = ToyConfig::with_loss(self.dist, self.loss.unwrap_or_default());
         let set = |v: Option<usize>, dst: &mut usize| {
             if let Some(v) = v {
                 *dst = v;
@@ -140,8 +147,9 @@ impl TrainToyArgs {
         if let Some(a) = self.d_activation {
             cfg.discriminator.activation = a;
         }
-        if let Some(l) = self.loss {
-            cfg.loss = l;
+        set(self.n_critic, &mut cfg.critic.n_critic);
+        if let Some(l) = self.lambda {
+            cfg.critic.lambda = l;
         }
         if let Some(lr) = self.lr {
             cfg.adam_g.lr = lr;
@@ -160,7 +168,12 @@ impl TrainToyArgs {
             cfg.lr_decay.gamma = g;
         }
         let s = &mut cfg.schedule;
-        s.steps = self.steps.unwrap_or(s.steps);
+        if let Some(steps) = self.steps {
+            // Evaluations and checkpoints keep their share of the run.
+            s.steps = steps;
+            s.sample_every = (steps / 10).max(1);
+            s.checkpoint_every = (steps / 4).max(1);
+        }
         s.sample_every = self.sample_every.unwrap_or(s.sample_every);
         s.checkpoint_every = self.checkpoint_every.unwrap_or(s.checkpoint_every);
         s.log_every = self.log_every.unwrap_or(s.log_every);
