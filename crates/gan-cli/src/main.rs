@@ -30,14 +30,14 @@ use crate::args::{Cli, Command, InterpolateArgs, SampleArgs, TrainDcgan, TrainMo
 /// A training step allocates and frees the same large tensors (activations, gradients, im2col
 /// buffers) every step. glibc serves blocks over its mmap threshold (128 KiB at first) with fresh
 /// `mmap`s and unmaps them on free, so each step re-faults and re-zeroes those pages: a third of
-/// a WGAN-GP step's time went to the kernel's page faults. A 32 MiB threshold (glibc's maximum)
-/// and no trimming let the heap reuse them. Peak memory is unchanged: what is kept is what the
-/// previous step already used.
+/// a WGAN-GP step's time went to the kernel's page faults. A 1 GiB threshold and no trimming let
+/// the heap reuse them (`cargo xtask bench` sets the same). Peak memory is unchanged: what is
+/// kept is what the previous step already used.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn keep_freed_memory() {
     // SAFETY: mallopt only changes allocator parameters; called before any other thread exists.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
     }
 }

@@ -1,5 +1,7 @@
 //! DCGAN end to end through the library: shapes, learning on mnist-mini, exact resume.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
@@ -181,26 +183,6 @@ fn small_config(steps: u64) -> (DcganRunConfig, TensorDataset) {
     (cfg, ds)
 }
 
-fn params(path: &Path) -> Vec<(String, Vec<f64>)> {
-    let mut t: Vec<_> = candle_core::safetensors::load(path, &Device::Cpu)
-        .unwrap()
-        .into_iter()
-        .map(|(k, v)| {
-            (
-                k,
-                v.to_dtype(DType::F64)
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1()
-                    .unwrap(),
-            )
-        })
-        .collect();
-    t.sort_by(|a, b| a.0.cmp(&b.0));
-    t
-}
-
 #[test]
 fn resume_reaches_the_same_parameters() {
     // 256 items at batch 32: 8 steps an epoch, so the run crosses epochs and resumes mid-epoch.
@@ -216,24 +198,16 @@ fn resume_reaches_the_same_parameters() {
     let out = train_dcgan(&resumed, &cfg, &ds, true, &mut Silent).unwrap();
     assert_eq!(out.step, 20);
 
-    for file in [
-        "generator.safetensors",
-        "discriminator.safetensors",
-        "optimizers.safetensors",
-    ] {
-        let a = params(&straight.checkpoint("latest").unwrap().join(file));
-        let b = params(&resumed.checkpoint("latest").unwrap().join(file));
-        assert_eq!(a.len(), b.len());
-        for ((ka, va), (kb, vb)) in a.iter().zip(&b) {
-            assert_eq!(ka, kb);
-            for (x, y) in va.iter().zip(vb) {
-                assert!(
-                    (x - y).abs() <= 1e-6 * (1.0 + x.abs()),
-                    "{file} {ka}: {x} vs {y}"
-                );
-            }
-        }
-    }
+    common::assert_same_latest(
+        &straight,
+        &resumed,
+        &[
+            "generator.safetensors",
+            "discriminator.safetensors",
+            "optimizers.safetensors",
+        ],
+        "dcgan",
+    );
     // The metrics of the resumed run are those of the straight one, each step once.
     let la = std::fs::read_to_string(straight.metrics_path()).unwrap();
     let lb = std::fs::read_to_string(resumed.metrics_path()).unwrap();

@@ -2,6 +2,8 @@
 //! step changes both networks, clipping keeps the critic in its box, exact resume, and the
 //! generator of a WGAN run loads for sampling.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
@@ -237,26 +239,6 @@ fn a_step_changes_both_networks_and_clipping_holds() {
     }
 }
 
-fn params(path: &Path) -> Vec<(String, Vec<f64>)> {
-    let mut t: Vec<_> = candle_core::safetensors::load(path, &Device::Cpu)
-        .unwrap()
-        .into_iter()
-        .map(|(k, v)| {
-            (
-                k,
-                v.to_dtype(DType::F64)
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1()
-                    .unwrap(),
-            )
-        })
-        .collect();
-    t.sort_by(|a, b| a.0.cmp(&b.0));
-    t
-}
-
 /// Training 6 generator iterations straight, or 3 then resuming for 3 more, ends with the same
 /// networks, optimizer states and metrics (128 items at batch 16 with 2 critic iterations: the
 /// run crosses epochs and resumes mid-epoch).
@@ -274,24 +256,16 @@ fn resume_reaches_the_same_parameters() {
         train_wgan(&resumed, &first, &ds, false, &mut Silent).unwrap();
         let out = train_wgan(&resumed, &cfg, &ds, true, &mut Silent).unwrap();
         assert_eq!(out.step, 6);
-        for file in [
-            "generator.safetensors",
-            "critic.safetensors",
-            "optimizers.safetensors",
-        ] {
-            let a = params(&straight.checkpoint("latest").unwrap().join(file));
-            let b = params(&resumed.checkpoint("latest").unwrap().join(file));
-            assert_eq!(a.len(), b.len());
-            for ((ka, va), (kb, vb)) in a.iter().zip(&b) {
-                assert_eq!(ka, kb);
-                for (x, y) in va.iter().zip(vb) {
-                    assert!(
-                        (x - y).abs() <= 1e-6 * (1.0 + x.abs()),
-                        "gp={gp} {file} {ka}: {x} vs {y}"
-                    );
-                }
-            }
-        }
+        common::assert_same_latest(
+            &straight,
+            &resumed,
+            &[
+                "generator.safetensors",
+                "critic.safetensors",
+                "optimizers.safetensors",
+            ],
+            &format!("gp={gp}"),
+        );
         let la = std::fs::read_to_string(straight.metrics_path()).unwrap();
         let lb = std::fs::read_to_string(resumed.metrics_path()).unwrap();
         assert_eq!(la.lines().count(), 6);
