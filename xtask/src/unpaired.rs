@@ -361,18 +361,29 @@ fn download(name: &str, dir: &Path) -> anyhow::Result<Written> {
     let api = hf_hub::api::sync::ApiBuilder::new()
         .with_progress(true)
         .build()?;
-    let repo = api.repo(hf_hub::Repo::with_revision(
-        format!("huggan/{name}"),
-        hf_hub::RepoType::Dataset,
-        "main".to_string(),
-    ));
+    // The uploaded files on `main`, else the hub's parquet conversion branch.
+    let candidates = [
+        ("main", "data/{split}-00000-of-00001.parquet"),
+        ("refs/convert/parquet", "default/{split}/0000.parquet"),
+    ];
     let mut locals = Vec::new();
     for split in ["train", "test"] {
-        let file = format!("data/{split}-00000-of-00001.parquet");
-        locals.push(
+        let mut errors = Vec::new();
+        let found = candidates.iter().find_map(|(rev, pattern)| {
+            let repo = api.repo(hf_hub::Repo::with_revision(
+                format!("huggan/{name}"),
+                hf_hub::RepoType::Dataset,
+                rev.to_string(),
+            ));
+            let file = pattern.replace("{split}", split);
             repo.get(&file)
-                .with_context(|| format!("downloading {file}"))?,
-        );
+                .map_err(|e| errors.push(format!("{file} at {rev}: {e}")))
+                .ok()
+        });
+        match found {
+            Some(p) => locals.push(p),
+            None => bail!("no {split} split found: {}", errors.join("; ")),
+        }
     }
     write_atomically(dir, |tmp| {
         let mut w = Written::default();
@@ -609,5 +620,57 @@ mod tests {
         assert!(is_complete(&dest));
         let err = import_folder(tmp.path(), &dest).unwrap_err();
         assert!(format!("{err:#}").contains("trainA"), "{err:#}");
+    }
+
+    fn png_bytes(v: u8) -> Vec<u8> {
+        let mut out = std::io::Cursor::new(Vec::new());
+        image::GrayImage::from_pixel(4, 4, image::Luma([v]))
+            .write_to(&mut out, image::ImageFormat::Png)
+            .unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn parquet_images_reads_both_domains_once() {
+        use parquet::data_type::{ByteArray, ByteArrayType};
+        use parquet::file::properties::WriterProperties;
+        use parquet::file::writer::SerializedFileWriter;
+        use std::sync::Arc;
+        // The hub's layout: one row per index up to the larger domain, the smaller one padded
+        // by repeating its images; a label column to ignore.
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("train.parquet");
+        let schema = parquet::schema::parser::parse_message_type(
+            "message schema { required group imageA { required binary bytes; } \
+             required group imageB { required binary bytes; } required binary label; }",
+        )
+        .unwrap();
+        let file = std::fs::File::create(&path).unwrap();
+        let props = Arc::new(WriterProperties::builder().build());
+        let mut writer = SerializedFileWriter::new(file, Arc::new(schema), props).unwrap();
+        let mut rg = writer.next_row_group().unwrap();
+        let columns = [
+            vec![png_bytes(1), png_bytes(2), png_bytes(1)],
+            vec![png_bytes(10), png_bytes(20), png_bytes(30)],
+            vec![b"x".to_vec(), b"y".to_vec(), b"z".to_vec()],
+        ];
+        for values in &columns {
+            let mut col = rg.next_column().unwrap().expect("a column");
+            let values: Vec<ByteArray> =
+                values.iter().map(|v| ByteArray::from(v.clone())).collect();
+            col.typed::<ByteArrayType>()
+                .write_batch(&values, None, None)
+                .unwrap();
+            col.close().unwrap();
+        }
+        rg.close().unwrap();
+        writer.close().unwrap();
+
+        let [a, b] = parquet_images(&path).unwrap();
+        assert_eq!(a, [png_bytes(1), png_bytes(2)]);
+        assert_eq!(b, [png_bytes(10), png_bytes(20), png_bytes(30)]);
+        std::fs::write(tmp.path().join("bad.parquet"), b"PAR1 nope").unwrap();
+        let err = parquet_images(&tmp.path().join("bad.parquet")).unwrap_err();
+        assert!(format!("{err:#}").contains("bad.parquet"), "{err:#}");
     }
 }
