@@ -264,8 +264,9 @@ impl PatchDiscriminator {
     }
 
     /// # Shapes
-    /// `xs`: `[b, c, h, w]` → raw scores `[b, 1, h', w']`, one per patch (`h' = h/2ⁿ⁻¹ − 2`
-    /// for h a multiple of 2ⁿ; 30×30 for 256 pixels and 3 layers).
+    /// `xs`: `[b, c, h, w]` → raw scores `[b, 1, h', w']`, one per patch (`h' = h/2ⁿ − 2`
+    /// for h a multiple of 2ⁿ and n = `n_layers`: 30×30 for 256 pixels and 3 layers, 5×5 for 28
+    /// pixels and 2).
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let mut ys = xs.clone();
         for l in &self.layers {

@@ -175,7 +175,7 @@ impl CycleGanRunConfig {
 
     /// The learning rate of step `step` (1-based).
     pub fn lr_at(&self, step: u64) -> f64 {
-        let epoch = (step - 1) / self.steps_per_epoch;
+        let epoch = step.saturating_sub(1) / self.steps_per_epoch.max(1);
         self.adam.lr * lr_factor(epoch, self.epochs, self.epochs_decay)
     }
 
@@ -397,7 +397,10 @@ impl<'a> UnpairedSampler<'a> {
     /// The batches of step `step` (1-based); the same step always gives the same batches.
     pub fn batch(&mut self, step: u64) -> Result<UnpairedBatch> {
         let cfg = self.cfg;
-        let spe = cfg.steps_per_epoch;
+        if step == 0 {
+            return Err(ModelError::Config("sampler steps count from 1".into()));
+        }
+        let spe = cfg.steps_per_epoch.max(1);
         let (epoch, index) = ((step - 1) / spe, (step - 1) % spe);
         let n_a = self.data.a.len();
         if self.order_epoch != Some(epoch) {
@@ -561,7 +564,7 @@ pub fn train_cyclegan(
     let checkpoint = |t: &CycleGanTrainer, name: &str| {
         let state = CycleTrainState {
             step: t.step,
-            epoch: t.step / cfg.steps_per_epoch,
+            epoch: t.step / cfg.steps_per_epoch.max(1),
         };
         run.write_checkpoint(name, |dir| t.save(dir, &state))
     };

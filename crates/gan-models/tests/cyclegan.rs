@@ -361,6 +361,7 @@ fn sampler_crops_flips_and_repeats() {
     assert!(flipped > 0, "no flipped crop in 60");
     assert!(offsets.len() > 1, "always the same crop offset");
     assert_eq!(s.batch(4).unwrap().epoch, 1); // 3 steps per epoch
+    assert!(s.batch(0).is_err());
     let empty = Unpaired {
         a: data.a.subset(&[]),
         b: data.b.clone(),
