@@ -3,6 +3,7 @@
 mod bench;
 mod ci;
 mod fetch;
+mod unpaired;
 
 use std::path::PathBuf;
 
@@ -30,6 +31,10 @@ enum Task {
     FetchMnist(fetch::FetchArgs),
     /// Download Fashion-MNIST the same way (or copy Debian's `dataset-fashion-mnist`).
     FetchFashionMnist(fetch::FetchArgs),
+    /// Build an unpaired dataset from MNIST: thin2thick (known answer) or mnist2fashion.
+    MakeUnpaired(unpaired::MakeArgs),
+    /// Download a standard CycleGAN dataset (horse2zebra, ...) into datasets/NAME.
+    FetchCyclegan(unpaired::FetchArgs),
     /// Run what CI runs, cheapest checks first.
     Ci,
     /// Time one DCGAN training step: our convolutions, candle's, and PyTorch's with `--torch`.
@@ -54,6 +59,8 @@ fn main() -> anyhow::Result<()> {
         }
         Task::FetchMnist(args) => fetch::fetch(&root, fetch::Dataset::Mnist, args),
         Task::FetchFashionMnist(args) => fetch::fetch(&root, fetch::Dataset::FashionMnist, args),
+        Task::MakeUnpaired(args) => unpaired::make(&root, args),
+        Task::FetchCyclegan(args) => unpaired::fetch(&root, args),
         Task::Ci => ci::run(&root),
         Task::Bench(args) => bench::run(args),
     }

@@ -21,6 +21,10 @@ pub enum Command {
     Sample(SampleArgs),
     /// Walk the latent space of a trained generator.
     Interpolate(InterpolateArgs),
+    /// Translate a folder of images with a trained CycleGAN.
+    Translate(crate::cyclegan_cmd::TranslateArgs),
+    /// Measure a CycleGAN trained on thin2thick against the true map (the dilation).
+    EvalTranslation(crate::cyclegan_cmd::EvalTranslationArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -33,6 +37,8 @@ pub enum TrainModel {
     Wgan(Box<crate::wgan_cmd::TrainWganArgs>),
     /// WGAN with gradient penalty.
     WganGp(Box<crate::wgan_cmd::TrainWganArgs>),
+    /// CycleGAN: unpaired translation between the image folders trainA and trainB.
+    Cyclegan(Box<crate::cyclegan_cmd::TrainCycleganArgs>),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

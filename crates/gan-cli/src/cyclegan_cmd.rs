@@ -1,0 +1,370 @@
+//! `gan-cli train cyclegan`, `gan-cli translate` and `gan-cli eval-translation`: flags into a
+//! [`CycleGanRunConfig`], then the library's [`train_cyclegan`], [`LoadedCycleGan`](gan_models::cyclegan_run::LoadedCycleGan) and
+//! [`eval_thin2thick`].
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use gan_models::cyclegan::CycleStepMetrics;
+use gan_models::cyclegan_run::{
+    eval_thin2thick, load_cyclegan, load_train, train_cyclegan, CycleGanRunConfig, CycleObserver,
+    Direction,
+};
+use gan_models::dcgan_run::parse_device;
+use gan_models::run::RunDir;
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Flags of `gan-cli train cyclegan`. The defaults are the reference's for 256-pixel photos;
+/// for 28-pixel digits see the README (`--channels 1 --load-size 28 --crop-size 28 --no-flip`
+/// and smaller networks).
+#[derive(Debug, clap::Args)]
+pub struct TrainCycleganArgs {
+    /// Folder holding trainA and trainB (and testA/testB for the sample grids).
+    #[arg(long, required_unless_present = "resume")]
+    pub dataroot: Option<PathBuf>,
+    /// Epochs at the initial learning rate (with --resume: a new value).
+    #[arg(long)]
+    pub epochs: Option<u64>,
+    /// Epochs of linear decay to zero after --epochs (with --resume: a new value).
+    #[arg(long)]
+    pub epochs_decay: Option<u64>,
+    /// Stop after this many steps in total (default: all epochs).
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Images of each domain per step.
+    #[arg(long, default_value_t = 1)]
+    pub batch_size: usize,
+    /// Initial Adam learning rate of all four networks.
+    #[arg(long, default_value_t = 2e-4)]
+    pub lr: f64,
+    /// Adam's β1.
+    #[arg(long, default_value_t = 0.5)]
+    pub beta1: f64,
+    /// Image channels: 3 (RGB) or 1 (gray).
+    #[arg(long, default_value_t = 3)]
+    pub channels: usize,
+    /// Images are resized to this side, then randomly cropped to --crop-size.
+    #[arg(long, default_value_t = 286)]
+    pub load_size: usize,
+    /// Side of the training crops (a multiple of 4).
+    #[arg(long, default_value_t = 256)]
+    pub crop_size: usize,
+    /// No random horizontal flips (digits).
+    #[arg(long)]
+    pub no_flip: bool,
+    /// Generator base width.
+    #[arg(long, default_value_t = 64)]
+    pub ngf: usize,
+    /// Discriminator base width.
+    #[arg(long, default_value_t = 64)]
+    pub ndf: usize,
+    /// Residual blocks per generator (default 9 for crops of 256 and more, else 6).
+    #[arg(long)]
+    pub n_blocks: Option<usize>,
+    /// Stride-2 layers of the PatchGAN discriminator (3: 70×70 patches).
+    #[arg(long, default_value_t = 3)]
+    pub n_layers: usize,
+    /// Weight of the A→B→A cycle loss.
+    #[arg(long, default_value_t = 10.0)]
+    pub lambda_a: f64,
+    /// Weight of the B→A→B cycle loss.
+    #[arg(long, default_value_t = 10.0)]
+    pub lambda_b: f64,
+    /// Identity loss weight, relative to the cycle weights (0 turns it off).
+    #[arg(long, default_value_t = 0.5)]
+    pub lambda_identity: f64,
+    /// Generated images kept per discriminator (0: no pool).
+    #[arg(long, default_value_t = 50)]
+    pub pool_size: usize,
+    /// Use at most this many training images of each domain.
+    #[arg(long)]
+    pub max_dataset_size: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// cpu, cuda, cuda:N or metal.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// The run folder (default runs/cyclegan, or runs/cyclegan-N if taken).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in this folder from its latest checkpoint.
+    #[arg(long, conflicts_with = "out")]
+    pub resume: Option<PathBuf>,
+    /// Write a sample grid every N steps.
+    #[arg(long, default_value_t = 500)]
+    pub sample_every: u64,
+    /// Write a checkpoint every N steps (latest is also written at the end).
+    #[arg(long, default_value_t = 5000)]
+    pub checkpoint_every: u64,
+    /// Append to metrics.jsonl every N steps.
+    #[arg(long, default_value_t = 50)]
+    pub log_every: u64,
+    /// Use candle's own convolutions instead of the fast CPU kernels.
+    #[arg(long)]
+    pub no_fast_conv: bool,
+}
+
+/// Flags of `gan-cli translate`.
+#[derive(Debug, clap::Args)]
+pub struct TranslateArgs {
+    /// The CycleGAN run folder.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// a2b (G: A→B) or b2a (F: B→A).
+    #[arg(long)]
+    pub direction: String,
+    /// A folder of PNG or JPEG images.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Where the translated PNGs go (same file stems).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// latest or step-N.
+    #[arg(long, default_value = "latest")]
+    pub checkpoint: String,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+/// Flags of `gan-cli eval-translation`.
+#[derive(Debug, clap::Args)]
+pub struct EvalTranslationArgs {
+    /// The CycleGAN run folder.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// The thin2thick dataset (its testA is translated and compared with its dilation).
+    #[arg(long, default_value = "datasets/thin2thick")]
+    pub dataroot: PathBuf,
+    /// latest or step-N.
+    #[arg(long, default_value = "latest")]
+    pub checkpoint: String,
+    /// Also write the numbers as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+fn new_config(a: &TrainCycleganArgs, dataroot: PathBuf) -> CycleGanRunConfig {
+    let mut cfg = CycleGanRunConfig::new(dataroot);
+    cfg.net.channels = a.channels;
+    cfg.net.ngf = a.ngf;
+    cfg.net.ndf = a.ndf;
+    cfg.net.n_blocks = a.n_blocks.unwrap_or(if a.crop_size >= 256 { 9 } else { 6 });
+    cfg.net.n_layers = a.n_layers;
+    cfg.loss.lambda_a = a.lambda_a;
+    cfg.loss.lambda_b = a.lambda_b;
+    cfg.loss.lambda_identity = a.lambda_identity;
+    cfg.adam.lr = a.lr;
+    cfg.adam.beta1 = a.beta1;
+    cfg.pool_size = a.pool_size;
+    cfg.data.load_size = a.load_size;
+    cfg.data.crop_size = a.crop_size;
+    cfg.data.flip = !a.no_flip;
+    cfg.data.max_dataset_size = a.max_dataset_size;
+    cfg.batch_size = a.batch_size;
+    cfg.epochs = a.epochs.unwrap_or(100);
+    cfg.epochs_decay = a.epochs_decay.unwrap_or(100);
+    cfg.seed = a.seed;
+    cfg.device = a.device.clone();
+    cfg.fast_conv = !a.no_fast_conv;
+    cfg.schedule.sample_every = a.sample_every;
+    cfg.schedule.checkpoint_every = a.checkpoint_every;
+    cfg.schedule.log_every = a.log_every;
+    cfg
+}
+
+pub fn train(a: TrainCycleganArgs) -> anyhow::Result<ExitCode> {
+    let (run, cfg, data, resume) = match &a.resume {
+        Some(dir) => {
+            let run = RunDir::open(dir)?;
+            let mut cfg: CycleGanRunConfig = run.config()?;
+            if cfg.model != "cyclegan" {
+                bail!("{}: a {} run, not a CycleGAN run", dir.display(), cfg.model);
+            }
+            let data = load_train(&cfg)?;
+            cfg.epochs = a.epochs.unwrap_or(cfg.epochs);
+            cfg.epochs_decay = a.epochs_decay.unwrap_or(cfg.epochs_decay);
+            let cap = a.steps.or_else(|| {
+                // Keep a saved cap unless the length in epochs changed.
+                let full = (cfg.epochs + cfg.epochs_decay) * cfg.steps_per_epoch;
+                (a.epochs.is_none() && a.epochs_decay.is_none() && cfg.schedule.steps != full)
+                    .then_some(cfg.schedule.steps)
+            });
+            cfg.finish(&data, cap);
+            (run, cfg, data, true)
+        }
+        None => {
+            let root = a.dataroot.clone().context("--dataroot is required")?;
+            let mut cfg = new_config(&a, root);
+            cfg.validate()?;
+            parse_device(&cfg.device)?; // before anything is written
+            let data = load_train(&cfg)?;
+            cfg.finish(&data, a.steps);
+            let out = a
+                .out
+                .clone()
+                .unwrap_or_else(|| crate::fresh_run_dir("cyclegan"));
+            let run = RunDir::create(&out, &cfg)?;
+            (run, cfg, data, false)
+        }
+    };
+    tracing::info!(
+        run = %run.root().display(),
+        "CycleGAN {}px on {} ({} A, {} B images), {} steps ({} per epoch, {}+{} epochs) of batch {} on {}",
+        cfg.data.crop_size,
+        cfg.data.dataroot.display(),
+        cfg.data.items_a,
+        cfg.data.items_b,
+        cfg.schedule.steps,
+        cfg.steps_per_epoch,
+        cfg.epochs,
+        cfg.epochs_decay,
+        cfg.batch_size,
+        cfg.device,
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        })
+        .context("cannot install the Ctrl-C handler")?;
+    }
+    let mut progress = CycleProgress::new(cfg.schedule.steps, stop);
+    let outcome = train_cyclegan(&run, &cfg, &data, resume, &mut progress)?;
+    progress.bar.finish_and_clear();
+    if let Some(m) = outcome.last {
+        println!("step {}: {}", m.step, summary(&m));
+    }
+    println!(
+        "{:.1} ms per step; samples in {}, checkpoint in {}",
+        outcome.secs_per_step * 1e3,
+        run.samples_dir().display(),
+        run.checkpoints_dir().join("latest").display()
+    );
+    if outcome.interrupted {
+        println!(
+            "interrupted at step {}; continue with: gan-cli train cyclegan --resume {}",
+            outcome.step,
+            run.root().display()
+        );
+        return Ok(ExitCode::from(130));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn summary(m: &CycleStepMetrics) -> String {
+    format!(
+        "D_A {:.3} D_B {:.3} G {:.3}/{:.3} cycle {:.3}/{:.3} idt {:.3}/{:.3} lr {:.2e}",
+        m.loss_d_a,
+        m.loss_d_b,
+        m.loss_g_ab,
+        m.loss_g_ba,
+        m.loss_cycle_a,
+        m.loss_cycle_b,
+        m.loss_idt_a,
+        m.loss_idt_b,
+        m.lr
+    )
+}
+
+/// The progress bar; when stderr is not a terminal, a log line every 5% instead.
+struct CycleProgress {
+    bar: ProgressBar,
+    stop: Arc<AtomicBool>,
+    plain_every: Option<u64>,
+}
+
+impl CycleProgress {
+    fn new(total: u64, stop: Arc<AtomicBool>) -> Self {
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
+            )
+            .expect("valid template"),
+        );
+        let plain_every = (!std::io::stderr().is_terminal()).then_some((total / 20).max(1));
+        Self {
+            bar,
+            stop,
+            plain_every,
+        }
+    }
+}
+
+impl CycleObserver for CycleProgress {
+    fn on_step(&mut self, m: &CycleStepMetrics, items_per_sec: f64) {
+        self.bar.set_position(m.step);
+        self.bar
+            .set_message(format!("{} {items_per_sec:.1} img/s", summary(m)));
+        if self.plain_every.is_some_and(|n| m.step % n == 0) {
+            tracing::info!(
+                "step {}/{}: {} {items_per_sec:.1} img/s",
+                m.step,
+                self.bar.length().unwrap_or(0),
+                summary(m)
+            );
+        }
+    }
+
+    fn on_event(&mut self, msg: &str) {
+        self.bar.suspend(|| tracing::info!("{msg}"));
+    }
+
+    fn should_stop(&self) -> bool {
+        let stop = self.stop.load(Ordering::SeqCst);
+        if stop {
+            self.bar
+                .suspend(|| tracing::info!("Ctrl-C: writing a checkpoint and stopping"));
+        }
+        stop
+    }
+}
+
+pub fn translate(a: TranslateArgs) -> anyhow::Result<ExitCode> {
+    let dir: Direction = a.direction.parse()?;
+    let run = RunDir::open(&a.run)?;
+    let dev = parse_device(&a.device)?;
+    let model = load_cyclegan(&run, &a.checkpoint, &dev)?;
+    let written = model.translate_folder(dir, &a.input, &a.out)?;
+    println!(
+        "translated {} images ({}) into {}",
+        written.len(),
+        a.direction,
+        a.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn eval_translation(a: EvalTranslationArgs) -> anyhow::Result<ExitCode> {
+    let run = RunDir::open(&a.run)?;
+    let dev = parse_device(&a.device)?;
+    let model = load_cyclegan(&run, &a.checkpoint, &dev)?;
+    let e = eval_thin2thick(&model, &a.dataroot)?;
+    println!(
+        "{} test images of {}",
+        e.images,
+        a.dataroot.join("testA").display()
+    );
+    println!(
+        "MAE G(a) vs dilate(a):       {:.4}  (pixel range 0..1)",
+        e.mae_translation
+    );
+    println!("MAE identity a vs dilate(a): {:.4}", e.mae_identity);
+    println!("ratio translation/identity:  {:.3}", e.ratio);
+    println!("MAE cycle F(G(a)) vs a:      {:.4}", e.mae_cycle);
+    if let Some(p) = &a.json {
+        let text = serde_json::to_string_pretty(&e)?;
+        std::fs::write(p, text + "\n").with_context(|| format!("cannot write {}", p.display()))?;
+        println!("wrote {}", p.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,188 @@
+//! `gan-cli train cyclegan`, `translate` and `eval-translation` end to end on a tiny dataset the
+//! test writes; bad input exits with code 2 and a message naming the file, without a panic.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn gan_cli(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gan-cli"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("gan-cli runs")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Exit code 2, no panic, and stderr containing `needle`.
+fn fails_with(out: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr:\n{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains(needle), "expected {needle:?} in:\n{err}");
+}
+
+/// `n` gray 12×12 PNGs with a bar of width `thick`.
+fn write_pngs(dir: &Path, n: usize, thick: u32) {
+    std::fs::create_dir_all(dir).unwrap();
+    for i in 0..n as u32 {
+        let img = image::GrayImage::from_fn(12, 12, |x, y| {
+            let on = x >= 2 + i && x < 2 + i + thick && (3..9).contains(&y);
+            image::Luma([if on { 240 } else { 0 }])
+        });
+        img.save(dir.join(format!("img{i}.png"))).unwrap();
+    }
+}
+
+const TINY: &[&str] = &[
+    "--channels",
+    "1",
+    "--no-flip",
+    "--ngf",
+    "4",
+    "--ndf",
+    "4",
+    "--n-blocks",
+    "1",
+    "--n-layers",
+    "1",
+    "--epochs",
+    "1",
+    "--epochs-decay",
+    "1",
+];
+
+#[test]
+fn train_translate_eval_and_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (s, thick) in [("trainA", 1), ("trainB", 3), ("testA", 1), ("testB", 3)] {
+        write_pngs(&d.join("data").join(s), 3, thick);
+    }
+    let mut args = vec!["train", "cyclegan", "--dataroot", "data", "--out", "run"];
+    args.extend_from_slice(TINY);
+    args.extend_from_slice(&["--crop-size", "12", "--load-size", "12"]);
+    let stdout = ok(&gan_cli(&args, d));
+    assert!(stdout.contains("samples in run/samples"), "{stdout}");
+    // 1 + 1 epochs of 3 steps.
+    let grid = d.join("run/samples/step-000006.png");
+    assert_eq!(
+        image::image_dimensions(&grid).unwrap(),
+        (3 * 14 + 2, 6 * 14 + 2)
+    );
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("run/config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["model"], "cyclegan");
+    assert_eq!(cfg["schedule"]["steps"], 6);
+    assert_eq!(cfg["pool_size"], 50);
+    assert_eq!(cfg["loss"]["lambda_identity"], 0.5);
+
+    // Resume to a longer run.
+    let stdout = ok(&gan_cli(
+        &["train", "cyclegan", "--resume", "run", "--steps", "7"],
+        d,
+    ));
+    assert!(stdout.contains("step 7:"), "{stdout}");
+
+    // Translate a folder, both directions: one PNG per input, same stems, same size.
+    for dir in ["a2b", "b2a"] {
+        let out = format!("out-{dir}");
+        let stdout = ok(&gan_cli(
+            &[
+                "translate",
+                "--run",
+                "run",
+                "--direction",
+                dir,
+                "--input",
+                "data/testA",
+                "--out",
+                &out,
+            ],
+            d,
+        ));
+        assert!(stdout.contains("translated 3 images"), "{stdout}");
+        for i in 0..3 {
+            let p = d.join(&out).join(format!("img{i}.png"));
+            assert_eq!(
+                image::image_dimensions(&p).unwrap(),
+                (12, 12),
+                "{}",
+                p.display()
+            );
+        }
+    }
+
+    // The known-answer evaluation, with JSON.
+    let stdout = ok(&gan_cli(
+        &[
+            "eval-translation",
+            "--run",
+            "run",
+            "--dataroot",
+            "data",
+            "--json",
+            "eval.json",
+        ],
+        d,
+    ));
+    assert!(stdout.contains("MAE identity a vs dilate(a)"), "{stdout}");
+    let e: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(e["images"], 3);
+    // Bars of width 1 and height 6 → 3×8 after dilation: 18 new pixels of 144 per image.
+    assert!((e["mae_identity"].as_f64().unwrap() - 18.0 * 240.0 / 255.0 / 144.0).abs() < 1e-6);
+
+    // Bad input: a corrupt image (named), a missing folder, a wrong direction, not a run.
+    write_pngs(&d.join("bad"), 1, 1);
+    std::fs::write(d.join("bad/broken.png"), b"\x89PNG but not really").unwrap();
+    let t = |input: &str, dir: &str, run: &str| {
+        gan_cli(
+            &[
+                "translate",
+                "--run",
+                run,
+                "--direction",
+                dir,
+                "--input",
+                input,
+                "--out",
+                "o",
+            ],
+            d,
+        )
+    };
+    fails_with(&t("bad", "a2b", "run"), "broken.png");
+    assert!(!d.join("o/img0.png").exists(), "nothing written on error");
+    fails_with(&t("missing", "a2b", "run"), "missing");
+    fails_with(&t("data/testA", "sideways", "run"), "sideways");
+    fails_with(&t("data/testA", "a2b", "data"), "config.json");
+    fails_with(
+        &gan_cli(
+            &["eval-translation", "--run", "run", "--dataroot", "bad"],
+            d,
+        ),
+        "testA",
+    );
+    // Training: a dataroot without trainB, and a crop size the networks cannot take.
+    std::fs::create_dir_all(d.join("half/trainA")).unwrap();
+    write_pngs(&d.join("half/trainA"), 1, 1);
+    let mut args = vec!["train", "cyclegan", "--dataroot", "half", "--out", "r2"];
+    args.extend_from_slice(TINY);
+    args.extend_from_slice(&["--crop-size", "12", "--load-size", "12"]);
+    fails_with(&gan_cli(&args, d), "trainB");
+    assert!(!d.join("r2/config.json").exists());
+    let mut args = vec!["train", "cyclegan", "--dataroot", "data", "--out", "r3"];
+    args.extend_from_slice(TINY);
+    args.extend_from_slice(&["--crop-size", "10", "--load-size", "10"]);
+    fails_with(&gan_cli(&args, d), "multiple of 4");
+}

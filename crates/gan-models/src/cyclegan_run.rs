@@ -1,0 +1,813 @@
+//! A CycleGAN training run: its configuration (`config.json`), the unpaired data sampler
+//! (random crop and flip), the loop with checkpoints and sample grids, translation of image
+//! folders, and the known-answer evaluation of `thin2thick`.
+//!
+//! # Data and schedule
+//!
+//! As the reference's unaligned dataset: an epoch has `max(|A|, |B|)` items; A images come in a
+//! shuffled order (cycling if A is the smaller set), B images are drawn uniformly at random.
+//! Each image is loaded at `load_size` and randomly cropped to `crop_size`, then flipped
+//! horizontally with probability ½ when `flip` is on (off for digits, whose mirror image is not a
+//! digit). The learning rate is constant for `epochs` epochs, then decays linearly
+//! ([`lr_factor`]).
+//!
+//! Every random choice of a step (the B index, crops, flips, pool swaps) comes from a generator
+//! seeded by the run's seed and the step number, and the A order from one seeded by the epoch,
+//! so a resumed run needs only the step count and the image pools (saved in the checkpoint) to
+//! continue exactly as an uninterrupted one.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use gan_core::init::dcgan_init;
+use gan_core::optim::{Adam, AdamConfig};
+use gan_core::rng::SeededRng;
+use gan_data::image_folder::{list_images, load_image};
+use gan_data::morphology::{dilate_batch, THIN2THICK_RADIUS};
+use gan_data::{Dataset, ImageFolderConfig, Split, TensorDataset, Unpaired};
+use serde::{Deserialize, Serialize};
+
+use crate::cyclegan::{
+    lr_factor, CycleGanConfig, CycleGanTrainer, CycleLossConfig, CycleStepMetrics, ImagePool,
+    PatchDiscriminator, ResnetGenerator, Trained,
+};
+use crate::dcgan_run::parse_device;
+use crate::error::{ModelError, Result};
+use crate::grid::{save_grid, save_images};
+use crate::run::{read_json, write_json, RunDir, LATEST};
+use crate::train::{load_vars, LoopConfig};
+
+/// Random streams derived from the run's seed.
+mod stream {
+    pub const INIT_G_AB: u64 = 0;
+    pub const INIT_G_BA: u64 = 1;
+    pub const INIT_D_A: u64 = 2;
+    pub const INIT_D_B: u64 = 3;
+    /// The A order of epoch e uses stream `ORDER + e`.
+    pub const ORDER: u64 = 1 << 32;
+    /// Step s (1-based) uses stream `STEP + s`.
+    pub const STEP: u64 = 1 << 48;
+}
+
+/// Images per domain in the sample grids.
+pub const GRID_IMAGES: usize = 8;
+
+/// Where the images come from and how they are augmented.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CycleDataConfig {
+    /// The folder holding `trainA`, `trainB` (and `testA`, `testB` for grids and evaluation).
+    pub dataroot: PathBuf,
+    /// Side the images are loaded at (resize of the shorter side + center crop).
+    pub load_size: usize,
+    /// Side of the random crops trained on.
+    pub crop_size: usize,
+    /// Random horizontal flips.
+    pub flip: bool,
+    /// Use at most this many images of each domain (the first ones in sorted order).
+    pub max_dataset_size: Option<usize>,
+    /// Training images of A found (after the cap).
+    pub items_a: usize,
+    /// Training images of B found (after the cap).
+    pub items_b: usize,
+}
+
+/// Everything that defines a CycleGAN run; saved as `config.json` before training starts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CycleGanRunConfig {
+    /// Always `"cyclegan"`.
+    pub model: String,
+    /// The networks.
+    pub net: CycleGanConfig,
+    /// The loss weights.
+    pub loss: CycleLossConfig,
+    /// The optimizer of each of the four networks (the learning rate is the initial one).
+    pub adam: AdamConfig,
+    /// Images in each discriminator's history pool (50).
+    pub pool_size: usize,
+    /// The data.
+    pub data: CycleDataConfig,
+    /// Images of each domain per step (1).
+    pub batch_size: usize,
+    /// Epochs at the initial learning rate.
+    pub epochs: u64,
+    /// Epochs of linear decay after them.
+    pub epochs_decay: u64,
+    /// Steps per epoch: `max(items_a, items_b) / batch_size`, at least 1.
+    pub steps_per_epoch: u64,
+    /// Length (`steps`: all epochs, unless capped), logging, sampling and checkpointing.
+    pub schedule: LoopConfig,
+    /// The seed of every random stream.
+    pub seed: u64,
+    /// The device (`cpu`, `cuda:0`, `metal`).
+    pub device: String,
+    /// Whether the fast CPU convolutions were used.
+    pub fast_conv: bool,
+}
+
+impl CycleGanRunConfig {
+    /// The reference's defaults (256-pixel RGB: load 286, crop 256, flip, 100 + 100 epochs,
+    /// batch 1) on `dataroot`; the item counts are filled in by [`CycleGanRunConfig::finish`].
+    pub fn new(dataroot: PathBuf) -> Self {
+        Self {
+            model: "cyclegan".into(),
+            net: CycleGanConfig::default(),
+            loss: CycleLossConfig::default(),
+            adam: AdamConfig::default(),
+            pool_size: 50,
+            data: CycleDataConfig {
+                dataroot,
+                load_size: 286,
+                crop_size: 256,
+                flip: true,
+                max_dataset_size: None,
+                items_a: 0,
+                items_b: 0,
+            },
+            batch_size: 1,
+            epochs: 100,
+            epochs_decay: 100,
+            steps_per_epoch: 1,
+            schedule: LoopConfig {
+                steps: 0,
+                sample_every: 500,
+                checkpoint_every: 5000,
+                log_every: 50,
+            },
+            seed: 0,
+            device: "cpu".into(),
+            fast_conv: true,
+        }
+    }
+
+    /// Checks the values that do not depend on the data.
+    pub fn validate(&self) -> Result<()> {
+        self.net.validate()?;
+        self.net.check_image_size(self.data.crop_size)?;
+        if self.data.load_size < self.data.crop_size {
+            return Err(ModelError::Config(format!(
+                "--load-size {} is smaller than --crop-size {}",
+                self.data.load_size, self.data.crop_size
+            )));
+        }
+        if self.batch_size == 0 {
+            return Err(ModelError::Config("--batch-size must be positive".into()));
+        }
+        if self.epochs + self.epochs_decay == 0 {
+            return Err(ModelError::Config(
+                "--epochs plus --epochs-decay must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Records the dataset sizes and derives the steps per epoch and, unless `steps` caps it,
+    /// the length of the run.
+    pub fn finish(&mut self, data: &Unpaired, steps: Option<u64>) {
+        self.data.items_a = data.a.len();
+        self.data.items_b = data.b.len();
+        self.steps_per_epoch = (data.a.len().max(data.b.len()) / self.batch_size).max(1) as u64;
+        self.schedule.steps =
+            steps.unwrap_or((self.epochs + self.epochs_decay) * self.steps_per_epoch);
+    }
+
+    /// The learning rate of step `step` (1-based).
+    pub fn lr_at(&self, step: u64) -> f64 {
+        let epoch = step.saturating_sub(1) / self.steps_per_epoch.max(1);
+        self.adam.lr * lr_factor(epoch, self.epochs, self.epochs_decay)
+    }
+
+    fn image_cfg(&self, size: usize) -> ImageFolderConfig {
+        ImageFolderConfig {
+            size,
+            channels: self.net.channels,
+        }
+    }
+}
+
+/// Loads the training images (`trainA`, `trainB`) at the load size, capped at
+/// `max_dataset_size`.
+pub fn load_train(cfg: &CycleGanRunConfig) -> Result<Unpaired> {
+    let d = &cfg.data;
+    let mut data = Unpaired::load(&d.dataroot, Split::Train, cfg.image_cfg(d.load_size))?;
+    if let Some(max) = d.max_dataset_size {
+        let cap = |ds: &TensorDataset| ds.subset(&(0..ds.len().min(max)).collect::<Vec<_>>());
+        data = Unpaired {
+            a: cap(&data.a),
+            b: cap(&data.b),
+        };
+    }
+    Ok(data)
+}
+
+/// Loads the test images (`testA`, `testB`) at the crop size.
+pub fn load_test(cfg: &CycleGanRunConfig) -> Result<Unpaired> {
+    Ok(Unpaired::load(
+        &cfg.data.dataroot,
+        Split::Test,
+        cfg.image_cfg(cfg.data.crop_size),
+    )?)
+}
+
+/// Builds one generator alone with its variables.
+pub fn build_generator(cfg: &CycleGanConfig, dev: &Device) -> Result<(ResnetGenerator, VarMap)> {
+    let vars = VarMap::new();
+    let g = ResnetGenerator::new(cfg, VarBuilder::from_varmap(&vars, DType::F32, dev))?;
+    Ok((g, vars))
+}
+
+/// Builds a freshly initialised trainer: weights N(0, 0.02) and zero biases (the reference's
+/// `normal` initialisation), one seeded stream per network.
+pub fn build_trainer(cfg: &CycleGanRunConfig, dev: &Device) -> Result<CycleGanTrainer> {
+    gan_core::conv::set_fast_conv(cfg.fast_conv);
+    let gen = |s: u64| -> Result<Trained<ResnetGenerator>> {
+        let (net, vars) = build_generator(&cfg.net, dev)?;
+        dcgan_init(&vars, &mut SeededRng::with_stream(cfg.seed, s))?;
+        let opt = Adam::from_varmap(&vars, cfg.adam)?;
+        Ok(Trained { net, vars, opt })
+    };
+    let disc = |s: u64| -> Result<Trained<PatchDiscriminator>> {
+        let vars = VarMap::new();
+        let net =
+            PatchDiscriminator::new(&cfg.net, VarBuilder::from_varmap(&vars, DType::F32, dev))?;
+        dcgan_init(&vars, &mut SeededRng::with_stream(cfg.seed, s))?;
+        let opt = Adam::from_varmap(&vars, cfg.adam)?;
+        Ok(Trained { net, vars, opt })
+    };
+    Ok(CycleGanTrainer {
+        g_ab: gen(stream::INIT_G_AB)?,
+        g_ba: gen(stream::INIT_G_BA)?,
+        d_a: disc(stream::INIT_D_A)?,
+        d_b: disc(stream::INIT_D_B)?,
+        pool_a: ImagePool::new(cfg.pool_size),
+        pool_b: ImagePool::new(cfg.pool_size),
+        loss: cfg.loss,
+        step: 0,
+    })
+}
+
+/// Position saved with a checkpoint (`state.json`); the random streams derive from it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CycleTrainState {
+    /// Steps done.
+    pub step: u64,
+    /// The epoch of the next step.
+    pub epoch: u64,
+}
+
+/// The four networks' files in a checkpoint folder.
+const NET_FILES: [&str; 4] = [
+    "generator_ab.safetensors",
+    "generator_ba.safetensors",
+    "discriminator_a.safetensors",
+    "discriminator_b.safetensors",
+];
+
+fn ck_err(path: &Path, e: impl std::fmt::Display) -> ModelError {
+    ModelError::Checkpoint {
+        path: path.into(),
+        reason: e.to_string(),
+    }
+}
+
+impl CycleGanTrainer {
+    fn var_maps(&self) -> [&VarMap; 4] {
+        [
+            &self.g_ab.vars,
+            &self.g_ba.vars,
+            &self.d_a.vars,
+            &self.d_b.vars,
+        ]
+    }
+
+    /// Writes the four networks, their optimizers, the pools and `state` into `dir`.
+    pub fn save(&self, dir: &Path, state: &CycleTrainState) -> Result<()> {
+        for (vars, name) in self.var_maps().into_iter().zip(NET_FILES) {
+            let p = dir.join(name);
+            vars.save(&p).map_err(|e| ck_err(&p, e))?;
+        }
+        let mut opt: HashMap<String, Tensor> = HashMap::new();
+        for (prefix, o) in [
+            ("g_ab", &self.g_ab.opt),
+            ("g_ba", &self.g_ba.opt),
+            ("d_a", &self.d_a.opt),
+            ("d_b", &self.d_b.opt),
+        ] {
+            for (k, v) in o.state_tensors() {
+                opt.insert(format!("{prefix}.{k}"), v);
+            }
+        }
+        let p = dir.join("optimizers.safetensors");
+        candle_core::safetensors::save(&opt, &p).map_err(|e| ck_err(&p, e))?;
+        let mut pools = HashMap::new();
+        for (k, pool) in [("pool_a", &self.pool_a), ("pool_b", &self.pool_b)] {
+            if let Some(t) = pool.to_tensor()? {
+                pools.insert(k.to_string(), t);
+            }
+        }
+        let p = dir.join("pools.safetensors");
+        candle_core::safetensors::save(&pools, &p).map_err(|e| ck_err(&p, e))?;
+        write_json(&dir.join("state.json"), state)
+    }
+
+    /// Restores everything [`CycleGanTrainer::save`] wrote; returns the state.
+    pub fn load(&mut self, dir: &Path, dev: &Device) -> Result<CycleTrainState> {
+        let mut maps = [
+            &mut self.g_ab.vars,
+            &mut self.g_ba.vars,
+            &mut self.d_a.vars,
+            &mut self.d_b.vars,
+        ];
+        for (vars, name) in maps.iter_mut().zip(NET_FILES) {
+            load_vars(vars, &dir.join(name))?;
+        }
+        let p = dir.join("optimizers.safetensors");
+        let all = candle_core::safetensors::load(&p, dev).map_err(|e| ck_err(&p, e))?;
+        let part = |prefix: &str| -> HashMap<String, Tensor> {
+            all.iter()
+                .filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.clone())))
+                .collect()
+        };
+        for (prefix, o) in [
+            ("g_ab.", &mut self.g_ab.opt),
+            ("g_ba.", &mut self.g_ba.opt),
+            ("d_a.", &mut self.d_a.opt),
+            ("d_b.", &mut self.d_b.opt),
+        ] {
+            o.load_state(&part(prefix)).map_err(|e| ck_err(&p, e))?;
+        }
+        let p = dir.join("pools.safetensors");
+        let pools = candle_core::safetensors::load(&p, dev).map_err(|e| ck_err(&p, e))?;
+        self.pool_a
+            .restore(pools.get("pool_a"))
+            .map_err(|e| ck_err(&p, e))?;
+        self.pool_b
+            .restore(pools.get("pool_b"))
+            .map_err(|e| ck_err(&p, e))?;
+        let state: CycleTrainState = read_json(&dir.join("state.json"))?;
+        self.step = state.step;
+        Ok(state)
+    }
+}
+
+/// Draws the training batches: A in a shuffled order per epoch, B at random, random crops and
+/// flips; see the [module docs](self).
+#[derive(Debug)]
+pub struct UnpairedSampler<'a> {
+    data: &'a Unpaired,
+    cfg: &'a CycleGanRunConfig,
+    order: Vec<usize>,
+    order_epoch: Option<u64>,
+    dev: Device,
+}
+
+/// One step's batches.
+#[derive(Debug)]
+pub struct UnpairedBatch {
+    /// `[b, c, crop, crop]` images of A.
+    pub a: Tensor,
+    /// `[b, c, crop, crop]` images of B.
+    pub b: Tensor,
+    /// The epoch of the step.
+    pub epoch: u64,
+    /// Random choices left for the step (the pools draw from it).
+    pub rng: SeededRng,
+}
+
+impl<'a> UnpairedSampler<'a> {
+    /// A sampler over `data` (loaded at `cfg.data.load_size`).
+    pub fn new(data: &'a Unpaired, cfg: &'a CycleGanRunConfig, dev: &Device) -> Result<Self> {
+        if data.a.is_empty() || data.b.is_empty() {
+            return Err(ModelError::Config(format!(
+                "{}: trainA and trainB must both hold images",
+                cfg.data.dataroot.display()
+            )));
+        }
+        Ok(Self {
+            data,
+            cfg,
+            order: Vec::new(),
+            order_epoch: None,
+            dev: dev.clone(),
+        })
+    }
+
+    /// The batches of step `step` (1-based); the same step always gives the same batches.
+    pub fn batch(&mut self, step: u64) -> Result<UnpairedBatch> {
+        let cfg = self.cfg;
+        if step == 0 {
+            return Err(ModelError::Config("sampler steps count from 1".into()));
+        }
+        let spe = cfg.steps_per_epoch.max(1);
+        let (epoch, index) = ((step - 1) / spe, (step - 1) % spe);
+        let n_a = self.data.a.len();
+        if self.order_epoch != Some(epoch) {
+            let mut rng = SeededRng::with_stream(cfg.seed, stream::ORDER + epoch);
+            self.order = (0..n_a).collect();
+            for i in (1..n_a).rev() {
+                let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+                self.order.swap(i, j);
+            }
+            self.order_epoch = Some(epoch);
+        }
+        let mut rng = SeededRng::with_stream(cfg.seed, stream::STEP + step);
+        let bs = cfg.batch_size;
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        for k in 0..bs {
+            let ia = self.order[(index as usize * bs + k) % n_a];
+            let ib = (rng.next_u64() % self.data.b.len() as u64) as usize;
+            a.extend(self.augment(self.data.a.item(ia), &mut rng));
+            b.extend(self.augment(self.data.b.item(ib), &mut rng));
+        }
+        let (c, s) = (cfg.net.channels, cfg.data.crop_size);
+        Ok(UnpairedBatch {
+            a: Tensor::from_vec(a, (bs, c, s, s), &self.dev)?,
+            b: Tensor::from_vec(b, (bs, c, s, s), &self.dev)?,
+            epoch,
+            rng,
+        })
+    }
+
+    /// A random `crop_size` square of a `[c, load, load]` image, flipped at random if enabled.
+    fn augment(&self, img: &[f32], rng: &mut SeededRng) -> Vec<f32> {
+        let (c, l, s) = (
+            self.cfg.net.channels,
+            self.cfg.data.load_size,
+            self.cfg.data.crop_size,
+        );
+        let span = (l - s + 1) as u64;
+        let (y0, x0) = (
+            (rng.next_u64() % span) as usize,
+            (rng.next_u64() % span) as usize,
+        );
+        let flip = self.cfg.data.flip && rng.next_u64() & 1 == 1;
+        let mut out = Vec::with_capacity(c * s * s);
+        for ch in 0..c {
+            for y in 0..s {
+                let row = &img[(ch * l + y0 + y) * l + x0..][..s];
+                if flip {
+                    out.extend(row.iter().rev());
+                } else {
+                    out.extend_from_slice(row);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Receives progress from [`train_cyclegan`].
+pub trait CycleObserver {
+    /// Called after every step with its metrics and the throughput (images of A per second).
+    fn on_step(&mut self, _m: &CycleStepMetrics, _items_per_sec: f64) {}
+    /// Called when something was written (a sample grid, a checkpoint).
+    fn on_event(&mut self, _msg: &str) {}
+    /// Polled after every step: return true to stop (a checkpoint is still written).
+    fn should_stop(&self) -> bool {
+        false
+    }
+}
+
+/// An observer that ignores everything.
+#[derive(Debug, Default)]
+pub struct SilentCycle;
+impl CycleObserver for SilentCycle {}
+
+/// How a CycleGAN training call ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CycleFitOutcome {
+    /// Steps done in total.
+    pub step: u64,
+    /// Whether the observer asked to stop early.
+    pub interrupted: bool,
+    /// The metrics of the last step, if any step ran.
+    pub last: Option<CycleStepMetrics>,
+    /// Mean seconds per step over this call.
+    pub secs_per_step: f64,
+}
+
+/// The sample grid: rows real A, G(A), F(G(A)), real B, F(B), G(F(B)), `n` images each.
+pub fn translation_grid(t: &CycleGanTrainer, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let (g, f) = (&t.g_ab.net, &t.g_ba.net);
+    let fake_b = g.forward(a)?;
+    let rec_a = f.forward(&fake_b)?;
+    let fake_a = f.forward(b)?;
+    let rec_b = g.forward(&fake_a)?;
+    Ok(Tensor::cat(
+        &[a, &fake_b, &rec_a, b, &fake_a, &rec_b].map(|t| t.detach()),
+        0,
+    )?)
+}
+
+/// [`GRID_IMAGES`] images of each domain, evenly spaced in sorted order (test split if present,
+/// else train).
+fn grid_inputs(
+    cfg: &CycleGanRunConfig,
+    train: &Unpaired,
+    dev: &Device,
+) -> Result<(Tensor, Tensor)> {
+    let (c, s) = (cfg.net.channels, cfg.data.crop_size);
+    let pick = |ds: &TensorDataset, crop_from: usize| -> Result<Tensor> {
+        let n = ds.len().min(GRID_IMAGES);
+        let off = (crop_from - s) / 2;
+        let mut v = Vec::with_capacity(n * c * s * s);
+        for k in 0..n {
+            // Spread over the folder: its files may be sorted by class.
+            let img = ds.item(k * ds.len() / n);
+            for ch in 0..c {
+                for y in 0..s {
+                    v.extend_from_slice(&img[(ch * crop_from + off + y) * crop_from + off..][..s]);
+                }
+            }
+        }
+        Ok(Tensor::from_vec(v, (n, c, s, s), dev)?)
+    };
+    match load_test(cfg) {
+        Ok(test) => Ok((pick(&test.a, s)?, pick(&test.b, s)?)),
+        Err(_) => {
+            let l = cfg.data.load_size;
+            Ok((pick(&train.a, l)?, pick(&train.b, l)?))
+        }
+    }
+}
+
+/// Trains a CycleGAN run to `cfg.schedule.steps`: a new run in `run` (whose `config.json` is
+/// written) or, with `resume`, from its `latest` checkpoint.
+pub fn train_cyclegan(
+    run: &RunDir,
+    cfg: &CycleGanRunConfig,
+    data: &Unpaired,
+    resume: bool,
+    observer: &mut dyn CycleObserver,
+) -> Result<CycleFitOutcome> {
+    let dev = parse_device(&cfg.device)?;
+    let mut trainer = build_trainer(cfg, &dev)?;
+    if resume {
+        let dir = run.checkpoint(LATEST)?;
+        let state = trainer.load(&dir, &dev)?;
+        run.truncate_metrics_after(state.step)?;
+        observer.on_event(&format!(
+            "resumed from {} at step {}",
+            dir.display(),
+            state.step
+        ));
+    }
+    let mut sampler = UnpairedSampler::new(data, cfg, &dev)?;
+    let (grid_a, grid_b) = grid_inputs(cfg, data, &dev)?;
+    let nrow = grid_a.dim(0)?.max(grid_b.dim(0)?);
+    let write_grid = |t: &CycleGanTrainer, p: &Path| -> Result<()> {
+        save_grid(&translation_grid(t, &grid_a, &grid_b)?, nrow, p)
+    };
+    let checkpoint = |t: &CycleGanTrainer, name: &str| {
+        let state = CycleTrainState {
+            step: t.step,
+            epoch: t.step / cfg.steps_per_epoch.max(1),
+        };
+        run.write_checkpoint(name, |dir| t.save(dir, &state))
+    };
+    let sched = cfg.schedule;
+    let start = Instant::now();
+    let first_step = trainer.step;
+    let (mut last, mut interrupted) = (None, false);
+    while trainer.step < sched.steps {
+        let step = trainer.step + 1;
+        let mut batch = sampler.batch(step)?;
+        trainer.set_lr(cfg.lr_at(step));
+        let m = trainer.train_step(&batch.a, &batch.b, &mut batch.rng, batch.epoch)?;
+        if !m.is_finite() {
+            tracing::warn!(step = m.step, "non-finite loss: {m:?}");
+        }
+        if sched.log_every > 0 && (m.step % sched.log_every == 0 || m.step == 1) {
+            run.append_metrics(&m)?;
+        }
+        let done = (trainer.step - first_step) as f64 * cfg.batch_size as f64;
+        observer.on_step(&m, done / start.elapsed().as_secs_f64().max(1e-9));
+        last = Some(m);
+        if sched.sample_every > 0 && m.step % sched.sample_every == 0 {
+            let p = run.sample_path(m.step);
+            write_grid(&trainer, &p)?;
+            observer.on_event(&format!("samples: {}", p.display()));
+        }
+        if sched.checkpoint_every > 0 && m.step % sched.checkpoint_every == 0 {
+            let p = checkpoint(&trainer, &format!("step-{:06}", m.step))?;
+            checkpoint(&trainer, LATEST)?;
+            observer.on_event(&format!("checkpoint: {}", p.display()));
+        }
+        if observer.should_stop() {
+            interrupted = true;
+            break;
+        }
+    }
+    if trainer.step > first_step {
+        let p = run.sample_path(trainer.step);
+        if !p.exists() {
+            write_grid(&trainer, &p)?;
+            observer.on_event(&format!("samples: {}", p.display()));
+        }
+        let p = checkpoint(&trainer, LATEST)?;
+        observer.on_event(&format!("checkpoint: {}", p.display()));
+    }
+    let done = (trainer.step - first_step).max(1);
+    Ok(CycleFitOutcome {
+        step: trainer.step,
+        interrupted,
+        last,
+        secs_per_step: start.elapsed().as_secs_f64() / done as f64,
+    })
+}
+
+/// Which generator to apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// G: A→B.
+    AToB,
+    /// F: B→A.
+    BToA,
+}
+
+impl std::str::FromStr for Direction {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "a2b" | "AtoB" => Ok(Self::AToB),
+            "b2a" | "BtoA" => Ok(Self::BToA),
+            _ => Err(ModelError::Config(format!(
+                "unknown direction {s:?} (expected a2b or b2a)"
+            ))),
+        }
+    }
+}
+
+/// Both trained generators of a run, loaded from a checkpoint.
+#[derive(Debug)]
+pub struct LoadedCycleGan {
+    /// G: A→B.
+    pub g_ab: ResnetGenerator,
+    /// F: B→A.
+    pub g_ba: ResnetGenerator,
+    /// The run's configuration.
+    pub cfg: CycleGanRunConfig,
+    /// The device they live on.
+    pub device: Device,
+}
+
+/// Loads the generators of the CycleGAN run `run` at checkpoint `name` (`latest`, `step-N`).
+pub fn load_cyclegan(run: &RunDir, name: &str, dev: &Device) -> Result<LoadedCycleGan> {
+    let value: serde_json::Value = run.config()?;
+    let path = run.root().join("config.json");
+    let model = value
+        .get("model")
+        .and_then(|m| m.as_str())
+        .unwrap_or("(none)");
+    if model != "cyclegan" {
+        return Err(ModelError::Config(format!(
+            "{}: a {model} run, not a CycleGAN run",
+            run.root().display()
+        )));
+    }
+    let cfg: CycleGanRunConfig = serde_json::from_value(value).map_err(|e| ModelError::Json {
+        path,
+        reason: e.to_string(),
+    })?;
+    let dir = run.checkpoint(name)?;
+    let (g_ab, mut v_ab) = build_generator(&cfg.net, dev)?;
+    let (g_ba, mut v_ba) = build_generator(&cfg.net, dev)?;
+    load_vars(&mut v_ab, &dir.join(NET_FILES[0]))?;
+    load_vars(&mut v_ba, &dir.join(NET_FILES[1]))?;
+    Ok(LoadedCycleGan {
+        g_ab,
+        g_ba,
+        cfg,
+        device: dev.clone(),
+    })
+}
+
+impl LoadedCycleGan {
+    /// The generator of `dir`.
+    pub fn generator(&self, dir: Direction) -> &ResnetGenerator {
+        match dir {
+            Direction::AToB => &self.g_ab,
+            Direction::BToA => &self.g_ba,
+        }
+    }
+
+    /// Applies a generator to `[n, c, s, s]` images in chunks of 64.
+    pub fn translate(&self, dir: Direction, images: &Tensor) -> Result<Tensor> {
+        let g = self.generator(dir);
+        let n = images.dim(0)?;
+        let mut out = Vec::new();
+        for start in (0..n).step_by(64) {
+            out.push(g.forward(&images.narrow(0, start, (n - start).min(64))?)?);
+        }
+        Ok(Tensor::cat(&out, 0)?)
+    }
+
+    /// Translates every image (PNG or JPEG) in `input` to a PNG of the same stem in `out`,
+    /// at the run's crop size and channels; returns the files written. A file that cannot be
+    /// decoded stops with an error naming it, before anything is written.
+    pub fn translate_folder(
+        &self,
+        dir: Direction,
+        input: &Path,
+        out: &Path,
+    ) -> Result<Vec<PathBuf>> {
+        let files = list_images(input)?;
+        let icfg = self.cfg.image_cfg(self.cfg.data.crop_size);
+        let mut values = Vec::new();
+        for f in &files {
+            values.extend(load_image(f, icfg)?);
+        }
+        let (c, s) = (icfg.channels, icfg.size);
+        let images = Tensor::from_vec(values, (files.len(), c, s, s), &self.device)?;
+        let translated = self.translate(dir, &images)?;
+        std::fs::create_dir_all(out).map_err(|e| ModelError::io(out, e))?;
+        let tmp = tempdir_in(out)?;
+        let mut written = Vec::new();
+        for (i, f) in files.iter().enumerate() {
+            save_images(&translated.narrow(0, i, 1)?, &tmp, 0)?;
+            let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned());
+            let dest = out.join(format!("{}.png", stem.unwrap_or_else(|| format!("{i:06}"))));
+            let src = tmp.join("000000.png");
+            std::fs::rename(&src, &dest).map_err(|e| ModelError::io(&dest, e))?;
+            written.push(dest);
+        }
+        let _ = std::fs::remove_dir_all(&tmp);
+        Ok(written)
+    }
+}
+
+fn tempdir_in(dir: &Path) -> Result<PathBuf> {
+    let p = dir.join(format!(".translate-{}", std::process::id()));
+    std::fs::create_dir_all(&p).map_err(|e| ModelError::io(&p, e))?;
+    Ok(p)
+}
+
+/// The known-answer evaluation of `thin2thick`: mean absolute pixel errors on `testA`, in
+/// units of the pixel range (0 to 1).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TranslationEval {
+    /// Test images of A evaluated.
+    pub images: usize,
+    /// mean |G(a) − dilate(a)|: the translation against the true map.
+    pub mae_translation: f64,
+    /// mean |a − dilate(a)|: the identity map, the baseline to beat.
+    pub mae_identity: f64,
+    /// `mae_translation / mae_identity`.
+    pub ratio: f64,
+    /// mean |F(G(a)) − a|: the cycle reconstruction error.
+    pub mae_cycle: f64,
+}
+
+/// Evaluates `model` on `test_a` (`[n, c, s, s]` in [-1, 1]) against the dilation of radius
+/// `radius` (the `thin2thick` map: [`THIN2THICK_RADIUS`]).
+pub fn eval_dilation(
+    model: &LoadedCycleGan,
+    test_a: &Tensor,
+    radius: usize,
+) -> Result<TranslationEval> {
+    let (n, _c, h, w) = test_a.dims4()?;
+    if n == 0 {
+        return Err(ModelError::Config("no test images to evaluate".into()));
+    }
+    let a: Vec<f32> = test_a.flatten_all()?.to_vec1()?;
+    let target = dilate_batch(&a, h, w, radius);
+    let fake_b = model.translate(Direction::AToB, test_a)?;
+    let rec_a = model.translate(Direction::BToA, &fake_b)?;
+    let fake_b: Vec<f32> = fake_b.flatten_all()?.to_vec1()?;
+    let rec_a: Vec<f32> = rec_a.flatten_all()?.to_vec1()?;
+    // Values live in [-1, 1]: halve the differences to express them in units of the range.
+    let mae = |x: &[f32], y: &[f32]| {
+        x.iter()
+            .zip(y)
+            .map(|(p, q)| (p - q).abs() as f64)
+            .sum::<f64>()
+            / x.len() as f64
+            / 2.0
+    };
+    let mae_translation = mae(&fake_b, &target);
+    let mae_identity = mae(&a, &target);
+    Ok(TranslationEval {
+        images: n,
+        mae_translation,
+        mae_identity,
+        ratio: mae_translation / mae_identity.max(1e-12),
+        mae_cycle: mae(&rec_a, &a),
+    })
+}
+
+/// Loads `dataroot/testA` at the run's crop size and evaluates against the `thin2thick`
+/// dilation.
+pub fn eval_thin2thick(model: &LoadedCycleGan, dataroot: &Path) -> Result<TranslationEval> {
+    let icfg = model.cfg.image_cfg(model.cfg.data.crop_size);
+    let test_a = gan_data::ImageFolder::load(dataroot.join("testA"), icfg)?;
+    let (c, s) = (icfg.channels, icfg.size);
+    let t = Tensor::from_vec(
+        test_a.data().to_vec(),
+        (test_a.len(), c, s, s),
+        &model.device,
+    )?;
+    eval_dilation(model, &t, THIN2THICK_RADIUS)
+}
