@@ -6,12 +6,13 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// The file could not be opened or read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The underlying IO error.
-        source: std::io::Error,
+        /// The underlying IO error (in the message, not as `source()`, so that an error chain
+        /// does not print it twice).
+        error: std::io::Error,
     },
     /// A required file is missing (neither the raw nor the `.gz` form exists).
     #[error("{path}: file not found (also looked for the .gz form)")]
@@ -120,7 +121,7 @@ impl DataError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         DataError::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 }

@@ -12,12 +12,12 @@ pub enum ModelError {
     #[error(transparent)]
     Data(#[from] gan_data::DataError),
     /// A file or folder could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file or folder.
         path: PathBuf,
         /// The IO error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A JSON file is malformed or does not describe what was expected.
     #[error("{path}: {reason}")]
@@ -55,7 +55,7 @@ impl ModelError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         ModelError::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 }
