@@ -21,6 +21,11 @@ pub enum Command {
     Sample(SampleArgs),
     /// Walk the latent space of a trained generator.
     Interpolate(InterpolateArgs),
+    /// Score a run's generator, a folder of images or a real split (FID, IS analogue, class
+    /// coverage, precision/recall).
+    Eval(Box<crate::eval_cmd::EvalArgs>),
+    /// Write a run's self-contained report.html.
+    Report(crate::eval_cmd::ReportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -112,6 +117,8 @@ pub struct TrainDcgan {
     /// Use candle's own convolutions instead of the fast CPU kernels (for comparison).
     #[arg(long)]
     pub no_fast_conv: bool,
+    #[command(flatten)]
+    pub eval: crate::eval_cmd::TrainEvalArgs,
 }
 
 #[derive(Debug, Args)]

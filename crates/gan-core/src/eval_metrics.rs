@@ -548,12 +548,26 @@ pub struct PrecisionRecall {
 }
 
 /// Squared Euclidean distances between the rows of `a` (`na × dim`) and `b` (`nb × dim`),
-/// row-major `na × nb`, computed in blocks on the CPU.
+/// row-major `na × nb`.
 pub fn pairwise_sq_distances(a: &[f32], b: &[f32], dim: usize) -> Result<Vec<f32>> {
+    let mut out = Vec::new();
+    distance_blocks(a, b, dim, &mut |_, block| out.extend_from_slice(block))?;
+    Ok(out)
+}
+
+/// Calls `f(first_row, block)` with the squared distances of consecutive blocks of rows of `a`
+/// to every row of `b` (`block` is `rows × nb`, row-major), so that memory stays bounded for
+/// large sets. The dot products run as candle matrix products on the CPU.
+fn distance_blocks(
+    a: &[f32],
+    b: &[f32],
+    dim: usize,
+    f: &mut dyn FnMut(usize, &[f32]),
+) -> Result<()> {
     let na = check_rows("points", a, dim, 0)?;
     let nb = check_rows("points", b, dim, 0)?;
     if na == 0 || nb == 0 {
-        return Ok(Vec::new());
+        return Ok(());
     }
     let dev = Device::Cpu;
     let norms = |x: &[f32]| -> Vec<f32> {
@@ -563,56 +577,57 @@ pub fn pairwise_sq_distances(a: &[f32], b: &[f32], dim: usize) -> Result<Vec<f32
     };
     let (na2, nb2) = (norms(a), norms(b));
     let bt = Tensor::from_slice(b, (nb, dim), &dev)?.t()?.contiguous()?;
-    let mut out = Vec::with_capacity(na * nb);
-    const BLOCK: usize = 1024;
+    const BLOCK: usize = 512;
     for lo in (0..na).step_by(BLOCK) {
         let hi = (lo + BLOCK).min(na);
         let blk = Tensor::from_slice(&a[lo * dim..hi * dim], (hi - lo, dim), &dev)?;
-        let dots: Vec<f32> = blk.matmul(&bt)?.flatten_all()?.to_vec1()?;
-        for (r, row) in dots.chunks_exact(nb).enumerate() {
+        let mut d: Vec<f32> = blk.matmul(&bt)?.flatten_all()?.to_vec1()?;
+        for (r, row) in d.chunks_exact_mut(nb).enumerate() {
             let ai = na2[lo + r];
-            out.extend(
-                row.iter()
-                    .zip(&nb2)
-                    .map(|(&dot, &bj)| (ai + bj - 2.0 * dot).max(0.0)),
-            );
+            for (v, &bj) in row.iter_mut().zip(&nb2) {
+                *v = (ai + bj - 2.0 * *v).max(0.0);
+            }
         }
+        f(lo, &d);
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The squared distance from each row of `xs` to its k-th nearest neighbour among the other rows
 /// (the point itself is excluded; duplicates count as neighbours at distance 0).
 pub fn knn_sq_radii(xs: &[f32], dim: usize, k: usize) -> Result<Vec<f32>> {
     let n = check_rows("points", xs, dim, k + 1)?;
-    let d = pairwise_sq_distances(xs, xs, dim)?;
-    Ok((0..n)
-        .map(|i| {
-            let mut row: Vec<f32> = d[i * n..(i + 1) * n]
-                .iter()
-                .enumerate()
-                .filter(|&(j, _)| j != i)
-                .map(|(_, &v)| v)
-                .collect();
+    let mut radii = vec![0f32; n];
+    let mut row = Vec::with_capacity(n);
+    distance_blocks(xs, xs, dim, &mut |lo, block| {
+        for (r, dists) in block.chunks_exact(n).enumerate() {
+            let i = lo + r;
+            row.clear();
+            row.extend(
+                dists
+                    .iter()
+                    .enumerate()
+                    .filter(|&(j, _)| j != i)
+                    .map(|(_, &v)| v),
+            );
             let (_, kth, _) = row.select_nth_unstable_by(k - 1, f32::total_cmp);
-            *kth
-        })
-        .collect())
+            radii[i] = *kth;
+        }
+    })?;
+    Ok(radii)
 }
 
 /// The share of rows of `queries` within the k-NN ball of at least one row of `support`.
 fn share_inside(queries: &[f32], support: &[f32], radii: &[f32], dim: usize) -> Result<f64> {
-    let d = pairwise_sq_distances(queries, support, dim)?;
     let nq = queries.len() / dim;
     let ns = radii.len();
-    let inside = (0..nq)
-        .filter(|&i| {
-            d[i * ns..(i + 1) * ns]
-                .iter()
-                .zip(radii)
-                .any(|(&dist, &r)| dist <= r)
-        })
-        .count();
+    let mut inside = 0usize;
+    distance_blocks(queries, support, dim, &mut |_, block| {
+        inside += block
+            .chunks_exact(ns)
+            .filter(|row| row.iter().zip(radii).any(|(&dist, &r)| dist <= r))
+            .count();
+    })?;
     Ok(inside as f64 / nq as f64)
 }
 
@@ -628,9 +643,31 @@ pub fn precision_recall(
         return Err(EvalError::Shape("k must be at least 1".into()));
     }
     let real_radii = knn_sq_radii(real, dim, k)?;
+    precision_recall_given(real, &real_radii, fake, dim, k)
+}
+
+/// [`precision_recall`] with the real set's squared k-NN radii computed beforehand (by
+/// [`knn_sq_radii`] with the same `k`), so that a fixed reference set pays for them once.
+pub fn precision_recall_given(
+    real: &[f32],
+    real_radii: &[f32],
+    fake: &[f32],
+    dim: usize,
+    k: usize,
+) -> Result<PrecisionRecall> {
+    if k == 0 {
+        return Err(EvalError::Shape("k must be at least 1".into()));
+    }
+    let nr = check_rows("real features", real, dim, k + 1)?;
+    if real_radii.len() != nr {
+        return Err(EvalError::Shape(format!(
+            "{} radii for {nr} real samples",
+            real_radii.len()
+        )));
+    }
     let fake_radii = knn_sq_radii(fake, dim, k)?;
     Ok(PrecisionRecall {
-        precision: share_inside(fake, real, &real_radii, dim)?,
+        precision: share_inside(fake, real, real_radii, dim)?,
         recall: share_inside(real, fake, &fake_radii, dim)?,
         k,
     })

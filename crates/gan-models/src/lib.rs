@@ -10,8 +10,12 @@
 pub mod dcgan;
 pub mod dcgan_run;
 pub mod error;
+pub mod evaluator;
 pub mod grid;
+pub mod health;
+pub mod monitor;
 pub mod plot;
+pub mod report;
 pub mod run;
 pub mod toy;
 pub mod train;
