@@ -34,8 +34,8 @@ pub struct EvalArgs {
     /// Samples to draw from the generator (or the first images of a real split).
     #[arg(long, default_value_t = 10_000)]
     pub count: usize,
-    /// mnist, fashion-mnist or inception. Default: from the run's training data (mnist for
-    /// --images and --real-split).
+    /// mnist or fashion-mnist (inception, the standard FID network, is not implemented yet).
+    /// Default: from the run's training data (mnist for --images and --real-split).
     #[arg(long)]
     pub evaluator: Option<String>,
     /// Also write the scores as JSON here.
@@ -83,7 +83,7 @@ fn evaluator_name(explicit: Option<&str>, data: Option<&str>) -> anyhow::Result<
     match data {
         None => Ok("mnist".into()),
         Some(d) => evaluator_for_data(d).map(str::to_string).with_context(|| {
-            format!("no built-in evaluator for training data {d:?}: pass --evaluator mnist|fashion-mnist|inception")
+            format!("no built-in evaluator for training data {d:?}: pass --evaluator mnist|fashion-mnist")
         }),
     }
 }

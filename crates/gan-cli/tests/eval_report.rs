@@ -235,6 +235,10 @@ fn eval_images_folder_real_split_and_bad_input() {
         &gan_cli(&["eval", "--images", "imgs", "--evaluator", "cifar"], d),
         "unknown evaluator \"cifar\"",
     );
+    fails_with(
+        &gan_cli(&["eval", "--images", "imgs", "--evaluator", "inception"], d),
+        "not implemented yet",
+    );
     std::fs::write(d.join("imgs/000003.png"), b"not a png").unwrap();
     fails_with(&gan_cli(&["eval", "--images", "imgs"], d), "000003.png");
     fails_with(

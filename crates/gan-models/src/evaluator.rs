@@ -792,7 +792,9 @@ pub fn load_setup(kind: &str, datasets_dir: &Path, dev: &Device) -> Result<EvalS
         "fashion-mnist" => "fashion-mnist",
         "inception" => {
             return Err(ModelError::Config(
-                "the inception evaluator needs its weights: see `gan-cli eval --help`".into(),
+                "the Inception evaluator (standard FID) is not implemented yet; use mnist or \
+                 fashion-mnist"
+                    .into(),
             ))
         }
         other => {
