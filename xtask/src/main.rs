@@ -2,6 +2,7 @@
 
 mod bench;
 mod ci;
+mod evaluator;
 mod fetch;
 mod unpaired;
 
@@ -39,6 +40,9 @@ enum Task {
     Ci,
     /// Time one DCGAN training step: our convolutions, candle's, and PyTorch's with `--torch`.
     Bench(bench::BenchArgs),
+    /// Train the evaluator classifier of `gan-cli eval` (mnist or fashion-mnist) and write it
+    /// into `datasets/evaluators/`.
+    TrainEvaluator(evaluator::TrainEvaluatorArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -63,6 +67,7 @@ fn main() -> anyhow::Result<()> {
         Task::FetchCyclegan(args) => unpaired::fetch(&root, args),
         Task::Ci => ci::run(&root),
         Task::Bench(args) => bench::run(args),
+        Task::TrainEvaluator(args) => evaluator::run(&root, args),
     }
 }
 

@@ -25,6 +25,11 @@ pub enum Command {
     Translate(crate::cyclegan_cmd::TranslateArgs),
     /// Measure a CycleGAN trained on thin2thick against the true map (the dilation).
     EvalTranslation(crate::cyclegan_cmd::EvalTranslationArgs),
+    /// Score a run's generator, a folder of images or a real split (FID, IS analogue, class
+    /// coverage, precision/recall).
+    Eval(Box<crate::eval_cmd::EvalArgs>),
+    /// Write a run's self-contained report.html.
+    Report(crate::eval_cmd::ReportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,6 +123,8 @@ pub struct TrainDcgan {
     /// Use candle's own convolutions instead of the fast CPU kernels (for comparison).
     #[arg(long)]
     pub no_fast_conv: bool,
+    #[command(flatten)]
+    pub eval: crate::eval_cmd::TrainEvalArgs,
 }
 
 #[derive(Debug, Args)]

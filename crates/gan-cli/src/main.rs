@@ -6,6 +6,7 @@
 
 mod args;
 mod cyclegan_cmd;
+mod eval_cmd;
 mod progress;
 mod toy_cmd;
 mod wgan_cmd;
@@ -22,6 +23,7 @@ use gan_models::dcgan_run::{
     load_generator, parse_device, steps_per_epoch, train_dcgan, DataConfig, DcganRunConfig,
 };
 use gan_models::grid::{save_grid, save_images};
+use gan_models::monitor::RunMonitor;
 use gan_models::run::RunDir;
 
 use crate::args::{Cli, Command, InterpolateArgs, SampleArgs, TrainDcgan, TrainModel};
@@ -81,6 +83,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Train(TrainModel::Cyclegan(a)) => cyclegan_cmd::train(*a),
         Command::Translate(a) => cyclegan_cmd::translate(a),
         Command::EvalTranslation(a) => cyclegan_cmd::eval_translation(a),
+        Command::Eval(a) => eval_cmd::eval(*a),
+        Command::Report(a) => eval_cmd::report(a),
     }
 }
 
@@ -160,10 +164,10 @@ fn train(a: TrainDcgan) -> anyhow::Result<ExitCode> {
             }
             let out = a.out.clone().unwrap_or_else(|| fresh_run_dir("dcgan"));
             let run = RunDir::create(&out, &cfg)?;
-            return train_with(run, cfg, Some(data), false);
+            return train_with(run, cfg, Some(data), false, &a);
         }
     };
-    train_with(run, cfg, None, resume)
+    train_with(run, cfg, None, resume, &a)
 }
 
 fn train_with(
@@ -171,7 +175,15 @@ fn train_with(
     cfg: DcganRunConfig,
     data: Option<gan_data::TensorDataset>,
     resume: bool,
+    a: &TrainDcgan,
 ) -> anyhow::Result<ExitCode> {
+    let (monitor_cfg, setup) = eval_cmd::monitor_setup(
+        &a.eval,
+        &cfg.data.source,
+        &a.datasets_dir,
+        &cfg.device,
+        cfg.schedule.steps,
+    )?;
     let data = match data {
         Some(d) => d,
         None => {
@@ -202,8 +214,12 @@ fn train_with(
         .context("cannot install the Ctrl-C handler")?;
     }
     let mut progress = progress::TrainProgress::new(cfg.schedule.steps, stop.clone());
-    let outcome = train_dcgan(&run, &cfg, &data, resume, &mut progress)?;
+    let dev = parse_device(&cfg.device)?;
+    let mut monitor = RunMonitor::new(&mut progress, run.clone(), setup, monitor_cfg, dev);
+    let outcome = train_dcgan(&run, &cfg, &data, resume, &mut monitor)?;
+    drop(monitor);
     progress.finish();
+    let report = gan_models::report::write_report(&run)?;
     if let Some(m) = outcome.last {
         println!(
             "step {}: Loss_D {:.4} Loss_G {:.4} D(x) {:.4} D(G(z)) {:.4} / {:.4}",
@@ -211,10 +227,11 @@ fn train_with(
         );
     }
     println!(
-        "{:.1} ms per step; samples in {}, checkpoint in {}",
+        "{:.1} ms per step; samples in {}, checkpoint in {}, report in {}",
         outcome.secs_per_step * 1e3,
         run.samples_dir().display(),
-        run.checkpoints_dir().join("latest").display()
+        run.checkpoints_dir().join("latest").display(),
+        report.display()
     );
     if outcome.interrupted {
         println!(

@@ -8,6 +8,7 @@
 
 pub mod batchnorm;
 pub mod conv;
+pub mod eval_metrics;
 pub mod init;
 pub mod loss;
 pub mod metrics;

@@ -263,6 +263,12 @@ pub trait Observer {
     fn should_stop(&self) -> bool {
         false
     }
+    /// Called after every step, after [`Observer::on_step`], with the generator in its current
+    /// state, so that an observer can sample from it (to evaluate every N steps, for example).
+    /// An error ends training with that error.
+    fn on_generator(&mut self, _step: u64, _g: &dyn GeneratorNet) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// An observer that ignores everything.
@@ -323,6 +329,7 @@ pub fn fit<G: GeneratorNet, D: DiscriminatorNet, S: Dataset>(
         }
         let rate = items as f64 / start.elapsed().as_secs_f64().max(1e-9);
         observer.on_step(&m, rate);
+        observer.on_generator(m.step, &trainer.g)?;
         last = Some(m);
         if cfg.sample_every > 0 && m.step % cfg.sample_every == 0 {
             let p = run.sample_path(m.step);

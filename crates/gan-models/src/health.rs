@@ -1,0 +1,219 @@
+//! Training-health warnings: divergence and mode collapse, from the signals a run logs.
+//!
+//! [`HealthMonitor`] is fed every step's metrics (or the logged lines of `metrics.jsonl`, which
+//! the report replays) and every evaluation, and returns a [`Warning`] when:
+//!
+//! - **non-finite**: a loss or discriminator output is NaN or infinite (divergence);
+//! - **discriminator wins**: D(x) ≥ 0.95 while D(G(z)) ≤ 0.05 for at least
+//!   [`HealthConfig::saturation_steps`] steps in a row: D separates perfectly, the generator's
+//!   gradient vanishes and training has usually stopped making progress;
+//! - **coverage drop**: the evaluator's class coverage falls at least two classes below the best
+//!   seen so far in the run (the generator dropped modes it had);
+//! - **class imbalance**: the KL divergence of the class histogram against uniform rises above
+//!   [`HealthConfig::kl_limit`] and at least that much above its best value in the run (the
+//!   samples concentrate on fewer classes: partial mode collapse).
+//!
+//! Each condition warns once when it starts and again only after it has cleared.
+//!
+//! ```
+//! use gan_models::health::{HealthMonitor, WarningKind};
+//! use gan_models::train::StepMetrics;
+//! let mut h = HealthMonitor::default();
+//! let m = StepMetrics { step: 7, loss_d: f32::NAN, ..Default::default() };
+//! assert_eq!(h.observe_step(&m).unwrap().kind, WarningKind::NonFinite);
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use crate::evaluator::EvalReport;
+use crate::train::StepMetrics;
+
+/// What went wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WarningKind {
+    /// A loss or D output is NaN or infinite.
+    NonFinite,
+    /// D(x) → 1 and D(G(z)) → 0 for many steps.
+    DiscriminatorWins,
+    /// Class coverage fell below its best.
+    CoverageDrop,
+    /// The class histogram moved away from uniform.
+    ClassImbalance,
+}
+
+/// A warning about the run's health.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Warning {
+    /// The step it was raised at.
+    pub step: u64,
+    /// What kind.
+    pub kind: WarningKind,
+    /// A sentence for the log and the report.
+    pub message: String,
+}
+
+/// Thresholds of the [`HealthMonitor`].
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HealthConfig {
+    /// D(x) at least this ...
+    pub d_real_high: f32,
+    /// ... and D(G(z)) at most this ...
+    pub d_fake_low: f32,
+    /// ... for this many steps in a row raise "discriminator wins".
+    pub saturation_steps: u64,
+    /// Coverage this many classes below the best raises "coverage drop".
+    pub coverage_drop: usize,
+    /// KL against uniform above this (and this much above the best) raises "class imbalance".
+    pub kl_limit: f64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            d_real_high: 0.95,
+            d_fake_low: 0.05,
+            saturation_steps: 200,
+            coverage_drop: 2,
+            kl_limit: 0.3,
+        }
+    }
+}
+
+/// Watches a run's metrics and raises [`Warning`]s; see the [module docs](self).
+#[derive(Clone, Debug, Default)]
+pub struct HealthMonitor {
+    cfg: HealthConfig,
+    non_finite: bool,
+    saturated_since: Option<u64>,
+    saturation_warned: bool,
+    best_coverage: Option<(usize, u64)>,
+    coverage_warned: bool,
+    best_kl: Option<(f64, u64)>,
+    kl_warned: bool,
+}
+
+impl HealthMonitor {
+    /// A monitor with the given thresholds.
+    pub fn new(cfg: HealthConfig) -> Self {
+        Self {
+            cfg,
+            ..Self::default()
+        }
+    }
+
+    /// Feeds one step's metrics (every step, or every logged one).
+    pub fn observe_step(&mut self, m: &StepMetrics) -> Option<Warning> {
+        self.observe_values(m.step, m.loss_d, m.loss_g, m.d_x, m.d_g_z1)
+    }
+
+    /// Feeds the values of a step; `d_x` and `d_g_z` may be NaN-free placeholders for models
+    /// without them (a WGAN critic's scores are not probabilities: pass 0.5).
+    pub fn observe_values(
+        &mut self,
+        step: u64,
+        loss_d: f32,
+        loss_g: f32,
+        d_x: f32,
+        d_g_z: f32,
+    ) -> Option<Warning> {
+        let finite = [loss_d, loss_g, d_x, d_g_z].iter().all(|v| v.is_finite());
+        if !finite {
+            if self.non_finite {
+                return None;
+            }
+            self.non_finite = true;
+            return Some(Warning {
+                step,
+                kind: WarningKind::NonFinite,
+                message: format!(
+                    "divergence: non-finite numbers at step {step} (Loss_D {loss_d}, Loss_G {loss_g}, \
+                     D(x) {d_x}, D(G(z)) {d_g_z}); lower the learning rate or resume from an earlier checkpoint"
+                ),
+            });
+        }
+        self.non_finite = false;
+        if d_x >= self.cfg.d_real_high && d_g_z <= self.cfg.d_fake_low {
+            let since = *self.saturated_since.get_or_insert(step);
+            if !self.saturation_warned && step - since >= self.cfg.saturation_steps {
+                self.saturation_warned = true;
+                return Some(Warning {
+                    step,
+                    kind: WarningKind::DiscriminatorWins,
+                    message: format!(
+                        "the discriminator wins: D(x) ≥ {} and D(G(z)) ≤ {} since step {since} \
+                         ({} steps); the generator gets almost no gradient (likely collapse or \
+                         divergence)",
+                        self.cfg.d_real_high,
+                        self.cfg.d_fake_low,
+                        step - since
+                    ),
+                });
+            }
+        } else {
+            self.saturated_since = None;
+            self.saturation_warned = false;
+        }
+        None
+    }
+
+    /// Feeds an evaluation made at `step`; may raise several warnings.
+    pub fn observe_eval(&mut self, step: u64, r: &EvalReport) -> Vec<Warning> {
+        let mut out = Vec::new();
+        let Some(c) = &r.coverage else {
+            return out;
+        };
+        match self.best_coverage {
+            Some((best, at)) if c.covered + self.cfg.coverage_drop <= best => {
+                if !self.coverage_warned {
+                    self.coverage_warned = true;
+                    out.push(Warning {
+                        step,
+                        kind: WarningKind::CoverageDrop,
+                        message: format!(
+                            "mode collapse: class coverage fell from {best}/{} (step {at}) to {}/{} \
+                             at step {step}; histogram {:?}",
+                            c.classes, c.covered, c.classes, c.histogram
+                        ),
+                    });
+                }
+            }
+            Some((best, _)) if c.covered <= best => {
+                if c.covered + 1 >= best {
+                    self.coverage_warned = false;
+                }
+            }
+            _ => {
+                self.best_coverage = Some((c.covered, step));
+                self.coverage_warned = false;
+            }
+        }
+        let kl = c.kl_uniform;
+        match self.best_kl {
+            Some((best, at)) if kl > self.cfg.kl_limit && kl - best >= self.cfg.kl_limit => {
+                if !self.kl_warned {
+                    self.kl_warned = true;
+                    out.push(Warning {
+                        step,
+                        kind: WarningKind::ClassImbalance,
+                        message: format!(
+                            "partial mode collapse: the class histogram's KL against uniform rose \
+                             from {best:.3} (step {at}) to {kl:.3} nats at step {step}; histogram {:?}",
+                            c.histogram
+                        ),
+                    });
+                }
+            }
+            Some((best, _)) if kl >= best => {
+                if kl <= self.cfg.kl_limit {
+                    self.kl_warned = false;
+                }
+            }
+            _ => {
+                self.best_kl = Some((kl, step));
+                self.kl_warned = false;
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,198 @@
+//! Watching a run while it trains: evaluation every N steps into `metrics.jsonl`, health
+//! warnings in the log and `metrics.jsonl`, and `report.html` rewritten as training goes.
+//!
+//! [`RunMonitor`] wraps the caller's [`Observer`] (a progress bar, say) and forwards everything
+//! to it. Lines it appends to `metrics.jsonl`:
+//!
+//! ```text
+//! {"step":100,"eval":{"evaluator":"mnist","samples":2000,"fid":...,"coverage":{...},...}}
+//! {"step":340,"warning":{"step":340,"kind":"discriminator-wins","message":"..."}}
+//! ```
+//!
+//! Every evaluation samples the same noise (drawn from a fixed seed), so the scores of
+//! different steps compare the generator, not the noise.
+
+use candle_core::{Device, Tensor};
+use gan_core::rng::SeededRng;
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::evaluator::{evaluate, EvalReport, EvalSetup};
+use crate::health::{HealthMonitor, Warning};
+use crate::run::RunDir;
+use crate::train::{GeneratorNet, Observer, StepMetrics};
+
+/// The seed of the evaluation noise.
+pub const EVAL_NOISE_SEED: u64 = 0x5eed_e7a1;
+
+/// When and how much to evaluate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MonitorConfig {
+    /// Evaluate every this many steps (0: never) and at the last step.
+    pub eval_every: u64,
+    /// Samples per evaluation.
+    pub eval_count: usize,
+    /// The run's last step.
+    pub total_steps: u64,
+    /// Rewrite `report.html` after each evaluation and sample grid.
+    pub write_report: bool,
+}
+
+/// One evaluation line of `metrics.jsonl`.
+#[derive(Clone, Debug, Serialize)]
+pub struct EvalLine<'a> {
+    /// The step evaluated.
+    pub step: u64,
+    /// The scores.
+    pub eval: &'a EvalReport,
+}
+
+/// One warning line of `metrics.jsonl`.
+#[derive(Clone, Debug, Serialize)]
+pub struct WarningLine<'a> {
+    /// The step it was raised at.
+    pub step: u64,
+    /// The warning.
+    pub warning: &'a Warning,
+}
+
+/// Evaluates, watches health and rewrites the report during training; see the
+/// [module docs](self).
+pub struct RunMonitor<'a> {
+    inner: &'a mut dyn Observer,
+    run: RunDir,
+    setup: Option<EvalSetup>,
+    cfg: MonitorConfig,
+    device: Device,
+    health: HealthMonitor,
+    /// The scores of the latest evaluation.
+    pub last_eval: Option<(u64, EvalReport)>,
+}
+
+impl std::fmt::Debug for RunMonitor<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunMonitor")
+            .field("run", &self.run)
+            .field("cfg", &self.cfg)
+            .finish()
+    }
+}
+
+impl<'a> RunMonitor<'a> {
+    /// Wraps `inner`; `setup` is the evaluator (needed when `cfg.eval_every > 0`), `device` the
+    /// one the generator lives on.
+    pub fn new(
+        inner: &'a mut dyn Observer,
+        run: RunDir,
+        setup: Option<EvalSetup>,
+        cfg: MonitorConfig,
+        device: Device,
+    ) -> Self {
+        Self {
+            inner,
+            run,
+            setup,
+            cfg,
+            device,
+            health: HealthMonitor::default(),
+            last_eval: None,
+        }
+    }
+
+    fn warn(&mut self, w: &Warning) {
+        tracing::warn!("{}", w.message);
+        self.inner
+            .on_event(&format!("warning at step {}: {}", w.step, w.message));
+        if let Err(e) = self.run.append_metrics(&WarningLine {
+            step: w.step,
+            warning: w,
+        }) {
+            tracing::warn!("cannot log the warning: {e}");
+        }
+    }
+
+    fn rewrite_report(&mut self) {
+        if !self.cfg.write_report {
+            return;
+        }
+        if let Err(e) = crate::report::write_report(&self.run) {
+            tracing::warn!("cannot write the report: {e}");
+        }
+    }
+
+    fn evaluate_now(&mut self, step: u64, g: &dyn GeneratorNet) -> Result<()> {
+        let Some(setup) = &self.setup else {
+            return Ok(());
+        };
+        let images = sample_generator(g, self.cfg.eval_count, EVAL_NOISE_SEED, &self.device)?;
+        let report = evaluate(setup.net.as_ref(), &images, &setup.reference)?;
+        self.run.append_metrics(&EvalLine {
+            step,
+            eval: &report,
+        })?;
+        let mut msg = format!(
+            "eval at step {step} ({} samples vs {} {}): FID {:.3}",
+            report.samples, report.reference_samples, report.reference, report.fid
+        );
+        if let (Some(is), Some(c)) = (&report.inception_score, &report.coverage) {
+            msg.push_str(&format!(
+                ", IS {:.3}, coverage {}/{}, KL {:.3}",
+                is.mean, c.covered, c.classes, c.kl_uniform
+            ));
+        }
+        msg.push_str(&format!(
+            ", precision {:.3}, recall {:.3} ({:.1} s)",
+            report.precision_recall.precision, report.precision_recall.recall, report.seconds
+        ));
+        self.inner.on_event(&msg);
+        for w in self.health.observe_eval(step, &report) {
+            self.warn(&w);
+        }
+        self.last_eval = Some((step, report));
+        self.rewrite_report();
+        Ok(())
+    }
+}
+
+/// `n` samples `[n, c, h, w]` from `g` in evaluation mode, from noise drawn with `seed`.
+pub fn sample_generator(g: &dyn GeneratorNet, n: usize, seed: u64, dev: &Device) -> Result<Tensor> {
+    let mut rng = SeededRng::new(seed);
+    let mut out = Vec::new();
+    let mut left = n;
+    while left > 0 {
+        let b = left.min(250);
+        let z = rng.randn((b, g.latent_dim()), 0.0, 1.0, dev)?;
+        out.push(g.generate(&z, false)?.to_device(&Device::Cpu)?);
+        left -= b;
+    }
+    Ok(Tensor::cat(&out, 0)?)
+}
+
+impl Observer for RunMonitor<'_> {
+    fn on_step(&mut self, m: &StepMetrics, items_per_sec: f64) {
+        self.inner.on_step(m, items_per_sec);
+        if let Some(w) = self.health.observe_step(m) {
+            self.warn(&w);
+        }
+    }
+
+    fn on_event(&mut self, msg: &str) {
+        self.inner.on_event(msg);
+        if msg.starts_with("samples:") {
+            self.rewrite_report();
+        }
+    }
+
+    fn should_stop(&self) -> bool {
+        self.inner.should_stop()
+    }
+
+    fn on_generator(&mut self, step: u64, g: &dyn GeneratorNet) -> Result<()> {
+        self.inner.on_generator(step, g)?;
+        let every = self.cfg.eval_every;
+        if every > 0 && (step % every == 0 || step == self.cfg.total_steps) {
+            self.evaluate_now(step, g)?;
+        }
+        Ok(())
+    }
+}
