@@ -227,16 +227,7 @@ pub fn train(a: TrainCycleganArgs) -> anyhow::Result<ExitCode> {
         cfg.batch_size,
         cfg.device,
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        ctrlc::set_handler(move || {
-            if stop.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
-            }
-        })
-        .context("cannot install the Ctrl-C handler")?;
-    }
+    let stop = crate::stop_on_ctrl_c()?;
     let mut progress = CycleProgress::new(cfg.schedule.steps, stop);
     let outcome = train_cyclegan(&run, &cfg, &data, resume, &mut progress)?;
     progress.bar.finish_and_clear();

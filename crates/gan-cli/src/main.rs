@@ -88,6 +88,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Installs the Ctrl-C handler of a training command: the first Ctrl-C sets the returned flag
+/// (the loop then writes a checkpoint and stops), a second one exits at once with code 130.
+pub(crate) fn stop_on_ctrl_c() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130); // a second Ctrl-C does not wait
+        }
+    })
+    .context("cannot install the Ctrl-C handler")?;
+    Ok(stop)
+}
+
 /// Picks `runs/<base>`, or `runs/<base>-2`, `-3`, ... if taken.
 pub(crate) fn fresh_run_dir(base: &str) -> PathBuf {
     let root = PathBuf::from("runs");
@@ -203,16 +217,7 @@ fn train_with(
         cfg.device,
         if cfg.fast_conv { "" } else { " (candle's convolutions)" }
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        ctrlc::set_handler(move || {
-            if stop.swap(true, Ordering::SeqCst) {
-                std::process::exit(130); // a second Ctrl-C does not wait
-            }
-        })
-        .context("cannot install the Ctrl-C handler")?;
-    }
+    let stop = crate::stop_on_ctrl_c()?;
     let mut progress = progress::TrainProgress::new(cfg.schedule.steps, stop.clone());
     let dev = parse_device(&cfg.device)?;
     let mut monitor = RunMonitor::new(&mut progress, run.clone(), setup, monitor_cfg, dev);

@@ -3,10 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
-use anyhow::Context;
 use gan_data::ToyDistribution;
 use gan_models::dcgan_run::parse_device;
 use gan_models::run::RunDir;
@@ -222,16 +219,7 @@ pub fn train(a: TrainToyArgs) -> anyhow::Result<ExitCode> {
         cfg.nz,
         cfg.seed
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        ctrlc::set_handler(move || {
-            if stop.swap(true, Ordering::SeqCst) {
-                std::process::exit(130); // a second Ctrl-C does not wait
-            }
-        })
-        .context("cannot install the Ctrl-C handler")?;
-    }
+    let stop = crate::stop_on_ctrl_c()?;
     let started = std::time::Instant::now();
     let mut progress = TrainProgress::new(cfg.schedule.steps, stop.clone());
     let outcome = train_toy(&run, &cfg, resume, &mut progress)?;

@@ -245,16 +245,7 @@ pub fn train(a: TrainWganArgs, gp: bool) -> anyhow::Result<ExitCode> {
         cfg.batch_size,
         cfg.device,
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        ctrlc::set_handler(move || {
-            if stop.swap(true, Ordering::SeqCst) {
-                std::process::exit(130); // a second Ctrl-C does not wait
-            }
-        })
-        .context("cannot install the Ctrl-C handler")?;
-    }
+    let stop = crate::stop_on_ctrl_c()?;
     let mut progress = WganProgress::new(cfg.schedule.steps, stop);
     let outcome = train_wgan(&run, &cfg, &data, resume, &mut progress)?;
     progress.bar.finish_and_clear();
