@@ -187,3 +187,59 @@ fn bad_input_is_a_clear_error_with_exit_code_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("fake.png"));
 }
+
+/// Ctrl-C (SIGINT) during training: the run stops at the next step, writes its `latest`
+/// checkpoint, says how to continue, and exits with 130; `--resume` then finishes the run.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_checkpoints_and_exits_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("runs/toy");
+    let run_arg = run.to_str().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_gan-cli"))
+        .args(["train", "toy", "--dist", "ring8", "--steps", "1000000"])
+        .args(["--width", "8", "--batch-size", "16", "--out", run_arg])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("gan-cli starts");
+    // Wait until training is under way (metrics are logged every 10 steps).
+    let metrics = run.join("metrics.jsonl");
+    let start = std::time::Instant::now();
+    while !metrics.is_file() {
+        assert!(start.elapsed().as_secs() < 120, "training never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let pid = child.id().to_string();
+    let kill = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("--resume"), "{stdout}");
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.join("checkpoints/latest/state.json")).unwrap(),
+    )
+    .unwrap();
+    let step = state["step"].as_u64().unwrap();
+    assert!(step > 0 && step < 1_000_000, "{state}");
+    // Finish it from the checkpoint: five more steps.
+    let out = gan_cli(
+        &[
+            "train",
+            "toy",
+            "--resume",
+            run_arg,
+            "--steps",
+            &(step + 5).to_string(),
+        ],
+        dir.path(),
+    );
+    ok(&out);
+}
