@@ -100,17 +100,6 @@ pub struct TrainDcgan {
     pub ngf: usize,
     #[arg(long, default_value_t = 64)]
     pub ndf: usize,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// cpu, cuda, cuda:N or metal.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// The run folder (default runs/dcgan, or runs/dcgan-N if taken).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Continue the run in this folder from its latest checkpoint.
-    #[arg(long, conflicts_with = "out")]
-    pub resume: Option<PathBuf>,
     /// Write a sample grid every N steps.
     #[arg(long, default_value_t = 200)]
     pub sample_every: u64,
@@ -125,6 +114,8 @@ pub struct TrainDcgan {
     pub no_fast_conv: bool,
     #[command(flatten)]
     pub eval: crate::eval_cmd::TrainEvalArgs,
+    #[command(flatten)]
+    pub run: crate::args::RunFlags,
 }
 
 #[derive(Debug, Args)]
@@ -168,4 +159,21 @@ pub struct InterpolateArgs {
     pub seed: u64,
     #[arg(long, default_value = "cpu")]
     pub device: String,
+}
+
+/// Where a training run goes and what it starts from: the flags every `train` command shares.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunFlags {
+    /// Seed of every random stream (weights, noise, data order).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// cpu, cuda, cuda:N or metal.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// The run folder (default `runs/<model>`, or `runs/<model>-N` if taken).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in this folder from its latest checkpoint.
+    #[arg(long, conflicts_with = "out")]
+    pub resume: Option<PathBuf>,
 }

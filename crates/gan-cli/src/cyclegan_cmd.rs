@@ -83,17 +83,6 @@ pub struct TrainCycleganArgs {
     /// Use at most this many training images of each domain.
     #[arg(long)]
     pub max_dataset_size: Option<usize>,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// cpu, cuda, cuda:N or metal.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// The run folder (default runs/cyclegan, or runs/cyclegan-N if taken).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Continue the run in this folder from its latest checkpoint.
-    #[arg(long, conflicts_with = "out")]
-    pub resume: Option<PathBuf>,
     /// Write a sample grid every N steps.
     #[arg(long, default_value_t = 500)]
     pub sample_every: u64,
@@ -106,6 +95,8 @@ pub struct TrainCycleganArgs {
     /// Use candle's own convolutions instead of the fast CPU kernels.
     #[arg(long)]
     pub no_fast_conv: bool,
+    #[command(flatten)]
+    pub run: crate::args::RunFlags,
 }
 
 /// Flags of `gan-cli translate`.
@@ -169,8 +160,8 @@ fn new_config(a: &TrainCycleganArgs, dataroot: PathBuf) -> CycleGanRunConfig {
     cfg.batch_size = a.batch_size;
     cfg.epochs = a.epochs.unwrap_or(100);
     cfg.epochs_decay = a.epochs_decay.unwrap_or(100);
-    cfg.seed = a.seed;
-    cfg.device = a.device.clone();
+    cfg.seed = a.run.seed;
+    cfg.device = a.run.device.clone();
     cfg.fast_conv = !a.no_fast_conv;
     cfg.schedule.sample_every = a.sample_every;
     cfg.schedule.checkpoint_every = a.checkpoint_every;
@@ -179,7 +170,7 @@ fn new_config(a: &TrainCycleganArgs, dataroot: PathBuf) -> CycleGanRunConfig {
 }
 
 pub fn train(a: TrainCycleganArgs) -> anyhow::Result<ExitCode> {
-    let (run, cfg, data, resume) = match &a.resume {
+    let (run, cfg, data, resume) = match &a.run.resume {
         Some(dir) => {
             let run = RunDir::open(dir)?;
             let mut cfg: CycleGanRunConfig = run.config()?;
@@ -206,6 +197,7 @@ pub fn train(a: TrainCycleganArgs) -> anyhow::Result<ExitCode> {
             let data = load_train(&cfg)?;
             cfg.finish(&data, a.steps);
             let out = a
+                .run
                 .out
                 .clone()
                 .unwrap_or_else(|| crate::fresh_run_dir("cyclegan"));

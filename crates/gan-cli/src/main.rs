@@ -115,7 +115,7 @@ pub(crate) fn fresh_run_dir(base: &str) -> PathBuf {
 }
 
 fn train(a: TrainDcgan) -> anyhow::Result<ExitCode> {
-    let (run, cfg, resume) = match &a.resume {
+    let (run, cfg, resume) = match &a.run.resume {
         Some(dir) => {
             let run = RunDir::open(dir)?;
             let mut cfg: DcganRunConfig = run.config()?;
@@ -156,8 +156,8 @@ fn train(a: TrainDcgan) -> anyhow::Result<ExitCode> {
             cfg.step.loss = a.loss.into();
             cfg.step.real_label = a.real_label;
             cfg.batch_size = a.batch_size;
-            cfg.seed = a.seed;
-            cfg.device = a.device.clone();
+            cfg.seed = a.run.seed;
+            cfg.device = a.run.device.clone();
             cfg.fast_conv = !a.no_fast_conv;
             cfg.schedule.sample_every = a.sample_every;
             cfg.schedule.checkpoint_every = a.checkpoint_every;
@@ -176,7 +176,7 @@ fn train(a: TrainDcgan) -> anyhow::Result<ExitCode> {
                     cfg.schedule.steps = e * per_epoch;
                 }
             }
-            let out = a.out.clone().unwrap_or_else(|| fresh_run_dir("dcgan"));
+            let out = a.run.out.clone().unwrap_or_else(|| fresh_run_dir("dcgan"));
             let run = RunDir::create(&out, &cfg)?;
             return train_with(run, cfg, Some(data), false, &a);
         }

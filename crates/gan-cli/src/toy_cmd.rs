@@ -1,7 +1,7 @@
 //! `gan-cli train toy` and sampling of toy runs: flags into a [`ToyConfig`], then the library's
 //! [`train_toy`] with a progress bar.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use gan_data::ToyDistribution;
@@ -48,8 +48,6 @@ pub struct TrainToyArgs {
     /// WGAN-GP: the gradient penalty's weight λ (default 0.1, the WGAN-GP paper's toy value).
     #[arg(long)]
     pub lambda: Option<f64>,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
     /// Hidden units per layer of both networks (default 128, 64 for grid25).
     #[arg(long)]
     pub width: Option<usize>,
@@ -108,15 +106,8 @@ pub struct TrainToyArgs {
     /// RAYON_NUM_THREADS, when set, takes precedence.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
-    /// cpu, cuda, cuda:N or metal.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// The run folder (default `runs/toy-<dist>`, or `runs/toy-<dist>-N` if taken).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Continue the run in this folder from its latest checkpoint.
-    #[arg(long, conflicts_with = "out")]
-    pub resume: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: crate::args::RunFlags,
 }
 
 impl TrainToyArgs {
@@ -174,8 +165,8 @@ impl TrainToyArgs {
         s.sample_every = self.sample_every.unwrap_or(s.sample_every);
         s.checkpoint_every = self.checkpoint_every.unwrap_or(s.checkpoint_every);
         s.log_every = self.log_every.unwrap_or(s.log_every);
-        cfg.seed = self.seed;
-        cfg.device = self.device.clone();
+        cfg.seed = self.run.seed;
+        cfg.device = self.run.device.clone();
         cfg
     }
 }
@@ -186,7 +177,7 @@ pub fn train(a: TrainToyArgs) -> anyhow::Result<ExitCode> {
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         std::env::set_var("RAYON_NUM_THREADS", a.threads.max(1).to_string());
     }
-    let (run, cfg, resume) = match &a.resume {
+    let (run, cfg, resume) = match &a.run.resume {
         Some(dir) => {
             let run = RunDir::open(dir)?;
             let mut cfg: ToyConfig = run.config()?;
@@ -199,6 +190,7 @@ pub fn train(a: TrainToyArgs) -> anyhow::Result<ExitCode> {
             let cfg = a.config();
             cfg.validate()?;
             let out = a
+                .run
                 .out
                 .clone()
                 .unwrap_or_else(|| crate::fresh_run_dir(&format!("toy-{}", cfg.dist)));

@@ -89,17 +89,6 @@ pub struct TrainWganArgs {
     pub ngf: usize,
     #[arg(long, default_value_t = 64)]
     pub ndf: usize,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// cpu, cuda, cuda:N or metal.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// The run folder (default runs/wgan or runs/wgan-gp, with -N if taken).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Continue the run in this folder from its latest checkpoint.
-    #[arg(long, conflicts_with = "out")]
-    pub resume: Option<PathBuf>,
     /// Write a sample grid every N generator steps.
     #[arg(long, default_value_t = 200)]
     pub sample_every: u64,
@@ -112,6 +101,8 @@ pub struct TrainWganArgs {
     /// Use candle's own convolutions instead of the fast CPU kernels (for comparison).
     #[arg(long)]
     pub no_fast_conv: bool,
+    #[command(flatten)]
+    pub run: crate::args::RunFlags,
 }
 
 /// Runs `gan-cli train wgan` (`gp` false) or `gan-cli train wgan-gp` (`gp` true).
@@ -129,7 +120,7 @@ pub fn train(a: TrainWganArgs, gp: bool) -> anyhow::Result<ExitCode> {
     if !gp && a.lambda.is_some() {
         bail!("--lambda is for wgan-gp; wgan (weight clipping) uses --clip");
     }
-    let (run, cfg, data, resume) = match &a.resume {
+    let (run, cfg, data, resume) = match &a.run.resume {
         Some(dir) => {
             let run = RunDir::open(dir)?;
             let mut cfg: WganRunConfig = run.config()?;
@@ -196,8 +187,8 @@ pub fn train(a: TrainWganArgs, gp: bool) -> anyhow::Result<ExitCode> {
                 cfg.optimizer.set_lr(lr);
             }
             cfg.batch_size = a.batch_size;
-            cfg.seed = a.seed;
-            cfg.device = a.device.clone();
+            cfg.seed = a.run.seed;
+            cfg.device = a.run.device.clone();
             cfg.fast_conv = !a.no_fast_conv;
             cfg.schedule.sample_every = a.sample_every;
             cfg.schedule.checkpoint_every = a.checkpoint_every;
@@ -216,7 +207,11 @@ pub fn train(a: TrainWganArgs, gp: bool) -> anyhow::Result<ExitCode> {
                         steps_for_epochs(e, cfg.data.items, cfg.batch_size, cfg.critic.n_critic);
                 }
             }
-            let out = a.out.clone().unwrap_or_else(|| crate::fresh_run_dir(model));
+            let out = a
+                .run
+                .out
+                .clone()
+                .unwrap_or_else(|| crate::fresh_run_dir(model));
             let run = RunDir::create(&out, &cfg)?;
             (run, cfg, Some(data), false)
         }
