@@ -535,10 +535,16 @@ fn read_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
         reason: format!("cannot read the inception weights: {e}"),
     };
     if matches!(ext.as_str(), "pth" | "pt" | "bin") {
-        Ok(candle_core::pickle::read_all(path)
-            .map_err(bad)?
-            .into_iter()
-            .collect())
+        // candle reads PyTorch's zip format (torch >= 1.6), not the older bare pickle format.
+        let tensors = candle_core::pickle::read_all(path).map_err(|e| ModelError::Checkpoint {
+            path: path.to_path_buf(),
+            reason: format!(
+                "cannot read the inception weights ({e}); if the file is in PyTorch's old \
+                 (non-zip) format, convert it once: python -c \"import torch, safetensors.torch \
+                 as st; st.save_file(torch.load('IN.pth'), 'OUT.safetensors')\""
+            ),
+        })?;
+        Ok(tensors.into_iter().collect())
     } else {
         candle_core::safetensors::load(path, &Device::Cpu).map_err(bad)
     }

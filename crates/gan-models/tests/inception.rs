@@ -154,6 +154,17 @@ fn missing_or_misshaped_tensors_and_files_are_named() {
     );
     assert_eq!(removed.dims(), &[160 / 16]);
 
+    // Not a zip-format PyTorch file: the error names it and says how to convert it.
+    let old = dir.path().join("old.pth");
+    std::fs::write(&old, b"\x80\x02not a zip").unwrap();
+    let err = load_inception_file(&old, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("old.pth") && err.contains("safetensors"),
+        "{err}"
+    );
+
     let nowhere = dir.path().join("nowhere.pth");
     let err = load_inception(&InceptionSource::File(nowhere), &Device::Cpu)
         .unwrap_err()
