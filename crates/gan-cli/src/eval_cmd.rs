@@ -9,8 +9,9 @@ use clap::Args;
 use gan_data::{ImageFolder, ImageFolderConfig, ImageSource};
 use gan_models::dcgan_run::{load_generator, parse_device};
 use gan_models::evaluator::{
-    evaluate, evaluate_dataset, evaluator_for_data, load_setup, EvalReport,
+    evaluate, evaluate_dataset, evaluator_for_data, load_setup, load_setup_with, EvalReport,
 };
+use gan_models::inception::InceptionSource;
 use gan_models::monitor::MonitorConfig;
 use gan_models::report::write_report;
 use gan_models::run::{write_json, RunDir};
@@ -34,10 +35,22 @@ pub struct EvalArgs {
     /// Samples to draw from the generator (or the first images of a real split).
     #[arg(long, default_value_t = 10_000)]
     pub count: usize,
-    /// mnist or fashion-mnist (inception, the standard FID network, is not implemented yet).
+    /// mnist, fashion-mnist or inception (the standard FID network; needs --inception-weights
+    /// or --inception-repo, and compares with the MNIST test split).
     /// Default: from the run's training data (mnist for --images and --real-split).
     #[arg(long)]
     pub evaluator: Option<String>,
+    /// The Inception weights for --evaluator inception: pytorch-fid's
+    /// pt_inception-2015-12-05-6726825d.pth as it is, or a safetensors copy of it.
+    #[arg(long, env = "GAN_INCEPTION_WEIGHTS", conflicts_with = "inception_repo")]
+    pub inception_weights: Option<PathBuf>,
+    /// Or an hf-hub model repository holding them (used from the hf-hub cache when there,
+    /// downloaded otherwise).
+    #[arg(long)]
+    pub inception_repo: Option<String>,
+    /// The file of --inception-repo.
+    #[arg(long, default_value = "model.safetensors")]
+    pub inception_file: String,
     /// Also write the scores as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -114,8 +127,26 @@ pub fn monitor_setup(
     Ok((cfg, Some(setup)))
 }
 
+impl EvalArgs {
+    fn inception_source(&self) -> Option<InceptionSource> {
+        if let Some(p) = &self.inception_weights {
+            Some(InceptionSource::File(p.clone()))
+        } else {
+            self.inception_repo.as_ref().map(|r| InceptionSource::Hub {
+                repo: r.clone(),
+                file: self.inception_file.clone(),
+                cache: None,
+            })
+        }
+    }
+}
+
 pub fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
     let dev = parse_device(&a.device)?;
+    let inception = a.inception_source();
+    let load_setup = |name: &str, dir: &Path, dev: &candle_core::Device| {
+        load_setup_with(name, dir, dev, inception.as_ref())
+    };
     if a.count < 10 {
         bail!("--count {} is too small (at least 10)", a.count);
     }

@@ -237,7 +237,22 @@ fn eval_images_folder_real_split_and_bad_input() {
     );
     fails_with(
         &gan_cli(&["eval", "--images", "imgs", "--evaluator", "inception"], d),
-        "not implemented yet",
+        "needs its weights: pass --inception-weights PATH",
+    );
+    fails_with(
+        &gan_cli(
+            &[
+                "eval",
+                "--images",
+                "imgs",
+                "--evaluator",
+                "inception",
+                "--inception-weights",
+                "nowhere/pt_inception.pth",
+            ],
+            d,
+        ),
+        "nowhere/pt_inception.pth: no such inception weights file",
     );
     std::fs::write(d.join("imgs/000003.png"), b"not a png").unwrap();
     fails_with(&gan_cli(&["eval", "--images", "imgs"], d), "000003.png");

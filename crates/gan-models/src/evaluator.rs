@@ -786,16 +786,43 @@ pub struct EvalSetup {
 /// reference set: the test split of `DATASETS/mnist` (or of the embedded `mnist-mini` when the
 /// full MNIST is not there) or of `DATASETS/fashion-mnist`.
 pub fn load_setup(kind: &str, datasets_dir: &Path, dev: &Device) -> Result<EvalSetup> {
+    load_setup_with(kind, datasets_dir, dev, None)
+}
+
+/// [`load_setup`], also for `inception` (the standard FID network) with its weights from
+/// `inception`; its reference set is the MNIST test split (`mnist`, else `mnist-mini`),
+/// grey repeated on 3 channels and resized to 299 × 299.
+pub fn load_setup_with(
+    kind: &str,
+    datasets_dir: &Path,
+    dev: &Device,
+    inception: Option<&crate::inception::InceptionSource>,
+) -> Result<EvalSetup> {
+    let mnist = if gan_data::mnist::is_complete(&datasets_dir.join("mnist")) {
+        "mnist"
+    } else {
+        "mnist-mini"
+    };
     let data = match kind {
-        "mnist" if gan_data::mnist::is_complete(&datasets_dir.join("mnist")) => "mnist",
-        "mnist" => "mnist-mini",
+        "mnist" => mnist,
         "fashion-mnist" => "fashion-mnist",
         "inception" => {
-            return Err(ModelError::Config(
-                "the Inception evaluator (standard FID) is not implemented yet; use mnist or \
-                 fashion-mnist"
-                    .into(),
-            ))
+            let source = inception.ok_or_else(|| {
+                ModelError::Config(
+                    "the inception evaluator needs its weights: pass --inception-weights PATH \
+                     (pytorch-fid's pt_inception-2015-12-05-6726825d.pth, or a safetensors copy) \
+                     or --inception-repo ORG/NAME [--inception-file FILE] (hf-hub)"
+                        .into(),
+                )
+            })?;
+            let net = crate::inception::load_inception(source, dev)?;
+            let src = gan_data::ImageSource::resolve(Some(mnist), datasets_dir)?;
+            let test = src.load_test(28)?;
+            let reference = ReferenceSet::new(&net, &test, &format!("{mnist} test split"))?;
+            return Ok(EvalSetup {
+                net: Box::new(net),
+                reference,
+            });
         }
         other => {
             return Err(ModelError::Config(format!(

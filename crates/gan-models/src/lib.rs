@@ -6,7 +6,9 @@
 //!   translation and the `thin2thick` evaluation;
 //! - [`dcgan_run`]: a whole DCGAN run from its configuration: train, resume, sample, walk;
 //! - [`run`]: the run folder (config, metrics, samples, atomic checkpoints);
-//! - [`grid`]: sample grids and single images as PNG.
+//! - [`grid`]: sample grids and single images as PNG;
+//! - [`evaluator`], [`inception`]: evaluator networks (the project's classifiers and the
+//!   Inception network of the reference FID) and the scores computed with them.
 #![deny(missing_docs)]
 
 pub mod cyclegan;
@@ -17,6 +19,7 @@ pub mod error;
 pub mod evaluator;
 pub mod grid;
 pub mod health;
+pub mod inception;
 pub mod monitor;
 pub mod plot;
 pub mod report;
