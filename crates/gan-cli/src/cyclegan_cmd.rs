@@ -11,8 +11,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use gan_models::cyclegan::CycleStepMetrics;
 use gan_models::cyclegan_run::{
-    eval_thin2thick, load_cyclegan, load_train, train_cyclegan, CycleGanRunConfig, CycleObserver,
-    Direction,
+    eval_thin2thick, load_cyclegan, load_train, train_cyclegan, CycleGanRunConfig, Direction,
 };
 use gan_models::dcgan_run::parse_device;
 use gan_models::run::RunDir;
@@ -283,7 +282,7 @@ impl CycleProgress {
     }
 }
 
-impl CycleObserver for CycleProgress {
+impl gan_models::train::Observer<CycleStepMetrics> for CycleProgress {
     fn on_step(&mut self, m: &CycleStepMetrics, items_per_sec: f64) {
         self.bar.set_position(m.step);
         self.bar

@@ -38,7 +38,7 @@ use crate::dcgan_run::parse_device;
 use crate::error::{ModelError, Result};
 use crate::grid::{save_grid, save_images};
 use crate::run::{read_json, write_json, RunDir, LATEST};
-use crate::train::{load_vars, LoopConfig};
+use crate::train::{load_vars, LoopConfig, Observer};
 
 /// Random streams derived from the run's seed.
 mod stream {
@@ -459,23 +459,6 @@ impl<'a> UnpairedSampler<'a> {
     }
 }
 
-/// Receives progress from [`train_cyclegan`].
-pub trait CycleObserver {
-    /// Called after every step with its metrics and the throughput (images of A per second).
-    fn on_step(&mut self, _m: &CycleStepMetrics, _items_per_sec: f64) {}
-    /// Called when something was written (a sample grid, a checkpoint).
-    fn on_event(&mut self, _msg: &str) {}
-    /// Polled after every step: return true to stop (a checkpoint is still written).
-    fn should_stop(&self) -> bool {
-        false
-    }
-}
-
-/// An observer that ignores everything.
-#[derive(Debug, Default)]
-pub struct SilentCycle;
-impl CycleObserver for SilentCycle {}
-
 /// How a CycleGAN training call ended.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CycleFitOutcome {
@@ -541,7 +524,7 @@ pub fn train_cyclegan(
     cfg: &CycleGanRunConfig,
     data: &Unpaired,
     resume: bool,
-    observer: &mut dyn CycleObserver,
+    observer: &mut dyn Observer<CycleStepMetrics>,
 ) -> Result<CycleFitOutcome> {
     let dev = parse_device(&cfg.device)?;
     let mut trainer = build_trainer(cfg, &dev)?;

@@ -253,10 +253,11 @@ pub struct LoopConfig {
     pub log_every: u64,
 }
 
-/// Receives progress from [`fit`]; the CLI draws a progress bar with it.
-pub trait Observer {
+/// Receives progress from a training loop ([`fit`], `fit_wgan`, `train_toy`; with `M` =
+/// `CycleStepMetrics`, `train_cyclegan`); the CLI draws a progress bar with it.
+pub trait Observer<M = StepMetrics> {
     /// Called after every step with its metrics and the throughput so far (items per second).
-    fn on_step(&mut self, _m: &StepMetrics, _items_per_sec: f64) {}
+    fn on_step(&mut self, _m: &M, _items_per_sec: f64) {}
     /// Called when something was written (a sample grid, a checkpoint).
     fn on_event(&mut self, _msg: &str) {}
     /// Polled after every step: return true to stop (a checkpoint is still written).
@@ -274,7 +275,7 @@ pub trait Observer {
 /// An observer that ignores everything.
 #[derive(Debug, Default)]
 pub struct Silent;
-impl Observer for Silent {}
+impl<M> Observer<M> for Silent {}
 
 /// How [`fit`] ended.
 #[derive(Clone, Debug, PartialEq)]

@@ -14,9 +14,10 @@ use gan_models::cyclegan::{
 };
 use gan_models::cyclegan_run::{
     build_trainer, eval_dilation, load_cyclegan, load_train, train_cyclegan, CycleGanRunConfig,
-    SilentCycle, UnpairedSampler,
+    UnpairedSampler,
 };
 use gan_models::run::RunDir;
+use gan_models::train::Silent;
 
 fn tiny_net(channels: usize) -> CycleGanConfig {
     CycleGanConfig {
@@ -381,7 +382,7 @@ fn resume_continues_exactly_and_eval_runs() {
 
     // Uninterrupted: 4 steps (lr decays in the second epoch: step 4).
     let full = RunDir::create(dir.path().join("full"), &cfg).unwrap();
-    let out = train_cyclegan(&full, &cfg, &data, false, &mut SilentCycle).unwrap();
+    let out = train_cyclegan(&full, &cfg, &data, false, &mut Silent).unwrap();
     assert_eq!(out.step, 4);
     assert!((out.last.unwrap().lr - 1e-4).abs() < 1e-12);
 
@@ -389,8 +390,8 @@ fn resume_continues_exactly_and_eval_runs() {
     let mut half_cfg = cfg.clone();
     half_cfg.schedule.steps = 2;
     let part = RunDir::create(dir.path().join("part"), &half_cfg).unwrap();
-    train_cyclegan(&part, &half_cfg, &data, false, &mut SilentCycle).unwrap();
-    let out = train_cyclegan(&part, &cfg, &data, true, &mut SilentCycle).unwrap();
+    train_cyclegan(&part, &half_cfg, &data, false, &mut Silent).unwrap();
+    let out = train_cyclegan(&part, &cfg, &data, true, &mut Silent).unwrap();
     assert_eq!(out.step, 4);
 
     let dev = Device::Cpu;
