@@ -38,7 +38,7 @@ use crate::dcgan_run::parse_device;
 use crate::error::{ModelError, Result};
 use crate::grid::{save_grid, save_images};
 use crate::run::{read_json, write_json, RunDir, LATEST};
-use crate::train::{load_vars, LoopConfig, Observer};
+use crate::train::{load_vars, resume_latest, LoopConfig, Observer};
 
 /// Random streams derived from the run's seed.
 mod stream {
@@ -529,14 +529,7 @@ pub fn train_cyclegan(
     let dev = parse_device(&cfg.device)?;
     let mut trainer = build_trainer(cfg, &dev)?;
     if resume {
-        let dir = run.checkpoint(LATEST)?;
-        let state = trainer.load(&dir, &dev)?;
-        run.truncate_metrics_after(state.step)?;
-        observer.on_event(&format!(
-            "resumed from {} at step {}",
-            dir.display(),
-            state.step
-        ));
+        resume_latest(run, observer, |d| trainer.load(d, &dev), |s| s.step)?;
     }
     let mut sampler = UnpairedSampler::new(data, cfg, &dev)?;
     let (grid_a, grid_b) = grid_inputs(cfg, data, &dev)?;

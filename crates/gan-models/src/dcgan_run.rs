@@ -14,10 +14,10 @@ use serde::{Deserialize, Serialize};
 use crate::dcgan::{DcganConfig, DcganDiscriminator, DcganGenerator};
 use crate::error::{ModelError, Result};
 use crate::grid::save_grid;
-use crate::run::{RunDir, LATEST};
+use crate::run::RunDir;
 use crate::train::{
-    fit, load_vars, DiscriminatorNet, FitOutcome, GanTrainer, GeneratorNet, LoopConfig, Observer,
-    StepConfig,
+    fit, load_vars, resume_latest, DiscriminatorNet, FitOutcome, GanTrainer, GeneratorNet,
+    LoopConfig, Observer, StepConfig,
 };
 
 /// Random streams derived from the run's seed, one per use, so that each is reproducible alone.
@@ -205,15 +205,8 @@ pub fn train_dcgan(
     };
     let mut batcher = Batcher::new(data, batch_cfg, &dev)?;
     if resume {
-        let dir = run.checkpoint(LATEST)?;
-        let state = trainer.load(&dir)?;
+        let state = resume_latest(run, observer, |d| trainer.load(d), |s| s.step)?;
         batcher.seek(state.epoch as usize, state.batch_index as usize);
-        run.truncate_metrics_after(state.step)?;
-        observer.on_event(&format!(
-            "resumed from {} at step {}",
-            dir.display(),
-            state.step
-        ));
     }
     let noise = fixed_noise(cfg, &dev)?;
     let nrow = 8;

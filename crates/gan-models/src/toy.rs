@@ -41,10 +41,10 @@ use serde::{Deserialize, Serialize};
 use crate::dcgan_run::parse_device;
 use crate::error::{ModelError, Result};
 use crate::plot::{hue, scatter_png, Colors, Layer, Panel, FAKE, MODE, REAL};
-use crate::run::{write_atomic, RunDir, LATEST};
+use crate::run::{write_atomic, RunDir};
 use crate::train::{
-    fit, load_vars, DiscriminatorNet, FitOutcome, GanTrainer, GeneratorNet, LoopConfig, Observer,
-    StepConfig, TrainState,
+    fit, load_vars, resume_latest, DiscriminatorNet, FitOutcome, GanTrainer, GeneratorNet,
+    LoopConfig, Observer, StepConfig, TrainState,
 };
 use crate::wgan::{fit_wgan, CriticSchedule, Lipschitz, WganOptimizer, WganParts, WganTrainer};
 
@@ -879,15 +879,8 @@ pub fn train_toy(
     };
     let mut batcher = Batcher::new(&data, batch_cfg, &dev)?;
     if resume {
-        let dir = run.checkpoint(LATEST)?;
-        let state = trainer.load(&dir)?;
+        let state = resume_latest(run, observer, |d| trainer.load(d), |s| s.step)?;
         batcher.seek(state.epoch as usize, state.batch_index as usize);
-        run.truncate_metrics_after(state.step)?;
-        observer.on_event(&format!(
-            "resumed from {} at step {}",
-            dir.display(),
-            state.step
-        ));
     }
     let noise = fixed_noise(cfg, &dev)?;
     let noise_2d = if dist == ToyDistribution::Ring && cfg.nz >= 2 {

@@ -272,6 +272,24 @@ pub trait Observer<M = StepMetrics> {
     }
 }
 
+/// Restores a run from its `latest` checkpoint: `load` reads the trainer's state from the
+/// checkpoint folder, `step` says which step that state is at; metrics logged after it are
+/// dropped (they will be logged again) and the observer is told. Returns the loaded state, for
+/// the caller to move its data source to the saved position.
+pub fn resume_latest<T, M>(
+    run: &RunDir,
+    observer: &mut dyn Observer<M>,
+    load: impl FnOnce(&Path) -> Result<T>,
+    step: impl Fn(&T) -> u64,
+) -> Result<T> {
+    let dir = run.checkpoint(LATEST)?;
+    let state = load(&dir)?;
+    let at = step(&state);
+    run.truncate_metrics_after(at)?;
+    observer.on_event(&format!("resumed from {} at step {at}", dir.display()));
+    Ok(state)
+}
+
 /// An observer that ignores everything.
 #[derive(Debug, Default)]
 pub struct Silent;

@@ -64,8 +64,8 @@ use crate::error::{ModelError, Result};
 use crate::grid::save_grid;
 use crate::run::{read_json, write_json, RunDir, LATEST};
 use crate::train::{
-    load_vars, DiscriminatorNet, FitOutcome, GeneratorNet, LoopConfig, Observer, StepConfig,
-    StepMetrics, TrainState,
+    load_vars, resume_latest, DiscriminatorNet, FitOutcome, GeneratorNet, LoopConfig, Observer,
+    StepConfig, StepMetrics, TrainState,
 };
 
 /// Random streams derived from the run's seed; the same numbers as DCGAN's, so that a WGAN and a
@@ -912,15 +912,8 @@ pub fn train_wgan(
     };
     let mut batcher = Batcher::new(data, batch_cfg, &dev)?;
     if resume {
-        let dir = run.checkpoint(LATEST)?;
-        let state = trainer.load(&dir)?;
+        let state = resume_latest(run, observer, |d| trainer.load(d), |s| s.step)?;
         batcher.seek(state.epoch as usize, state.batch_index as usize);
-        run.truncate_metrics_after(state.step)?;
-        observer.on_event(&format!(
-            "resumed from {} at step {}",
-            dir.display(),
-            state.step
-        ));
     }
     let noise = fixed_noise(cfg, &dev)?;
     let mut write = |t: &WganTrainer, p: &Path| -> Result<()> {
