@@ -49,6 +49,7 @@ use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
 
 use crate::conv::fast_conv_enabled;
+use crate::simd::avx2_fn;
 
 /// The activation folded into [`BatchNorm2d`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -229,8 +230,13 @@ impl Real for f64 {}
 /// Lanes of the manual reductions: enough independent sums for the compiler to vectorise.
 const LANES: usize = 8;
 
-/// `Σ x` and `Σ (x − m)²` of a slice, in `T` over lanes, then in f64.
-fn sum_and_sq_dev<T: Real>(x: &[T], m: T) -> (f64, f64) {
+avx2_fn! {
+    /// `Σ x` and `Σ (x − m)²` of a slice, in `T` over lanes, then in f64.
+    fn sum_and_sq_dev<T: Real>(x: &[T], m: T) -> (f64, f64) => sum_and_sq_dev_imp
+}
+
+#[inline(always)]
+fn sum_and_sq_dev_imp<T: Real>(x: &[T], m: T) -> (f64, f64) {
     let mut s = [T::zero(); LANES];
     let mut q = [T::zero(); LANES];
     let mut chunks = x.chunks_exact(LANES);
@@ -254,8 +260,13 @@ fn sum_and_sq_dev<T: Real>(x: &[T], m: T) -> (f64, f64) {
     (s64, q64)
 }
 
-/// `Σ dz` and `Σ dz · x` over a slice, with `dz = dy · act'(y)`.
-fn grad_sums<T: Real>(dy: &[T], y: &[T], x: &[T], slope: T) -> (f64, f64) {
+avx2_fn! {
+    /// `Σ dz` and `Σ dz · x` over a slice, with `dz = dy · act'(y)`.
+    fn grad_sums<T: Real>(dy: &[T], y: &[T], x: &[T], slope: T) -> (f64, f64) => grad_sums_imp
+}
+
+#[inline(always)]
+fn grad_sums_imp<T: Real>(dy: &[T], y: &[T], x: &[T], slope: T) -> (f64, f64) {
     let one = T::one();
     let mut s = [T::zero(); LANES];
     let mut p = [T::zero(); LANES];
@@ -366,24 +377,11 @@ impl BatchNormOp {
                 )
             })
             .unzip();
+        // The identity is the activation of slope 1: `z · 1 == z` exactly.
         let slope = T::from_f64(self.act.negative_slope());
-        let act = self.act;
         let mut y = vec![T::zero(); x.len()];
         for_each_plane(&mut y, x, c, hw, |ch, xp, yp| {
-            let (k, s) = (scale[ch], shift[ch]);
-            match act {
-                Activation::Identity => {
-                    for (o, &v) in yp.iter_mut().zip(xp) {
-                        *o = v * k + s;
-                    }
-                }
-                _ => {
-                    for (o, &v) in yp.iter_mut().zip(xp) {
-                        let z = v * k + s;
-                        *o = if z > T::zero() { z } else { z * slope };
-                    }
-                }
-            }
+            scale_shift_act(xp, yp, scale[ch], shift[ch], slope)
         });
         // Only the first forward pass of this op instance records statistics.
         let _ = self.stats.set(st);
@@ -509,18 +507,13 @@ impl BatchNormOp {
             }
             // Pass 2: dx.
             let mut dx = vec![T::zero(); x.len()];
-            let one = T::one();
             let plane = |i: usize| i * hw..(i + 1) * hw;
             dx.par_chunks_mut(hw)
                 .enumerate()
                 .with_min_len((4096 / hw.max(1)).max(1))
                 .for_each(|(i, d)| {
-                    let (a, bb, cc) = coef[i % c];
                     let (gp, yp, xp) = (&g[plane(i)], &y[plane(i)], &x[plane(i)]);
-                    for (((o, &gv), &yv), &xv) in d.iter_mut().zip(gp).zip(yp).zip(xp) {
-                        let dz = gv * if yv > T::zero() { one } else { slope };
-                        *o = a * dz + bb * xv + cc;
-                    }
+                    bn_input_grad(d, gp, yp, xp, coef[i % c], slope);
                 });
             Ok((dx, dgamma, dbeta))
         })?;
@@ -529,6 +522,69 @@ impl BatchNormOp {
             Tensor::from_vec(dgamma, c, &dev)?,
             Tensor::from_vec(dbeta, c, &dev)?,
         ))
+    }
+}
+
+avx2_fn! {
+    /// `y = act(x · k + s)` over one plane, with `act(z) = z · (z > 0 ? 1 : slope)`.
+    fn scale_shift_act<T: Real>(x: &[T], y: &mut [T], k: T, s: T, slope: T) => scale_shift_act_imp
+}
+
+#[inline(always)]
+fn scale_shift_act_imp<T: Real>(x: &[T], y: &mut [T], k: T, s: T, slope: T) {
+    let one = T::one();
+    for (o, &v) in y.iter_mut().zip(x) {
+        let z = v * k + s;
+        // A select of the factor, not of the result, so that the loop vectorises.
+        *o = z * if z > T::zero() { one } else { slope };
+    }
+}
+
+avx2_fn! {
+    /// BatchNorm's input gradient over one plane: `dx = a·dz + b·x + c`, `dz = dy · act'(y)`.
+    fn bn_input_grad<T: Real>(dx: &mut [T], dy: &[T], y: &[T], x: &[T], abc: (T, T, T), slope: T)
+        => bn_input_grad_imp
+}
+
+#[inline(always)]
+fn bn_input_grad_imp<T: Real>(
+    dx: &mut [T],
+    dy: &[T],
+    y: &[T],
+    x: &[T],
+    (a, b, c): (T, T, T),
+    slope: T,
+) {
+    let one = T::one();
+    for (((o, &gv), &yv), &xv) in dx.iter_mut().zip(dy).zip(y).zip(x) {
+        let dz = gv * if yv > T::zero() { one } else { slope };
+        *o = a * dz + b * xv + c;
+    }
+}
+
+avx2_fn! {
+    /// LeakyReLU forward over a slice.
+    fn leaky_fwd<T: Real>(x: &[T], y: &mut [T], slope: T) => leaky_fwd_imp
+}
+
+#[inline(always)]
+fn leaky_fwd_imp<T: Real>(x: &[T], y: &mut [T], slope: T) {
+    let one = T::one();
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o = v * if v > T::zero() { one } else { slope };
+    }
+}
+
+avx2_fn! {
+    /// LeakyReLU backward over a slice, from the output `y` and its gradient `g`.
+    fn leaky_bwd<T: Real>(y: &[T], g: &[T], dx: &mut [T], slope: T) => leaky_bwd_imp
+}
+
+#[inline(always)]
+fn leaky_bwd_imp<T: Real>(y: &[T], g: &[T], dx: &mut [T], slope: T) {
+    let one = T::one();
+    for ((o, &yv), &gv) in dx.iter_mut().zip(y).zip(g) {
+        *o = gv * if yv > T::zero() { one } else { slope };
     }
 }
 
@@ -544,11 +600,7 @@ impl LeakyReluOp {
         let mut y = vec![T::zero(); x.len()];
         y.par_chunks_mut(16384)
             .zip(x.par_chunks(16384))
-            .for_each(|(o, xs)| {
-                for (o, &v) in o.iter_mut().zip(xs) {
-                    *o = if v > T::zero() { v } else { v * s };
-                }
-            });
+            .for_each(|(o, xs)| leaky_fwd(xs, o, s));
         y
     }
 
@@ -558,11 +610,7 @@ impl LeakyReluOp {
             let mut dx = vec![T::zero(); y.len()];
             dx.par_chunks_mut(16384)
                 .zip(y.par_chunks(16384).zip(g.par_chunks(16384)))
-                .for_each(|(o, (yc, gc))| {
-                    for ((o, &yv), &gv) in o.iter_mut().zip(yc).zip(gc) {
-                        *o = if yv > T::zero() { gv } else { gv * s };
-                    }
-                });
+                .for_each(|(o, (yc, gc))| leaky_bwd(yc, gc, o, s));
             Ok(dx)
         })?;
         Tensor::from_vec(dx, res.shape(), res.device())
@@ -591,5 +639,62 @@ impl CustomOp1 for LeakyReluOp {
             dt => bail!("gan leaky-relu: unsupported dtype {dt:?}"),
         };
         Ok(Some(dx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Values with both signs, zeros of both signs, a NaN and odd lengths for the loop tails.
+    fn data(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|i| {
+                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                match i % 97 {
+                    13 => 0.0,
+                    14 => -0.0,
+                    15 => f32::NAN,
+                    _ => (s >> 8) as f32 / (1 << 23) as f32 - 1.0,
+                }
+            })
+            .collect()
+    }
+
+    fn same_bits(a: &[f32], b: &[f32]) {
+        assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert_eq!(x.to_bits(), y.to_bits(), "element {i}: {x} vs {y}");
+        }
+    }
+
+    /// The AVX2 copies (picked at run time on this CPU) give the baseline loops' bits exactly.
+    #[test]
+    fn dispatched_loops_match_the_baseline_bit_for_bit() {
+        for n in [0, 1, 7, 49, 196, 1001] {
+            let (x, y, g) = (data(n, 1), data(n, 2), data(n, 3));
+            let (mut a, mut b) = (vec![0.0; n], vec![0.0; n]);
+            for slope in [0.0, 0.2, 1.0] {
+                scale_shift_act(&x, &mut a, 1.7, -0.3, slope);
+                scale_shift_act_imp(&x, &mut b, 1.7, -0.3, slope);
+                same_bits(&a, &b);
+                leaky_fwd(&x, &mut a, slope);
+                leaky_fwd_imp(&x, &mut b, slope);
+                same_bits(&a, &b);
+                leaky_bwd(&y, &g, &mut a, slope);
+                leaky_bwd_imp(&y, &g, &mut b, slope);
+                same_bits(&a, &b);
+                bn_input_grad(&mut a, &g, &y, &x, (0.5, -1.25, 0.125), slope);
+                bn_input_grad_imp(&mut b, &g, &y, &x, (0.5, -1.25, 0.125), slope);
+                same_bits(&a, &b);
+                let (s1, q1) = grad_sums(&g, &y, &x, slope);
+                let (s2, q2) = grad_sums_imp(&g, &y, &x, slope);
+                assert_eq!((s1.to_bits(), q1.to_bits()), (s2.to_bits(), q2.to_bits()));
+            }
+            let (s1, q1) = sum_and_sq_dev(&x, 0.25);
+            let (s2, q2) = sum_and_sq_dev_imp(&x, 0.25);
+            assert_eq!((s1.to_bits(), q1.to_bits()), (s2.to_bits(), q2.to_bits()));
+        }
     }
 }

@@ -16,3 +16,4 @@ pub mod norm;
 pub mod optim;
 pub mod penalty;
 pub mod rng;
+mod simd;

@@ -56,6 +56,7 @@
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 
+use crate::simd::avx2_fn;
 use std::cell::RefCell;
 use std::collections::HashMap;
 
@@ -436,16 +437,46 @@ impl InplaceOp2 for AdamKernel<'_> {
         );
         let (inv, eps, nss) = (self.inv_bc2_sqrt, self.eps, self.neg_step_size);
         let (m, v): (&mut [f32], &mut [f32]) = (&mut m, &mut v);
-        for_each_chunk(p, g, m, v, |p, g, m, v| {
-            for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-                // Same operations, in the same order, as the tensor-op path.
-                *m = *m * b1 + g * c1;
-                *v = *v * b2 + (g * g) * c2;
-                let denom = v.sqrt() * inv + eps;
-                *p += (*m / denom) * nss;
-            }
-        });
+        let coef = AdamCoef {
+            b1,
+            c1,
+            b2,
+            c2,
+            inv,
+            eps,
+            nss,
+        };
+        for_each_chunk(p, g, m, v, |p, g, m, v| adam_update(p, g, m, v, coef));
         Ok(())
+    }
+}
+
+/// The scalars of one fused Adam update.
+#[derive(Clone, Copy)]
+struct AdamCoef {
+    b1: f32,
+    c1: f32,
+    b2: f32,
+    c2: f32,
+    inv: f32,
+    eps: f32,
+    nss: f32,
+}
+
+avx2_fn! {
+    /// One fused Adam update of a slice of parameters.
+    fn adam_update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: AdamCoef)
+        => adam_update_imp
+}
+
+#[inline(always)]
+fn adam_update_imp(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: AdamCoef) {
+    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        // Same operations, in the same order, as the tensor-op path.
+        *m = *m * k.b1 + g * k.c1;
+        *v = *v * k.b2 + (g * g) * k.c2;
+        let denom = v.sqrt() * k.inv + k.eps;
+        *p += (*m / denom) * k.nss;
     }
 }
 

@@ -7,6 +7,7 @@
 //! fewer chunks than threads (batch 1) they run one after the other with a multi-threaded `gemm`.
 //! `GAN_CONV_PAR=gemm` in the environment (read once) forces the second strategy, for measuring.
 
+use crate::simd::avx2_fn;
 use candle_core::WithDType;
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -102,90 +103,105 @@ impl Geom {
     }
 }
 
-/// Range of output positions `o` in `0..n_out` whose input coordinate `o·s + k − p` lies in
-/// `0..n_in`.
-#[inline]
-fn valid_range(k: usize, p: usize, s: usize, n_in: usize, n_out: usize) -> (usize, usize) {
-    let lo = if p > k { (p - k).div_ceil(s) } else { 0 };
-    let hi = if n_in + p > k {
-        ((n_in - 1 + p - k) / s + 1).min(n_out)
-    } else {
-        0
-    };
-    (lo.min(hi), hi)
+/// Marks a kernel position that falls on the zero padding in a [`Geom::offsets`] table; larger
+/// than any pixel index, so `slice.get(PAD)` is `None`.
+const PAD: u32 = u32::MAX;
+
+impl Geom {
+    /// For each kernel tap `(ki, kj)` and output position `(oy, ox)`, the index in one image
+    /// plane (`h × w`) of the pixel it reads, or [`PAD`]: entry `(ki·kw + kj)·l + oy·ow + ox`.
+    ///
+    /// im2col and col2im then run as one flat gather or scatter per matrix row, with no
+    /// per-row bounds arithmetic; the table is built once per call and shared by all chunks.
+    pub fn offsets(&self) -> Vec<u32> {
+        assert!(
+            self.h * self.w < PAD as usize,
+            "image plane too large for 32-bit offsets"
+        );
+        let mut t = Vec::with_capacity(self.kh * self.kw * self.l());
+        for ki in 0..self.kh {
+            for kj in 0..self.kw {
+                for oy in 0..self.oh {
+                    let iy = (oy * self.s + ki)
+                        .checked_sub(self.p)
+                        .filter(|&v| v < self.h);
+                    for ox in 0..self.ow {
+                        let ix = (ox * self.s + kj)
+                            .checked_sub(self.p)
+                            .filter(|&v| v < self.w);
+                        t.push(match (iy, ix) {
+                            (Some(iy), Some(ix)) => (iy * self.w + ix) as u32,
+                            _ => PAD,
+                        });
+                    }
+                }
+            }
+        }
+        t
+    }
+}
+
+avx2_fn! {
+    /// `dst[n] = src[offs[n]]`, or zero where `offs[n]` is [`PAD`].
+    fn gather_plane<T: Elem>(src: &[T], offs: &[u32], dst: &mut [T]) => gather_plane_imp
+}
+
+#[inline(always)]
+fn gather_plane_imp<T: Elem>(src: &[T], offs: &[u32], dst: &mut [T]) {
+    for (d, &i) in dst.iter_mut().zip(offs) {
+        *d = src.get(i as usize).copied().unwrap_or(T::ZERO);
+    }
+}
+
+avx2_fn! {
+    /// `dst[offs[n]] += src[n]`, skipping [`PAD`]; `offs` must not repeat an index.
+    fn scatter_add_plane<T: Elem>(src: &[T], offs: &[u32], dst: &mut [T]) => scatter_add_plane_imp
+}
+
+#[inline(always)]
+fn scatter_add_plane_imp<T: Elem>(src: &[T], offs: &[u32], dst: &mut [T]) {
+    for (v, &i) in src.iter().zip(offs) {
+        if let Some(d) = dst.get_mut(i as usize) {
+            *d += *v;
+        }
+    }
 }
 
 /// Fills `col` (`k() × nb·l()`, row-major) from the `nb` images in `x` (`nb × c × h × w`):
 /// `col[(c·kh + ki)·kw + kj][j·l + oy·ow + ox] = x[j][c][oy·s + ki − p][ox·s + kj − p]`, zero
-/// outside the image.
-fn im2col<T: Elem>(x: &[T], g: &Geom, nb: usize, col: &mut [T]) {
-    let (l, img, ncols) = (g.l(), g.img(), nb * g.l());
+/// outside the image. `offs` is `g.offsets()`.
+fn im2col<T: Elem>(x: &[T], g: &Geom, offs: &[u32], nb: usize, col: &mut [T]) {
+    let (l, img, ncols, taps) = (g.l(), g.img(), nb * g.l(), g.kh * g.kw);
     debug_assert_eq!(x.len(), nb * g.c * img);
     debug_assert_eq!(col.len(), g.k() * ncols);
+    debug_assert_eq!(offs.len(), taps * l);
+    if l == 0 {
+        return;
+    }
     for (row, dst_row) in col.chunks_exact_mut(ncols).enumerate() {
-        let (c, ki, kj) = (row / (g.kh * g.kw), (row / g.kw) % g.kh, row % g.kw);
-        let (ox0, ox1) = valid_range(kj, g.p, g.s, g.w, g.ow);
-        let (oy0, oy1) = valid_range(ki, g.p, g.s, g.h, g.oh);
-        for j in 0..nb {
-            let src = &x[(j * g.c + c) * img..][..img];
-            let dst_img = &mut dst_row[j * l..][..l];
-            dst_img[..oy0 * g.ow].fill(T::ZERO);
-            dst_img[oy1 * g.ow..].fill(T::ZERO);
-            for oy in oy0..oy1 {
-                let iy = oy * g.s + ki - g.p;
-                let src_row = &src[iy * g.w..][..g.w];
-                let dst = &mut dst_img[oy * g.ow..][..g.ow];
-                dst[..ox0].fill(T::ZERO);
-                dst[ox1..].fill(T::ZERO);
-                if ox0 < ox1 {
-                    let ix0 = ox0 * g.s + kj - g.p;
-                    if g.s == 1 {
-                        dst[ox0..ox1].copy_from_slice(&src_row[ix0..ix0 + (ox1 - ox0)]);
-                    } else {
-                        for (d, v) in dst[ox0..ox1]
-                            .iter_mut()
-                            .zip(src_row[ix0..].iter().step_by(g.s))
-                        {
-                            *d = *v;
-                        }
-                    }
-                }
-            }
+        let (c, tap) = (row / taps, row % taps);
+        let t = &offs[tap * l..][..l];
+        for (j, dst) in dst_row.chunks_exact_mut(l).enumerate() {
+            gather_plane(&x[(j * g.c + c) * img..][..img], t, dst);
         }
     }
 }
 
 /// Adjoint of [`im2col`]: adds every entry of `col` into the image pixel it was read from.
 /// `x` (`nb × c × h × w`) must be zeroed by the caller if a plain col2im is wanted.
-fn col2im_add<T: Elem>(col: &[T], g: &Geom, nb: usize, x: &mut [T]) {
-    let (l, img, ncols) = (g.l(), g.img(), nb * g.l());
+fn col2im_add<T: Elem>(col: &[T], g: &Geom, offs: &[u32], nb: usize, x: &mut [T]) {
+    let (l, img, ncols, taps) = (g.l(), g.img(), nb * g.l(), g.kh * g.kw);
     debug_assert_eq!(x.len(), nb * g.c * img);
     debug_assert_eq!(col.len(), g.k() * ncols);
+    debug_assert_eq!(offs.len(), taps * l);
+    if l == 0 {
+        return;
+    }
     for (row, src_row) in col.chunks_exact(ncols).enumerate() {
-        let (c, ki, kj) = (row / (g.kh * g.kw), (row / g.kw) % g.kh, row % g.kw);
-        let (ox0, ox1) = valid_range(kj, g.p, g.s, g.w, g.ow);
-        let (oy0, oy1) = valid_range(ki, g.p, g.s, g.h, g.oh);
-        if ox0 >= ox1 {
-            continue;
-        }
-        let ix0 = ox0 * g.s + kj - g.p;
-        for j in 0..nb {
-            let dst_img = &mut x[(j * g.c + c) * img..][..img];
-            let src_img = &src_row[j * l..][..l];
-            for oy in oy0..oy1 {
-                let iy = oy * g.s + ki - g.p;
-                let dst_row = &mut dst_img[iy * g.w..][..g.w];
-                let src = &src_img[oy * g.ow + ox0..oy * g.ow + ox1];
-                if g.s == 1 {
-                    for (d, v) in dst_row[ix0..ix0 + src.len()].iter_mut().zip(src) {
-                        *d += *v;
-                    }
-                } else {
-                    for (d, v) in dst_row[ix0..].iter_mut().step_by(g.s).zip(src) {
-                        *d += *v;
-                    }
-                }
-            }
+        let (c, tap) = (row / taps, row % taps);
+        let t = &offs[tap * l..][..l];
+        for (j, src) in src_row.chunks_exact(l).enumerate() {
+            scatter_add_plane(src, t, &mut x[(j * g.c + c) * img..][..img]);
         }
     }
 }
@@ -374,6 +390,7 @@ pub(crate) fn conv2d<T: Elem>(x: &[T], w: &[T], b: usize, c_out: usize, g: &Geom
     let mut y = vec![T::ZERO; b * c_out * l];
     let plan = Plan::new::<T>(b, l, k.max(c_out));
     let par = plan.gemm_par();
+    let offs = if g.dense() { Vec::new() } else { g.offsets() };
     let lhs = Mat {
         data: w,
         rs: k,
@@ -394,7 +411,7 @@ pub(crate) fn conv2d<T: Elem>(x: &[T], w: &[T], b: usize, c_out: usize, g: &Geom
             return;
         }
         with_scratch::<T, _>(k * ncols, |col| {
-            im2col(xs, g, nb, col);
+            im2col(xs, g, &offs, nb, col);
             let rhs = Mat {
                 data: col,
                 rs: ncols,
@@ -451,6 +468,7 @@ pub(crate) fn conv_transpose2d<T: Elem>(
     let mut y = vec![T::ZERO; b * img];
     let plan = Plan::new::<T>(b, l, m.max(c_in));
     let par = plan.gemm_par();
+    let offs = if g.dense() { Vec::new() } else { g.offsets() };
     let lhs = Mat {
         data: w,
         rs: 1,
@@ -466,7 +484,7 @@ pub(crate) fn conv_transpose2d<T: Elem>(
             } else {
                 with_scratch::<T, _>(m * ncols, |col| {
                     matmul((m, ncols, c_in), col, (ncols, 1), false, lhs, rhs, par);
-                    col2im_add(col, g, nb, y);
+                    col2im_add(col, g, &offs, nb, y);
                 });
             }
         });
@@ -486,6 +504,7 @@ pub(crate) fn conv2d_weight_grad<T: Elem>(
     let (k, l, img) = (g.k(), g.l(), g.c * g.img());
     let plan = Plan::new::<T>(b, l, k.max(c_g));
     let par = plan.gemm_par();
+    let offs = if g.dense() { Vec::new() } else { g.offsets() };
     let n_chunks = b.div_ceil(plan.nb);
     // One chunk: `gw (+)= gy_chunk · col_chunkᵀ`.
     let run_chunk = |ci: usize, gw: &mut [T], accumulate: bool| {
@@ -504,7 +523,7 @@ pub(crate) fn conv2d_weight_grad<T: Elem>(
                 matmul((c_g, k, nb), gw, (k, 1), accumulate, lhs, rhs, par);
             } else {
                 with_scratch::<T, _>(k * ncols, |col| {
-                    im2col(xs, g, nb, col);
+                    im2col(xs, g, &offs, nb, col);
                     let rhs = Mat {
                         data: col,
                         rs: 1,
@@ -559,21 +578,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn valid_range_matches_brute_force() {
+    fn offsets_match_brute_force() {
         for s in 1..4 {
             for p in 0..4 {
-                for k in 0..6 {
-                    for n_in in 1..9 {
-                        for n_out in 0..10 {
-                            let want: Vec<usize> = (0..n_out)
-                                .filter(|&o| {
-                                    let i = (o * s + k) as isize - p as isize;
-                                    i >= 0 && (i as usize) < n_in
-                                })
-                                .collect();
-                            let (lo, hi) = valid_range(k, p, s, n_in, n_out);
-                            assert_eq!((lo..hi).collect::<Vec<_>>(), want, "{s} {p} {k} {n_in}");
+                for (h, w) in [(1, 1), (3, 5), (6, 4), (7, 7)] {
+                    for (kh, kw) in [(1, 1), (2, 3), (4, 4)] {
+                        let (Some(oh), Some(ow)) = (
+                            super::super::ops::conv_out(h, kh, s, p),
+                            super::super::ops::conv_out(w, kw, s, p),
+                        ) else {
+                            continue;
+                        };
+                        let g = Geom {
+                            c: 1,
+                            h,
+                            w,
+                            kh,
+                            kw,
+                            s,
+                            p,
+                            oh,
+                            ow,
+                        };
+                        let t = g.offsets();
+                        let mut n = 0;
+                        for ki in 0..kh {
+                            for kj in 0..kw {
+                                for oy in 0..oh {
+                                    for ox in 0..ow {
+                                        let iy = (oy * s + ki) as isize - p as isize;
+                                        let ix = (ox * s + kj) as isize - p as isize;
+                                        let inside = (0..h as isize).contains(&iy)
+                                            && (0..w as isize).contains(&ix);
+                                        let want = if inside {
+                                            (iy as usize * w + ix as usize) as u32
+                                        } else {
+                                            PAD
+                                        };
+                                        assert_eq!(t[n], want, "s{s} p{p} {h}x{w} k{kh}x{kw}");
+                                        n += 1;
+                                    }
+                                }
+                            }
                         }
+                        assert_eq!(n, t.len());
                     }
                 }
             }
