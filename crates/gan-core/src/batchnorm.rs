@@ -322,22 +322,49 @@ fn contiguous<'a, T: Real>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
 /// Per-channel statistics of `x` (`b × c × hw`): mean and biased variance, two passes.
 fn channel_stats<T: Real>(x: &[T], b: usize, c: usize, hw: usize) -> Stats {
     let n = (b * hw) as f64;
-    let (mean, var) = (0..c)
-        .into_par_iter()
-        .map(|ch| {
-            let seg = |i: usize| &x[(i * c + ch) * hw..][..hw];
-            let sum: f64 = (0..b).map(|i| sum_and_sq_dev(seg(i), T::zero()).0).sum();
-            let mean = sum / n;
-            let m = T::from_f64(mean);
-            // Σ (x − m)² about the rounded mean, corrected for the rounding: exact in f64 terms.
-            let (s, q) = (0..b)
-                .map(|i| sum_and_sq_dev(seg(i), m))
-                .fold((0.0, 0.0), |a, v| (a.0 + v.0, a.1 + v.1));
+    let sums = per_channel(b, c, hw, |i, _| {
+        sum_and_sq_dev(&x[i * hw..][..hw], T::zero())
+    });
+    let mean: Vec<f64> = sums.iter().map(|&(s, _)| s / n).collect();
+    let rounded: Vec<T> = mean.iter().map(|&m| T::from_f64(m)).collect();
+    // Σ (x − m)² about the rounded mean, corrected for the rounding: exact in f64 terms.
+    let dev = per_channel(b, c, hw, |i, ch| {
+        sum_and_sq_dev(&x[i * hw..][..hw], rounded[ch])
+    });
+    let var = dev
+        .iter()
+        .zip(&rounded)
+        .map(|(&(s, q), &m)| {
             let dm = s / n - m.to_f64();
-            (mean, (q / n - dm * dm).max(0.0))
+            (q / n - dm * dm).max(0.0)
         })
-        .unzip();
+        .collect();
     Stats { mean, var }
+}
+
+/// Runs `f(plane, channel)` on each of the `b · c` planes of `hw` values, in memory order and
+/// in parallel, and sums its pairs per channel over the batch in batch order (so the result
+/// does not depend on the number of threads).
+fn per_channel(
+    b: usize,
+    c: usize,
+    hw: usize,
+    f: impl Fn(usize, usize) -> (f64, f64) + Sync + Send,
+) -> Vec<(f64, f64)> {
+    let min_planes = (4096 / hw.max(1)).max(1);
+    let planes: Vec<(f64, f64)> = (0..b * c)
+        .into_par_iter()
+        .with_min_len(min_planes)
+        .map(|i| f(i, i % c))
+        .collect();
+    (0..c)
+        .map(|ch| {
+            (0..b).fold((0.0, 0.0), |acc, i| {
+                let v = planes[i * c + ch];
+                (acc.0 + v.0, acc.1 + v.1)
+            })
+        })
+        .collect()
 }
 
 /// Runs `f(channel, x_plane, out_plane)` over the `b · c` planes of `hw` values, in parallel.
@@ -480,16 +507,10 @@ impl BatchNormOp {
         let dev = x.device().clone();
         let (dx, dgamma, dbeta) = with_slices::<T, _, 4>([x, w, res, grad], |[x, w, y, g]| {
             // Pass 1: Σ dz and Σ dz·x per channel.
-            let sums: Vec<(f64, f64)> = (0..c)
-                .into_par_iter()
-                .map(|ch| {
-                    (0..b).fold((0.0, 0.0), |acc, i| {
-                        let r = (i * c + ch) * hw..(i * c + ch + 1) * hw;
-                        let (s, p) = grad_sums(&g[r.clone()], &y[r.clone()], &x[r], slope);
-                        (acc.0 + s, acc.1 + p)
-                    })
-                })
-                .collect();
+            let sums = per_channel(b, c, hw, |i, _| {
+                let r = i * hw..(i + 1) * hw;
+                grad_sums(&g[r.clone()], &y[r.clone()], &x[r], slope)
+            });
             // dγ = Σ dz·x̂ = (Σ dz·x − μ Σ dz) / σ;  dβ = Σ dz.
             // dx = A·dz + B·x + C with A = γ/σ, B = −A·dγ/(σ N), C = −A·dβ/N − B·μ.
             let mut dgamma = Vec::with_capacity(c);
