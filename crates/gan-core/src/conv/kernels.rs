@@ -573,6 +573,111 @@ pub(crate) fn conv2d_weight_grad<T: Elem>(
     gw
 }
 
+/// Both gradients of a transposed convolution from one im2col of its output gradient, for a
+/// first-order backward pass: `gy` (`b × c_out × h × w`, geometry `g` as for conv2d on it),
+/// `w` (`c_in × c_out·kh·kw`), `x` (`b × c_in × oh × ow`, the op's input). Returns
+/// `(gx, gw)`: `gx = conv2d(gy, w)` (`b × c_in × oh × ow`) and
+/// `gw = Σ_b x_b · im2col(gy_b)ᵀ` (`c_in × c_out·kh·kw`), as [`conv2d`] and
+/// [`conv2d_weight_grad`] compute them apart, each chunk's column matrix built once.
+/// `g` must not be [`Geom::dense`].
+pub(crate) fn conv_transpose2d_grads<T: Elem>(
+    gy: &[T],
+    w: &[T],
+    x: &[T],
+    b: usize,
+    c_in: usize,
+    g: &Geom,
+) -> (Vec<T>, Vec<T>) {
+    assert!(!g.dense(), "conv_transpose2d_grads: whole-image kernel");
+    let (k, l, img) = (g.k(), g.l(), g.c * g.img());
+    let mut gx = vec![T::ZERO; b * c_in * l];
+    let mut gw = vec![T::ZERO; c_in * k];
+    if b == 0 || l == 0 {
+        return (gx, gw);
+    }
+    let plan = Plan::new::<T>(b, l, k.max(c_in));
+    let par = plan.gemm_par();
+    let offs = g.offsets();
+    let w_mat = Mat {
+        data: w,
+        rs: k,
+        cs: 1,
+    };
+    // One chunk: its slice of `gx`, and `gw (+)= x_chunk · colᵀ`.
+    let run_chunk = |ci: usize, gx: &mut [T], gw: &mut [T], accumulate: bool| {
+        let b0 = ci * plan.nb;
+        let nb = gx.len() / (c_in * l);
+        let ncols = nb * l;
+        let gys = &gy[b0 * img..][..nb * img];
+        let xs = &x[b0 * c_in * l..][..nb * c_in * l];
+        with_scratch::<T, _>(k * ncols, |col| {
+            im2col(gys, g, &offs, nb, col);
+            let rhs = Mat {
+                data: &*col,
+                rs: ncols,
+                cs: 1,
+            };
+            if nb == 1 || l == 1 {
+                let dst_strides = if l == 1 { (1, c_in) } else { (ncols, 1) };
+                matmul((c_in, ncols, k), gx, dst_strides, false, w_mat, rhs, par);
+            } else {
+                with_scratch::<T, _>(c_in * ncols, |tmp| {
+                    matmul((c_in, ncols, k), tmp, (ncols, 1), false, w_mat, rhs, par);
+                    scatter(tmp, c_in, l, nb, gx);
+                });
+            }
+            let col_t = Mat {
+                data: &*col,
+                rs: 1,
+                cs: ncols,
+            };
+            with_columns(xs, c_in, l, nb, |lhs| {
+                matmul((c_in, k, ncols), gw, (k, 1), accumulate, lhs, col_t, par);
+            });
+        });
+    };
+    let chunk_len = plan.nb * c_in * l;
+    let chunks: Vec<&mut [T]> = gx.chunks_mut(chunk_len).collect();
+    let n_chunks = chunks.len();
+    let groups = if plan.par_chunks {
+        plan.threads.min(n_chunks)
+    } else {
+        1
+    };
+    // Chunks are dealt round-robin to `groups`; each group sums into its own buffer, and the
+    // buffers are added in group order, so the result does not depend on scheduling.
+    let mut per_group: Vec<Vec<(usize, &mut [T])>> = (0..groups).map(|_| Vec::new()).collect();
+    for (ci, c) in chunks.into_iter().enumerate() {
+        per_group[ci % groups].push((ci, c));
+    }
+    let mut first = per_group.remove(0);
+    let ((), partial) = rayon::join(
+        || {
+            for (i, (ci, gxc)) in first.iter_mut().enumerate() {
+                run_chunk(*ci, gxc, &mut gw, i > 0);
+            }
+        },
+        || {
+            per_group
+                .into_par_iter()
+                .map(|mut list| {
+                    let mut acc = vec![T::ZERO; c_in * k];
+                    for (i, (ci, gxc)) in list.iter_mut().enumerate() {
+                        run_chunk(*ci, gxc, &mut acc, i > 0);
+                    }
+                    acc
+                })
+                .collect::<Vec<_>>()
+        },
+    );
+    for p in partial {
+        for (a, v) in gw.iter_mut().zip(p) {
+            *a += v;
+        }
+    }
+    (gx, gw)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -625,6 +730,53 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+    /// The fused transposed-convolution gradients equal the separate kernels' (f64, several
+    /// chunks, strides, paddings and non-square images).
+    #[test]
+    fn fused_transpose_grads_match_separate_kernels() {
+        let mut seed = 7u64;
+        let mut rand = |n: usize| -> Vec<f64> {
+            (0..n)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    (seed >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+                })
+                .collect()
+        };
+        for (b, c_in, c_out, h, w, k, s, p) in [
+            (5, 3, 4, 8, 6, 4, 2, 1),
+            (7, 2, 3, 9, 9, 3, 1, 1),
+            (1, 4, 2, 7, 5, 2, 2, 0),
+            (64, 6, 5, 14, 14, 4, 2, 1),
+        ] {
+            let (oh, ow) = (
+                super::super::ops::conv_out(h, k, s, p).unwrap(),
+                super::super::ops::conv_out(w, k, s, p).unwrap(),
+            );
+            // conv2d geometry on the gradient of the transposed convolution's output.
+            let g = Geom {
+                c: c_out,
+                h,
+                w,
+                kh: k,
+                kw: k,
+                s,
+                p,
+                oh,
+                ow,
+            };
+            let gy = rand(b * c_out * h * w);
+            let wt = rand(c_in * g.k());
+            let x = rand(b * c_in * oh * ow);
+            let (gx, gw) = conv_transpose2d_grads(&gy, &wt, &x, b, c_in, &g);
+            let want_gx = conv2d(&gy, &wt, b, c_in, &g);
+            let want_gw = conv2d_weight_grad(&gy, &x, b, c_in, &g);
+            for (a, e) in gx.iter().zip(&want_gx).chain(gw.iter().zip(&want_gw)) {
+                assert!((a - e).abs() <= 1e-12 * (1.0 + e.abs()), "{a} vs {e}");
+            }
+            assert_eq!((gx.len(), gw.len()), (want_gx.len(), want_gw.len()));
         }
     }
 }

@@ -13,7 +13,7 @@
 //! check here is what saves a discriminator the input gradient of real images.
 
 use super::kernels::{self, Elem, Geom};
-use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Storage, Tensor};
 
 /// Output size of a convolution along one axis, if the kernel fits.
 pub(crate) fn conv_out(n: usize, k: usize, s: usize, p: usize) -> Option<usize> {
@@ -174,6 +174,69 @@ impl ConvTranspose2dOp {
     }
 }
 
+impl ConvTranspose2dOp {
+    /// Both gradients at once, sharing the im2col of `grad` ([`kernels::conv_transpose2d_grads`]),
+    /// when they need not be differentiable again: `None` on a thread that keeps the graph of
+    /// gradients (a gradient penalty needs the separate, differentiable ops) and for
+    /// whole-image kernels.
+    fn fused_grads(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        grad: &Tensor,
+    ) -> Result<Option<(Tensor, Tensor)>> {
+        if crate::penalty::second_order_enabled()? {
+            return Ok(None);
+        }
+        let conv = Conv2dOp {
+            stride: self.stride,
+            padding: self.padding,
+        };
+        let (b, c_in, g) = conv.geom(grad.shape(), w.shape())?;
+        if g.dense() || x.dims4()? != (b, c_in, g.oh, g.ow) {
+            return Ok(None);
+        }
+        let (grad, x, w) = (grad.contiguous()?, x.contiguous()?, w.contiguous()?);
+        let (gx, gw) = {
+            let (gs, gl) = grad.storage_and_layout();
+            let (xs, xl) = x.storage_and_layout();
+            let (ws, wl) = w.storage_and_layout();
+            let (Storage::Cpu(gs), Storage::Cpu(xs), Storage::Cpu(ws)) = (&*gs, &*xs, &*ws) else {
+                return Ok(None);
+            };
+            fn run<T: Elem>(
+                (gs, gl): (&CpuStorage, &Layout),
+                (ws, wl): (&CpuStorage, &Layout),
+                (xs, xl): (&CpuStorage, &Layout),
+                b: usize,
+                c_in: usize,
+                g: &Geom,
+            ) -> Result<(Tensor, Tensor)> {
+                let (gx, gw) = kernels::conv_transpose2d_grads(
+                    slice::<T>(gs, gl)?,
+                    slice::<T>(ws, wl)?,
+                    slice::<T>(xs, xl)?,
+                    b,
+                    c_in,
+                    g,
+                );
+                let dev = candle_core::Device::Cpu;
+                Ok((
+                    Tensor::from_vec(gx, (b, c_in, g.oh, g.ow), &dev)?,
+                    Tensor::from_vec(gw, (c_in, g.c, g.kh, g.kw), &dev)?,
+                ))
+            }
+            let f = match (gs, xs, ws) {
+                (CpuStorage::F32(_), CpuStorage::F32(_), CpuStorage::F32(_)) => run::<f32>,
+                (CpuStorage::F64(_), CpuStorage::F64(_), CpuStorage::F64(_)) => run::<f64>,
+                _ => return Ok(None),
+            };
+            f((gs, gl), (ws, wl), (xs, xl), b, c_in, &g)?
+        };
+        Ok(Some((gx, gw)))
+    }
+}
+
 impl CustomOp2 for ConvTranspose2dOp {
     fn name(&self) -> &'static str {
         "gan-conv-transpose2d"
@@ -211,6 +274,11 @@ impl CustomOp2 for ConvTranspose2dOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        if x.track_op() && w.track_op() {
+            if let Some((gx, gw)) = self.fused_grads(x, w, grad)? {
+                return Ok((Some(gx), Some(gw)));
+            }
+        }
         let (_, _, kh, kw) = w.dims4()?;
         let gx = if x.track_op() {
             Some(conv2d(grad, w, self.stride, self.padding)?)
