@@ -230,9 +230,98 @@ impl Real for f64 {}
 /// Lanes of the manual reductions: enough independent sums for the compiler to vectorise.
 const LANES: usize = 8;
 
-avx2_fn! {
-    /// `Σ x` and `Σ (x − m)²` of a slice, in `T` over lanes, then in f64.
-    fn sum_and_sq_dev<T: Real>(x: &[T], m: T) -> (f64, f64) => sum_and_sq_dev_imp
+/// `Σ x` and `Σ (x − m)²` of a slice, in `T` over lanes, then in f64.
+fn sum_and_sq_dev<T: Real>(x: &[T], m: T) -> (f64, f64) {
+    #[cfg(target_arch = "x86_64")]
+    if let (true, Some(x)) = (crate::simd::has_avx2(), as_f32(x)) {
+        // SAFETY: the CPU has AVX2 and FMA.
+        return unsafe { lanes_f32::sum_and_sq_dev(x, m.to_f64() as f32) };
+    }
+    sum_and_sq_dev_imp(x, m)
+}
+
+/// `x` as `&[f32]` when `T` is f32.
+fn as_f32<T: Real>(x: &[T]) -> Option<&[f32]> {
+    // SAFETY: `T::DTYPE` is F32 only for `T = f32`, so the slice has that type already.
+    (T::DTYPE == DType::F32)
+        .then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len()) })
+}
+
+/// The lane loops of [`sum_and_sq_dev_imp`] and [`grad_sums_imp`] on f32 with AVX2 intrinsics
+/// (the compiler does not vectorise the generic ones): the same operations on the same lanes,
+/// so the same bits.
+#[cfg(target_arch = "x86_64")]
+mod lanes_f32 {
+    use super::LANES;
+    use std::arch::x86_64::*;
+
+    fn lanes(v: __m256) -> [f32; LANES] {
+        let mut a = [0.0f32; LANES];
+        // SAFETY: `a` holds 8 f32.
+        unsafe { _mm256_storeu_ps(a.as_mut_ptr(), v) };
+        a
+    }
+
+    fn load(x: &[f32], i: usize) -> __m256 {
+        let c = &x[i..i + LANES];
+        // SAFETY: `c` holds 8 f32.
+        unsafe { _mm256_loadu_ps(c.as_ptr()) }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn sum_and_sq_dev(x: &[f32], m: f32) -> (f64, f64) {
+        let n = x.len() / LANES * LANES;
+        let (mut s, mut q) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mv = _mm256_set1_ps(m);
+        for i in (0..n).step_by(LANES) {
+            let v = load(x, i);
+            s = _mm256_add_ps(s, v);
+            let d = _mm256_sub_ps(v, mv);
+            q = _mm256_add_ps(q, _mm256_mul_ps(d, d));
+        }
+        let (s, q) = (lanes(s), lanes(q));
+        let (mut s64, mut q64) = (0.0, 0.0);
+        for i in 0..LANES {
+            s64 += s[i] as f64;
+            q64 += q[i] as f64;
+        }
+        for &v in &x[n..] {
+            s64 += v as f64;
+            let d = (v - m) as f64;
+            q64 += d * d;
+        }
+        (s64, q64)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn grad_sums(dy: &[f32], y: &[f32], x: &[f32], slope: f32) -> (f64, f64) {
+        let n = dy.len() / LANES * LANES;
+        let (mut s, mut p) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let (one, sl, zero) = (
+            _mm256_set1_ps(1.0),
+            _mm256_set1_ps(slope),
+            _mm256_setzero_ps(),
+        );
+        for i in (0..n).step_by(LANES) {
+            let (g, yv, xv) = (load(dy, i), load(y, i), load(x, i));
+            let f = _mm256_blendv_ps(sl, one, _mm256_cmp_ps::<_CMP_GT_OQ>(yv, zero));
+            let dz = _mm256_mul_ps(g, f);
+            s = _mm256_add_ps(s, dz);
+            p = _mm256_add_ps(p, _mm256_mul_ps(dz, xv));
+        }
+        let (s, p) = (lanes(s), lanes(p));
+        let (mut s64, mut p64) = (0.0, 0.0);
+        for i in 0..LANES {
+            s64 += s[i] as f64;
+            p64 += p[i] as f64;
+        }
+        for i in n..dy.len() {
+            let dz = dy[i] * if y[i] > 0.0 { 1.0 } else { slope };
+            s64 += dz as f64;
+            p64 += (dz * x[i]) as f64;
+        }
+        (s64, p64)
+    }
 }
 
 #[inline(always)]
@@ -260,9 +349,16 @@ fn sum_and_sq_dev_imp<T: Real>(x: &[T], m: T) -> (f64, f64) {
     (s64, q64)
 }
 
-avx2_fn! {
-    /// `Σ dz` and `Σ dz · x` over a slice, with `dz = dy · act'(y)`.
-    fn grad_sums<T: Real>(dy: &[T], y: &[T], x: &[T], slope: T) -> (f64, f64) => grad_sums_imp
+/// `Σ dz` and `Σ dz · x` over a slice, with `dz = dy · act'(y)`.
+fn grad_sums<T: Real>(dy: &[T], y: &[T], x: &[T], slope: T) -> (f64, f64) {
+    #[cfg(target_arch = "x86_64")]
+    if let (true, Some(dy), Some(y), Some(x)) =
+        (crate::simd::has_avx2(), as_f32(dy), as_f32(y), as_f32(x))
+    {
+        // SAFETY: the CPU has AVX2 and FMA.
+        return unsafe { lanes_f32::grad_sums(dy, y, x, slope.to_f64() as f32) };
+    }
+    grad_sums_imp(dy, y, x, slope)
 }
 
 #[inline(always)]
