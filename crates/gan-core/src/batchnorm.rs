@@ -255,11 +255,17 @@ mod lanes_f32 {
     use super::LANES;
     use std::arch::x86_64::*;
 
-    fn lanes(v: __m256) -> [f32; LANES] {
-        let mut a = [0.0f32; LANES];
-        // SAFETY: `a` holds 8 f32.
-        unsafe { _mm256_storeu_ps(a.as_mut_ptr(), v) };
-        a
+    /// The lanes of two accumulators summed in lane order, in f64, as the generic loops do.
+    fn lane_sums(a: __m256, b: __m256) -> (f64, f64) {
+        let (mut la, mut lb) = ([0.0f32; LANES], [0.0f32; LANES]);
+        // SAFETY: each array holds 8 f32.
+        unsafe {
+            _mm256_storeu_ps(la.as_mut_ptr(), a);
+            _mm256_storeu_ps(lb.as_mut_ptr(), b);
+        }
+        la.iter().zip(&lb).fold((0.0, 0.0), |(sa, sb), (&x, &y)| {
+            (sa + x as f64, sb + y as f64)
+        })
     }
 
     fn load(x: &[f32], i: usize) -> __m256 {
@@ -279,12 +285,7 @@ mod lanes_f32 {
             let d = _mm256_sub_ps(v, mv);
             q = _mm256_add_ps(q, _mm256_mul_ps(d, d));
         }
-        let (s, q) = (lanes(s), lanes(q));
-        let (mut s64, mut q64) = (0.0, 0.0);
-        for i in 0..LANES {
-            s64 += s[i] as f64;
-            q64 += q[i] as f64;
-        }
+        let (mut s64, mut q64) = lane_sums(s, q);
         for &v in &x[n..] {
             s64 += v as f64;
             let d = (v - m) as f64;
@@ -309,12 +310,7 @@ mod lanes_f32 {
             s = _mm256_add_ps(s, dz);
             p = _mm256_add_ps(p, _mm256_mul_ps(dz, xv));
         }
-        let (s, p) = (lanes(s), lanes(p));
-        let (mut s64, mut p64) = (0.0, 0.0);
-        for i in 0..LANES {
-            s64 += s[i] as f64;
-            p64 += p[i] as f64;
-        }
+        let (mut s64, mut p64) = lane_sums(s, p);
         for i in n..dy.len() {
             let dz = dy[i] * if y[i] > 0.0 { 1.0 } else { slope };
             s64 += dz as f64;
