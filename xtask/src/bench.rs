@@ -361,11 +361,12 @@ fn layers_of(m: Model) -> (Vec<Layer>, Vec<Layer>) {
     }
 }
 
-/// Convolution FLOPs of one training step (2 per multiply-add), counting what the step
-/// computes, as PyTorch's step does too:
+/// Convolution FLOPs of one training step (2 per multiply-add), counting what PyTorch's step
+/// computes; both sides' GFLOP/s divide this same count by their own time:
 /// - G forward once; D forward three times (real batch, detached fakes, fakes for G's loss);
-/// - D's weight gradients in all three D backward passes (in G's step too: D's weights are
-///   variables of the graph, their gradients are computed and then not applied);
+/// - D's weight gradients in all three D backward passes (in G's step too: PyTorch computes them
+///   and then does not apply them; our G step freezes D's parameters and skips them, about 5 %
+///   of the count for dcgan28);
 /// - D's input gradients: all layers but the first in the two D-step passes (the real batch and
 ///   the detached fakes need none), every layer in G's step (to reach G);
 /// - G's backward: weight gradients of every layer, input gradients of all but the first (z

@@ -49,6 +49,7 @@ use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
 
 use crate::conv::fast_conv_enabled;
+use crate::freeze::param;
 use crate::simd::avx2_fn;
 
 /// The activation folded into [`BatchNorm2d`].
@@ -166,7 +167,8 @@ impl BatchNorm2d {
             act: self.act,
             stats: stats.clone(),
         };
-        let ys = xs.contiguous()?.apply_op3(&self.weight, &self.bias, op)?;
+        let (w, b) = (param(&self.weight), param(&self.bias));
+        let ys = xs.contiguous()?.apply_op3(&w, &b, op)?;
         let Some(st) = stats.get() else {
             bail!("batch-norm: statistics missing after the forward pass")
         };

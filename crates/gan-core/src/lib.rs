@@ -9,6 +9,7 @@
 pub mod batchnorm;
 pub mod conv;
 pub mod eval_metrics;
+pub mod freeze;
 pub mod init;
 pub mod loss;
 pub mod metrics;

@@ -222,3 +222,49 @@ fn weight_names_are_those_of_candle_nn() -> Result<()> {
     );
     Ok(())
 }
+
+/// Under `freeze_params` the layers give the same output and input gradient, and no gradient
+/// for their parameters; after the guard is dropped they train again.
+#[test]
+fn frozen_parameters_get_no_gradient_and_change_nothing_else() -> Result<()> {
+    use candle_core::Module;
+    use gan_core::conv::{Conv2d, ConvParams, ConvTranspose2d};
+    use gan_core::freeze::{freeze_params, params_frozen};
+    let dev = Device::Cpu;
+    let mut rng = SeededRng::new(5);
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);
+    let conv = Conv2d::new(3, 4, 4, ConvParams::new(2, 1), true, vb.pp("c"))?;
+    let bn = BatchNorm2d::new(4, vb.pp("bn"))?.with_activation(Activation::LeakyRelu(0.2));
+    let convt = ConvTranspose2d::new(4, 2, 4, ConvParams::new(2, 1), true, vb.pp("t"))?;
+    let x = Var::from_tensor(&rng.randn((3, 3, 8, 8), 0.0, 1.0, &dev)?)?;
+    let run = |frozen: bool| -> Result<(Tensor, candle_core::backprop::GradStore)> {
+        let y = {
+            let _guard = frozen.then(freeze_params);
+            assert_eq!(params_frozen(), frozen);
+            let h = bn.forward_t(&conv.forward(x.as_tensor())?, true)?;
+            convt.forward(&h)?
+        };
+        assert!(!params_frozen());
+        let grads = (y.sqr()?.sum_all()?).backward()?;
+        Ok((y, grads))
+    };
+    let (y0, g0) = run(false)?;
+    let (y1, g1) = run(true)?;
+    assert_eq!(max_abs_diff(&y0, &y1)?, 0.0);
+    let (gx0, gx1) = (g0.get(x.as_tensor()), g1.get(x.as_tensor()));
+    assert_eq!(max_abs_diff(gx0.unwrap(), gx1.unwrap())?, 0.0);
+    let vars = vm.all_vars();
+    assert_eq!(
+        vars.len(),
+        8,
+        "weights, biases, γ, β and running statistics"
+    );
+    let trained = vars
+        .iter()
+        .filter(|v| g0.get(v.as_tensor()).is_some())
+        .count();
+    assert_eq!(trained, 6, "conv w+b, γ, β, convT w+b");
+    assert!(vars.iter().all(|v| g1.get(v.as_tensor()).is_none()));
+    Ok(())
+}

@@ -152,8 +152,12 @@ impl<G: GeneratorNet, D: DiscriminatorNet> GanTrainer<G, D> {
         let loss_d = discriminator_loss(&real_logits, &fake_logits, self.cfg.real_label)?;
         self.opt_d.backward_step(&loss_d)?;
 
-        // Generator, through the updated D; only G's optimizer steps.
-        let out = self.d.logits(&fake, true)?;
+        // Generator, through the updated D; only G's optimizer steps, so D's parameters are
+        // constants here and their gradients are not computed.
+        let out = {
+            let _frozen = gan_core::freeze::freeze_params();
+            self.d.logits(&fake, true)?
+        };
         let loss_g = generator_loss(&out, self.cfg.loss)?;
         self.opt_g.backward_step(&loss_g)?;
 

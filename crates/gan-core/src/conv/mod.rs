@@ -19,6 +19,7 @@
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 
+use crate::freeze::param;
 use candle_core::{bail, DType, Module, Result, Tensor};
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -209,7 +210,7 @@ impl Conv2d {
 impl Module for Conv2d {
     /// `xs`: `[b, in_c, h, w]` → `[b, out_c, (h + 2p - k) / s + 1, (w + 2p - k) / s + 1]`.
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let ys = conv2d(xs, &self.weight, self.params)?;
+        let ys = conv2d(xs, &param(&self.weight), self.params)?;
         add_bias(ys, self.bias.as_ref())
     }
 }
@@ -271,7 +272,7 @@ impl ConvTranspose2d {
 impl Module for ConvTranspose2d {
     /// `xs`: `[b, in_c, h, w]` → `[b, out_c, (h - 1) s - 2p + k + op, (w - 1) s - 2p + k + op]`.
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let ys = conv_transpose2d(xs, &self.weight, self.params)?;
+        let ys = conv_transpose2d(xs, &param(&self.weight), self.params)?;
         add_bias(ys, self.bias.as_ref())
     }
 }
@@ -280,7 +281,7 @@ fn add_bias(ys: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     match bias {
         None => Ok(ys),
         Some(b) => {
-            let b = b.reshape((1, b.dim(0)?, 1, 1))?;
+            let b = param(b).reshape((1, b.dim(0)?, 1, 1))?;
             ys.broadcast_add(&b)
         }
     }
