@@ -517,9 +517,17 @@ impl CycleGanTrainer {
         let fake_a = f.forward(real_b)?;
         let rec_b = g.forward(&fake_a)?;
 
-        // Generators: the discriminators' gradients are computed but never applied.
-        let loss_g_ab = lsgan_generator_loss(&self.d_b.net.forward(&fake_b)?)?;
-        let loss_g_ba = lsgan_generator_loss(&self.d_a.net.forward(&fake_a)?)?;
+        // Generators: the discriminators' parameters are constants here (their gradients
+        // would never be applied).
+        let (d_b_fake, d_a_fake) = {
+            let _frozen = gan_core::freeze::freeze_params();
+            (
+                self.d_b.net.forward(&fake_b)?,
+                self.d_a.net.forward(&fake_a)?,
+            )
+        };
+        let loss_g_ab = lsgan_generator_loss(&d_b_fake)?;
+        let loss_g_ba = lsgan_generator_loss(&d_a_fake)?;
         let loss_cycle_a = (l1(&rec_a, real_a)? * lw.lambda_a)?;
         let loss_cycle_b = (l1(&rec_b, real_b)? * lw.lambda_b)?;
         let mut loss_g = (((&loss_g_ab + &loss_g_ba)? + &loss_cycle_a)? + &loss_cycle_b)?;

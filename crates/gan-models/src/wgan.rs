@@ -720,7 +720,12 @@ impl<G: GeneratorNet, C: DiscriminatorNet> WganTrainer<G, C> {
         }
         let z = self.noise_batch(self.batch_size)?;
         let fake = self.g.generate(&z, true)?;
-        let loss_g = wasserstein_generator_loss(&self.critic.logits(&fake, true)?)?;
+        // Only G's optimizer steps: the critic's parameters are constants here.
+        let out = {
+            let _frozen = gan_core::freeze::freeze_params();
+            self.critic.logits(&fake, true)?
+        };
+        let loss_g = wasserstein_generator_loss(&out)?;
         self.opt_g.backward_step(&loss_g)?;
         self.step += 1;
         let n = iters.max(1) as f64;
