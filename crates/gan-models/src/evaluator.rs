@@ -705,8 +705,9 @@ pub fn evaluate_dataset(
 }
 
 impl EvalReport {
-    /// The scores as an aligned text table.
-    pub fn table(&self) -> String {
+    /// The scores as (label, value) rows: the lines of [`EvalReport::table`] and of the run
+    /// report's table.
+    pub fn rows(&self) -> Vec<(String, String)> {
         let mut rows: Vec<(String, String)> = vec![
             ("evaluator".into(), self.evaluator.clone()),
             ("samples".into(), self.samples.to_string()),
@@ -746,6 +747,12 @@ impl EvalReport {
         ));
         rows.push((format!("recall (k={})", pr.k), format!("{:.4}", pr.recall)));
         rows.push(("seconds".into(), format!("{:.1}", self.seconds)));
+        rows
+    }
+
+    /// The scores as an aligned text table.
+    pub fn table(&self) -> String {
+        let rows = self.rows();
         let w = rows
             .iter()
             .map(|(k, _)| k.chars().count())

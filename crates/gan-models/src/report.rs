@@ -278,46 +278,10 @@ fn spread<T: Clone>(items: &[T], max: usize) -> Vec<T> {
 }
 
 fn eval_table(step: u64, r: &EvalReport) -> String {
-    let mut rows = vec![
-        ("step".to_string(), step.to_string()),
-        ("evaluator".into(), escape(&r.evaluator)),
-        ("samples".into(), r.samples.to_string()),
-        (
-            "reference".into(),
-            format!("{} ({} images)", escape(&r.reference), r.reference_samples),
-        ),
-        ("FID (evaluator features)".into(), format!("{:.3}", r.fid)),
-    ];
-    if let Some(is) = &r.inception_score {
-        rows.push((
-            "Inception Score analogue".into(),
-            format!("{:.3} ± {:.3}", is.mean, is.std),
-        ));
-    }
-    if let Some(c) = &r.coverage {
-        rows.push((
-            "class coverage".into(),
-            format!(
-                "{}/{} (≥ {} samples per class)",
-                c.covered, c.classes, c.min_count
-            ),
-        ));
-        rows.push((
-            "class KL vs uniform".into(),
-            format!("{:.4} nats", c.kl_uniform),
-        ));
-        rows.push(("class histogram".into(), format!("{:?}", c.histogram)));
-    }
-    rows.push((
-        "precision / recall (k = 3)".into(),
-        format!(
-            "{:.3} / {:.3}",
-            r.precision_recall.precision, r.precision_recall.recall
-        ),
-    ));
+    let rows = std::iter::once(("step".to_string(), step.to_string())).chain(r.rows());
     let mut s = String::from("<table class=\"numbers\">\n");
     for (k, v) in rows {
-        let _ = writeln!(s, "<tr><th>{k}</th><td>{v}</td></tr>");
+        let _ = writeln!(s, "<tr><th>{}</th><td>{}</td></tr>", escape(&k), escape(&v));
     }
     s.push_str("</table>\n");
     s
