@@ -492,6 +492,49 @@ pub(crate) fn conv_transpose2d<T: Elem>(
     y
 }
 
+/// Sums per-chunk contributions into one `len`-long buffer: `run(item, acc, accumulate)` adds
+/// (or, first in its group, writes) an item's share into `acc`. Items are dealt round-robin to
+/// `groups` groups that run in parallel, each into its own buffer, and the buffers are added in
+/// group order, so the result does not depend on scheduling.
+fn sum_in_groups<T: Elem, I: Send>(
+    items: Vec<I>,
+    groups: usize,
+    len: usize,
+    run: impl Fn(I, &mut [T], bool) + Sync,
+) -> Vec<T> {
+    let groups = groups.clamp(1, items.len().max(1));
+    let mut per_group: Vec<Vec<I>> = (0..groups).map(|_| Vec::new()).collect();
+    for (i, item) in items.into_iter().enumerate() {
+        per_group[i % groups].push(item);
+    }
+    let run_group = |list: Vec<I>, acc: &mut [T]| {
+        for (i, item) in list.into_iter().enumerate() {
+            run(item, acc, i > 0);
+        }
+    };
+    let first = per_group.remove(0);
+    let mut sum = vec![T::ZERO; len];
+    let ((), partial) = rayon::join(
+        || run_group(first, &mut sum),
+        || {
+            per_group
+                .into_par_iter()
+                .map(|list| {
+                    let mut acc = vec![T::ZERO; len];
+                    run_group(list, &mut acc);
+                    acc
+                })
+                .collect::<Vec<_>>()
+        },
+    );
+    for p in partial {
+        for (a, v) in sum.iter_mut().zip(p) {
+            *a += v;
+        }
+    }
+    sum
+}
+
 /// Weight gradient of conv2d: `x` (`b × c × h × w`, geometry `g`), `gy` (`b × c_g × oh × ow`);
 /// returns `c_g × c·kh·kw` = Σ_b gy_b · im2col(x_b)ᵀ.
 pub(crate) fn conv2d_weight_grad<T: Elem>(
@@ -534,43 +577,16 @@ pub(crate) fn conv2d_weight_grad<T: Elem>(
             }
         });
     };
-    let mut gw = vec![T::ZERO; c_g * k];
     if b == 0 {
-        return gw;
+        return vec![T::ZERO; c_g * k];
     }
-    if plan.par_chunks && n_chunks > 1 {
-        // Chunks are dealt round-robin to `threads` groups; each group sums into its own buffer.
-        let groups = plan.threads.min(n_chunks);
-        let ((), partial) = rayon::join(
-            || {
-                for (i, ci) in (0..n_chunks).step_by(groups).enumerate() {
-                    run_chunk(ci, &mut gw, i > 0);
-                }
-            },
-            || {
-                (1..groups)
-                    .into_par_iter()
-                    .map(|t| {
-                        let mut acc = vec![T::ZERO; c_g * k];
-                        for (i, ci) in (t..n_chunks).step_by(groups).enumerate() {
-                            run_chunk(ci, &mut acc, i > 0);
-                        }
-                        acc
-                    })
-                    .collect::<Vec<_>>()
-            },
-        );
-        for p in partial {
-            for (a, v) in gw.iter_mut().zip(p) {
-                *a += v;
-            }
-        }
-    } else {
-        for ci in 0..n_chunks {
-            run_chunk(ci, &mut gw, ci > 0);
-        }
-    }
-    gw
+    let groups = if plan.par_chunks { plan.threads } else { 1 };
+    sum_in_groups(
+        (0..n_chunks).collect(),
+        groups,
+        c_g * k,
+        |ci, gw, accumulate| run_chunk(ci, gw, accumulate),
+    )
 }
 
 /// Both gradients of a transposed convolution from one im2col of its output gradient, for a
@@ -591,9 +607,8 @@ pub(crate) fn conv_transpose2d_grads<T: Elem>(
     assert!(!g.dense(), "conv_transpose2d_grads: whole-image kernel");
     let (k, l, img) = (g.k(), g.l(), g.c * g.img());
     let mut gx = vec![T::ZERO; b * c_in * l];
-    let mut gw = vec![T::ZERO; c_in * k];
     if b == 0 || l == 0 {
-        return (gx, gw);
+        return (gx, vec![T::ZERO; c_in * k]);
     }
     let plan = Plan::new::<T>(b, l, k.max(c_in));
     let par = plan.gemm_par();
@@ -636,45 +651,11 @@ pub(crate) fn conv_transpose2d_grads<T: Elem>(
             });
         });
     };
-    let chunk_len = plan.nb * c_in * l;
-    let chunks: Vec<&mut [T]> = gx.chunks_mut(chunk_len).collect();
-    let n_chunks = chunks.len();
-    let groups = if plan.par_chunks {
-        plan.threads.min(n_chunks)
-    } else {
-        1
-    };
-    // Chunks are dealt round-robin to `groups`; each group sums into its own buffer, and the
-    // buffers are added in group order, so the result does not depend on scheduling.
-    let mut per_group: Vec<Vec<(usize, &mut [T])>> = (0..groups).map(|_| Vec::new()).collect();
-    for (ci, c) in chunks.into_iter().enumerate() {
-        per_group[ci % groups].push((ci, c));
-    }
-    let mut first = per_group.remove(0);
-    let ((), partial) = rayon::join(
-        || {
-            for (i, (ci, gxc)) in first.iter_mut().enumerate() {
-                run_chunk(*ci, gxc, &mut gw, i > 0);
-            }
-        },
-        || {
-            per_group
-                .into_par_iter()
-                .map(|mut list| {
-                    let mut acc = vec![T::ZERO; c_in * k];
-                    for (i, (ci, gxc)) in list.iter_mut().enumerate() {
-                        run_chunk(*ci, gxc, &mut acc, i > 0);
-                    }
-                    acc
-                })
-                .collect::<Vec<_>>()
-        },
-    );
-    for p in partial {
-        for (a, v) in gw.iter_mut().zip(p) {
-            *a += v;
-        }
-    }
+    let chunks: Vec<(usize, &mut [T])> = gx.chunks_mut(plan.nb * c_in * l).enumerate().collect();
+    let groups = if plan.par_chunks { plan.threads } else { 1 };
+    let gw = sum_in_groups(chunks, groups, c_in * k, |(ci, gxc), gw, accumulate| {
+        run_chunk(ci, gxc, gw, accumulate)
+    });
     (gx, gw)
 }
 
