@@ -6,6 +6,10 @@
 //! matrices. Chunks run in parallel on rayon with a single-threaded `gemm` each; when there are
 //! fewer chunks than threads (batch 1) they run one after the other with a multi-threaded `gemm`.
 //! `GAN_CONV_PAR=gemm` in the environment (read once) forces the second strategy, for measuring.
+//!
+//! A chunk's column matrix is made and used a block of rows (whole channels, about 256 KiB) at a
+//! time, so that what `gemm` writes is scattered, and what is gathered is multiplied, while it is
+//! still in the core's L2 cache instead of a round trip through memory.
 
 use crate::simd::avx2_fn;
 use candle_core::WithDType;
@@ -167,18 +171,21 @@ fn scatter_add_plane_imp<T: Elem>(src: &[T], offs: &[u32], dst: &mut [T]) {
     }
 }
 
-/// Fills `col` (`k() × nb·l()`, row-major) from the `nb` images in `x` (`nb × c × h × w`):
+/// Fills `col` with rows `row0..` of the column matrix (`k() × nb·l()`, row-major; `col` holds
+/// `col.len() / (nb·l())` whole rows) of the `nb` images in `x` (`nb × c × h × w`):
 /// `col[(c·kh + ki)·kw + kj][j·l + oy·ow + ox] = x[j][c][oy·s + ki − p][ox·s + kj − p]`, zero
 /// outside the image. `offs` is `g.offsets()`.
-fn im2col<T: Elem>(x: &[T], g: &Geom, offs: &[u32], nb: usize, col: &mut [T]) {
+fn im2col<T: Elem>(x: &[T], g: &Geom, offs: &[u32], nb: usize, row0: usize, col: &mut [T]) {
     let (l, img, ncols, taps) = (g.l(), g.img(), nb * g.l(), g.kh * g.kw);
     debug_assert_eq!(x.len(), nb * g.c * img);
-    debug_assert_eq!(col.len(), g.k() * ncols);
+    debug_assert_eq!(col.len() % ncols.max(1), 0);
+    debug_assert!(row0 * ncols + col.len() <= g.k() * ncols);
     debug_assert_eq!(offs.len(), taps * l);
     if l == 0 {
         return;
     }
-    for (row, dst_row) in col.chunks_exact_mut(ncols).enumerate() {
+    for (r, dst_row) in col.chunks_exact_mut(ncols).enumerate() {
+        let row = row0 + r;
         let (c, tap) = (row / taps, row % taps);
         let t = &offs[tap * l..][..l];
         for (j, dst) in dst_row.chunks_exact_mut(l).enumerate() {
@@ -187,17 +194,43 @@ fn im2col<T: Elem>(x: &[T], g: &Geom, offs: &[u32], nb: usize, col: &mut [T]) {
     }
 }
 
+/// Builds the column matrix of the `nb` images in `x` a block of rows at a time
+/// ([`block_rows`]) and calls `f(row0, block)` on each block, in order.
+fn for_each_col_block<T: Elem>(
+    x: &[T],
+    g: &Geom,
+    offs: &[u32],
+    nb: usize,
+    mut f: impl FnMut(usize, &[T]),
+) {
+    let (k, ncols) = (g.k(), nb * g.l());
+    if k == 0 || ncols == 0 {
+        return;
+    }
+    let rows = block_rows::<T>(k, g.kh * g.kw, ncols);
+    with_scratch::<T, _>(rows * ncols, |col| {
+        for r0 in (0..k).step_by(rows) {
+            let col = &mut col[..rows.min(k - r0) * ncols];
+            im2col(x, g, offs, nb, r0, col);
+            f(r0, col);
+        }
+    });
+}
+
 /// Adjoint of [`im2col`]: adds every entry of `col` into the image pixel it was read from.
+/// `col` holds the column matrix's rows `row0..` (`col.len() / (nb·l())` of them, whole rows).
 /// `x` (`nb × c × h × w`) must be zeroed by the caller if a plain col2im is wanted.
-fn col2im_add<T: Elem>(col: &[T], g: &Geom, offs: &[u32], nb: usize, x: &mut [T]) {
+fn col2im_add<T: Elem>(col: &[T], g: &Geom, offs: &[u32], nb: usize, row0: usize, x: &mut [T]) {
     let (l, img, ncols, taps) = (g.l(), g.img(), nb * g.l(), g.kh * g.kw);
     debug_assert_eq!(x.len(), nb * g.c * img);
-    debug_assert_eq!(col.len(), g.k() * ncols);
+    debug_assert_eq!(col.len() % ncols.max(1), 0);
+    debug_assert!(row0 * ncols + col.len() <= g.k() * ncols);
     debug_assert_eq!(offs.len(), taps * l);
     if l == 0 {
         return;
     }
-    for (row, src_row) in col.chunks_exact(ncols).enumerate() {
+    for (r, src_row) in col.chunks_exact(ncols).enumerate() {
+        let row = row0 + r;
         let (c, tap) = (row / taps, row % taps);
         let t = &offs[tap * l..][..l];
         for (j, src) in src_row.chunks_exact(l).enumerate() {
@@ -205,6 +238,20 @@ fn col2im_add<T: Elem>(col: &[T], g: &Geom, offs: &[u32], nb: usize, x: &mut [T]
         }
     }
 }
+
+/// Rows per block when a column matrix of `rows × ncols` is made and used a block at a time:
+/// whole channels (`taps` rows each) and about [`BLOCK_BYTES`] per block, so that a block written
+/// by `gemm` is still in this core's cache when it is scattered (or gathered and then read).
+fn block_rows<T>(rows: usize, taps: usize, ncols: usize) -> usize {
+    let per_channel = (taps * ncols * std::mem::size_of::<T>()).max(1);
+    let channels = (BLOCK_BYTES / per_channel).max(1);
+    (channels * taps).min(rows).max(1)
+}
+
+/// Target size of one block of a column matrix: half of a core's L2 cache on the machines we
+/// measure on (512 KiB per core). Tiny in unit tests, so that they cover several blocks and a
+/// partial last one.
+const BLOCK_BYTES: usize = if cfg!(test) { 1 << 10 } else { 256 << 10 };
 
 /// Copies `nb` items of `x` (`nb × rows × l`) into `dst` (`rows × nb·l`): item `j` becomes
 /// columns `j·l..(j+1)·l`.
@@ -410,22 +457,30 @@ pub(crate) fn conv2d<T: Elem>(x: &[T], w: &[T], b: usize, c_out: usize, g: &Geom
             matmul((c_out, nb, k), y, dst_strides, false, lhs, rhs, par);
             return;
         }
-        with_scratch::<T, _>(k * ncols, |col| {
-            im2col(xs, g, &offs, nb, col);
-            let rhs = Mat {
-                data: col,
-                rs: ncols,
-                cs: 1,
-            };
-            if nb == 1 || l == 1 {
-                matmul((c_out, ncols, k), y, dst_strides, false, lhs, rhs, par);
-            } else {
-                with_scratch::<T, _>(c_out * ncols, |tmp| {
-                    matmul((c_out, ncols, k), tmp, (ncols, 1), false, lhs, rhs, par);
-                    scatter(tmp, c_out, l, nb, y);
-                });
-            }
-        });
+        // `dst = w · col`, summed over blocks of the column matrix's rows.
+        let product = |dst: &mut [T], dst_strides| {
+            for_each_col_block(xs, g, &offs, nb, |r0, col| {
+                let lhs = Mat {
+                    data: &w[r0..],
+                    ..lhs
+                };
+                let rhs = Mat {
+                    data: col,
+                    rs: ncols,
+                    cs: 1,
+                };
+                let n = col.len() / ncols;
+                matmul((c_out, ncols, n), dst, dst_strides, r0 > 0, lhs, rhs, par);
+            });
+        };
+        if nb == 1 || l == 1 {
+            product(y, dst_strides);
+        } else {
+            with_scratch::<T, _>(c_out * ncols, |tmp| {
+                product(tmp, (ncols, 1));
+                scatter(tmp, c_out, l, nb, y);
+            });
+        }
     });
     y
 }
@@ -482,9 +537,18 @@ pub(crate) fn conv_transpose2d<T: Elem>(
                 // The column matrix is the output itself, transposed (`m == img`).
                 matmul((m, nb, c_in), y, (1, m), false, lhs, rhs, par);
             } else {
-                with_scratch::<T, _>(m * ncols, |col| {
-                    matmul((m, ncols, c_in), col, (ncols, 1), false, lhs, rhs, par);
-                    col2im_add(col, g, &offs, nb, y);
+                let rows = block_rows::<T>(m, g.kh * g.kw, ncols);
+                with_scratch::<T, _>(rows * ncols, |col| {
+                    for r0 in (0..m).step_by(rows) {
+                        let n = rows.min(m - r0);
+                        let col = &mut col[..n * ncols];
+                        let lhs = Mat {
+                            data: &w[r0..],
+                            ..lhs
+                        };
+                        matmul((n, ncols, c_in), col, (ncols, 1), false, lhs, rhs, par);
+                        col2im_add(col, g, &offs, nb, r0, y);
+                    }
                 });
             }
         });
@@ -565,14 +629,23 @@ pub(crate) fn conv2d_weight_grad<T: Elem>(
                 };
                 matmul((c_g, k, nb), gw, (k, 1), accumulate, lhs, rhs, par);
             } else {
-                with_scratch::<T, _>(k * ncols, |col| {
-                    im2col(xs, g, &offs, nb, col);
+                // Columns `r0..` of `gw` from a block of the column matrix's rows.
+                for_each_col_block(xs, g, &offs, nb, |r0, col| {
                     let rhs = Mat {
                         data: col,
                         rs: 1,
                         cs: ncols,
                     };
-                    matmul((c_g, k, ncols), gw, (k, 1), accumulate, lhs, rhs, par);
+                    let n = col.len() / ncols;
+                    matmul(
+                        (c_g, n, ncols),
+                        &mut gw[r0..],
+                        (k, 1),
+                        accumulate,
+                        lhs,
+                        rhs,
+                        par,
+                    );
                 });
             }
         });
@@ -625,29 +698,40 @@ pub(crate) fn conv_transpose2d_grads<T: Elem>(
         let ncols = nb * l;
         let gys = &gy[b0 * img..][..nb * img];
         let xs = &x[b0 * c_in * l..][..nb * c_in * l];
-        with_scratch::<T, _>(k * ncols, |col| {
-            im2col(gys, g, &offs, nb, col);
-            let rhs = Mat {
-                data: &*col,
-                rs: ncols,
-                cs: 1,
-            };
-            if nb == 1 || l == 1 {
-                let dst_strides = if l == 1 { (1, c_in) } else { (ncols, 1) };
-                matmul((c_in, ncols, k), gx, dst_strides, false, w_mat, rhs, par);
-            } else {
-                with_scratch::<T, _>(c_in * ncols, |tmp| {
-                    matmul((c_in, ncols, k), tmp, (ncols, 1), false, w_mat, rhs, par);
-                    scatter(tmp, c_in, l, nb, gx);
+        // `gx = w · col` is written straight into `gx` when its layout allows, else into `tmp`.
+        let direct = nb == 1 || l == 1;
+        with_columns(xs, c_in, l, nb, |x_mat| {
+            with_scratch::<T, _>(if direct { 0 } else { c_in * ncols }, |tmp| {
+                let (gx_dst, gx_strides) = match (direct, l == 1) {
+                    (true, true) => (&mut *gx, (1, c_in)),
+                    (true, false) => (&mut *gx, (ncols, 1)),
+                    (false, _) => (&mut *tmp, (ncols, 1)),
+                };
+                // Per block of the column matrix's rows: its share of `gx`, and columns `r0..`
+                // of `gw`.
+                for_each_col_block(gys, g, &offs, nb, |r0, col| {
+                    let n = col.len() / ncols;
+                    let lhs = Mat {
+                        data: &w[r0..],
+                        ..w_mat
+                    };
+                    let rhs = Mat {
+                        data: col,
+                        rs: ncols,
+                        cs: 1,
+                    };
+                    matmul((c_in, ncols, n), gx_dst, gx_strides, r0 > 0, lhs, rhs, par);
+                    let col_t = Mat {
+                        data: col,
+                        rs: 1,
+                        cs: ncols,
+                    };
+                    let gw = &mut gw[r0..];
+                    matmul((c_in, n, ncols), gw, (k, 1), accumulate, x_mat, col_t, par);
                 });
-            }
-            let col_t = Mat {
-                data: &*col,
-                rs: 1,
-                cs: ncols,
-            };
-            with_columns(xs, c_in, l, nb, |lhs| {
-                matmul((c_in, k, ncols), gw, (k, 1), accumulate, lhs, col_t, par);
+                if !direct {
+                    scatter(tmp, c_in, l, nb, gx);
+                }
             });
         });
     };
@@ -713,6 +797,116 @@ mod tests {
             }
         }
     }
+    /// Direct loops in f64: conv2d of `x` (`b × g.c × h × w`) with `w` (`c_out × g.k()`).
+    fn conv2d_direct(x: &[f64], w: &[f64], b: usize, c_out: usize, g: &Geom) -> Vec<f64> {
+        let mut y = vec![0.0; b * c_out * g.l()];
+        for_each_tap(g, |c, ki, kj, oy, ox, iy, ix| {
+            for n in 0..b {
+                for co in 0..c_out {
+                    y[(n * c_out + co) * g.l() + oy * g.ow + ox] += w
+                        [co * g.k() + (c * g.kh + ki) * g.kw + kj]
+                        * x[((n * g.c + c) * g.h + iy) * g.w + ix];
+                }
+            }
+        });
+        y
+    }
+
+    /// Calls `f(c, ki, kj, oy, ox, iy, ix)` for every tap that reads a pixel inside the image.
+    fn for_each_tap(g: &Geom, mut f: impl FnMut(usize, usize, usize, usize, usize, usize, usize)) {
+        for c in 0..g.c {
+            for ki in 0..g.kh {
+                for kj in 0..g.kw {
+                    for oy in 0..g.oh {
+                        for ox in 0..g.ow {
+                            let iy = (oy * g.s + ki).checked_sub(g.p).filter(|&v| v < g.h);
+                            let ix = (ox * g.s + kj).checked_sub(g.p).filter(|&v| v < g.w);
+                            if let (Some(iy), Some(ix)) = (iy, ix) {
+                                f(c, ki, kj, oy, ox, iy, ix);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn lcg(seed: u64) -> impl FnMut(usize) -> Vec<f64> {
+        let mut seed = seed;
+        move |n| {
+            (0..n)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    (seed >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+                })
+                .collect()
+        }
+    }
+
+    /// The kernels, which build and use the column matrix a block of rows at a time (a few
+    /// hundred bytes per block under `cfg(test)`, so several blocks and a partial last one),
+    /// equal direct loops: conv2d, its weight gradient, and the transposed convolution (the
+    /// adjoint of conv2d in its input, checked as `⟨conv2d(x), y⟩ = ⟨x, convT(y)⟩` entrywise).
+    #[test]
+    fn blocked_kernels_match_direct_loops() {
+        let mut rand = lcg(11);
+        // (batch, channels in, channels out, h, w, k, s, p)
+        for (b, c, c_out, h, w, k, s, p) in [
+            (1, 5, 3, 8, 14, 2, 2, 0),
+            (3, 7, 4, 9, 6, 3, 1, 1),
+            (64, 3, 5, 14, 14, 4, 2, 1),
+            (2, 4, 2, 5, 7, 1, 1, 0),
+            (6, 2, 6, 7, 7, 5, 2, 3),
+        ] {
+            let oh = super::super::ops::conv_out(h, k, s, p).unwrap();
+            let ow = super::super::ops::conv_out(w, k, s, p).unwrap();
+            let g = Geom {
+                c,
+                h,
+                w,
+                kh: k,
+                kw: k,
+                s,
+                p,
+                oh,
+                ow,
+            };
+            assert!(block_rows::<f64>(g.k(), k * k, oh * ow) < g.k());
+            let (x, wt, gy) = (
+                rand(b * c * h * w),
+                rand(c_out * g.k()),
+                rand(b * c_out * g.l()),
+            );
+            let close = |got: &[f64], want: &[f64]| {
+                assert_eq!(got.len(), want.len());
+                for (a, e) in got.iter().zip(want) {
+                    assert!((a - e).abs() <= 1e-12 * (1.0 + e.abs()), "{a} vs {e}");
+                }
+            };
+            close(
+                &conv2d(&x, &wt, b, c_out, &g),
+                &conv2d_direct(&x, &wt, b, c_out, &g),
+            );
+            let mut gw = vec![0.0; c_out * g.k()];
+            let mut gx = vec![0.0; b * c * h * w];
+            for_each_tap(&g, |ci, ki, kj, oy, ox, iy, ix| {
+                for n in 0..b {
+                    for co in 0..c_out {
+                        let gyv = gy[(n * c_out + co) * g.l() + oy * g.ow + ox];
+                        let wi = co * g.k() + (ci * g.kh + ki) * g.kw + kj;
+                        let xi = ((n * c + ci) * h + iy) * w + ix;
+                        gw[wi] += gyv * x[xi];
+                        gx[xi] += gyv * wt[wi];
+                    }
+                }
+            });
+            close(&conv2d_weight_grad(&x, &gy, b, c_out, &g), &gw);
+            // conv_transpose2d takes its weight as `c_in × c_out·kh·kw` with the conv2d side's
+            // channels as `c_out`: the same buffer as conv2d's `c_out × c·kh·kw`.
+            close(&conv_transpose2d(&gy, &wt, b, c_out, &g), &gx);
+        }
+    }
+
     /// The fused transposed-convolution gradients equal the separate kernels' (f64, several
     /// chunks, strides, paddings and non-square images).
     #[test]
