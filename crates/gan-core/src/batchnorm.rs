@@ -50,6 +50,7 @@ use rayon::prelude::*;
 
 use crate::conv::fast_conv_enabled;
 use crate::freeze::param;
+use crate::par::par_chunks_filled;
 use crate::simd::avx2_fn;
 
 /// The activation folded into [`BatchNorm2d`].
@@ -461,20 +462,16 @@ fn per_channel(
         .collect()
 }
 
-/// Runs `f(channel, x_plane, out_plane)` over the `b · c` planes of `hw` values, in parallel.
-fn for_each_plane<T: Real>(
-    out: &mut [T],
-    x: &[T],
-    c: usize,
-    hw: usize,
-    f: impl Fn(usize, &[T], &mut [T]) + Sync + Send,
-) {
-    let min_planes = (4096 / hw.max(1)).max(1);
-    out.par_chunks_mut(hw)
-        .zip(x.par_chunks(hw))
-        .enumerate()
-        .with_min_len(min_planes)
-        .for_each(|(i, (o, xp))| f(i % c, xp, o));
+/// A new buffer like `x` (`b · c` planes of `hw` values), filled plane by plane in parallel by
+/// `f(plane_index, out_plane)`; `plane_index % c` is the channel.
+fn map_planes<T: Real>(x: &[T], hw: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) -> Vec<T> {
+    let hw = hw.max(1);
+    let per_task = (4096 / hw).max(1);
+    par_chunks_filled(x.len(), per_task * hw, T::zero(), true, |t, out| {
+        for (j, o) in out.chunks_mut(hw).enumerate() {
+            f(t * per_task + j, o);
+        }
+    })
 }
 
 impl BatchNormOp {
@@ -500,9 +497,9 @@ impl BatchNormOp {
             .unzip();
         // The identity is the activation of slope 1: `z · 1 == z` exactly.
         let slope = T::from_f64(self.act.negative_slope());
-        let mut y = vec![T::zero(); x.len()];
-        for_each_plane(&mut y, x, c, hw, |ch, xp, yp| {
-            scale_shift_act(xp, yp, scale[ch], shift[ch], slope)
+        let y = map_planes(x, hw, |i, yp| {
+            let ch = i % c;
+            scale_shift_act(&x[i * hw..][..hw], yp, scale[ch], shift[ch], slope)
         });
         // Only the first forward pass of this op instance records statistics.
         let _ = self.stats.set(st);
@@ -621,15 +618,11 @@ impl BatchNormOp {
                 coef.push((T::from_f64(a), T::from_f64(bb), T::from_f64(cc)));
             }
             // Pass 2: dx.
-            let mut dx = vec![T::zero(); x.len()];
             let plane = |i: usize| i * hw..(i + 1) * hw;
-            dx.par_chunks_mut(hw)
-                .enumerate()
-                .with_min_len((4096 / hw.max(1)).max(1))
-                .for_each(|(i, d)| {
-                    let (gp, yp, xp) = (&g[plane(i)], &y[plane(i)], &x[plane(i)]);
-                    bn_input_grad(d, gp, yp, xp, coef[i % c], slope);
-                });
+            let dx = map_planes(x, hw, |i, d| {
+                let (gp, yp, xp) = (&g[plane(i)], &y[plane(i)], &x[plane(i)]);
+                bn_input_grad(d, gp, yp, xp, coef[i % c], slope);
+            });
             Ok((dx, dgamma, dbeta))
         })?;
         Ok((
@@ -712,21 +705,24 @@ struct LeakyReluOp {
 impl LeakyReluOp {
     fn fwd<T: Real>(&self, x: &[T]) -> Vec<T> {
         let s = T::from_f64(self.slope);
-        let mut y = vec![T::zero(); x.len()];
-        y.par_chunks_mut(16384)
-            .zip(x.par_chunks(16384))
-            .for_each(|(o, xs)| leaky_fwd(xs, o, s));
-        y
+        par_chunks_filled(x.len(), 16384, T::zero(), true, |i, o| {
+            leaky_fwd(&x[i * 16384..][..o.len()], o, s)
+        })
     }
 
     fn bwd_t<T: Real>(&self, res: &Tensor, grad: &Tensor) -> Result<Tensor> {
         let s = T::from_f64(self.slope);
         let dx = with_slices::<T, _, 2>([res, grad], |[y, g]| {
-            let mut dx = vec![T::zero(); y.len()];
-            dx.par_chunks_mut(16384)
-                .zip(y.par_chunks(16384).zip(g.par_chunks(16384)))
-                .for_each(|(o, (yc, gc))| leaky_bwd(yc, gc, o, s));
-            Ok(dx)
+            Ok(par_chunks_filled(
+                y.len(),
+                16384,
+                T::zero(),
+                true,
+                |i, o| {
+                    let r = i * 16384..i * 16384 + o.len();
+                    leaky_bwd(&y[r.clone()], &g[r], o, s)
+                },
+            ))
         })?;
         Tensor::from_vec(dx, res.shape(), res.device())
     }

@@ -15,6 +15,7 @@ pub mod loss;
 pub mod metrics;
 pub mod norm;
 pub mod optim;
+mod par;
 pub mod penalty;
 pub mod rng;
 mod simd;

@@ -11,6 +11,7 @@
 //! time, so that what `gemm` writes is scattered, and what is gathered is multiplied, while it is
 //! still in the core's L2 cache instead of a round trip through memory.
 
+use crate::par::{par_chunks_filled, zeroed};
 use crate::simd::avx2_fn;
 use candle_core::WithDType;
 use gemm::Parallelism;
@@ -407,34 +408,30 @@ impl Plan {
     }
 }
 
-/// Runs `f(first_item, n_items, out_chunk)` on each chunk of the output `out` (`batch × per_item`),
-/// in parallel when the plan says so.
-fn for_each_chunk<T: Elem>(
-    out: &mut [T],
+/// A new output of `b` items of `per_item` elements: each chunk of the plan is zeroed and then
+/// filled by `f(first_item, n_items, out_chunk)`, in parallel when the plan says so.
+fn chunked_output<T: Elem>(
+    b: usize,
     per_item: usize,
     plan: &Plan,
     f: impl Fn(usize, usize, &mut [T]) + Sync + Send,
-) {
+) -> Vec<T> {
     if per_item == 0 {
-        return;
+        return Vec::new();
     }
-    let chunk = plan.nb * per_item;
-    if plan.par_chunks {
-        out.par_chunks_mut(chunk)
-            .enumerate()
-            .for_each(|(i, o)| f(i * plan.nb, o.len() / per_item, o));
-    } else {
-        out.chunks_mut(chunk)
-            .enumerate()
-            .for_each(|(i, o)| f(i * plan.nb, o.len() / per_item, o));
-    }
+    par_chunks_filled(
+        b * per_item,
+        plan.nb * per_item,
+        T::ZERO,
+        plan.par_chunks,
+        |i, o| f(i * plan.nb, o.len() / per_item, o),
+    )
 }
 
 /// conv2d: `x` (`b × c_in × h × w`), `w` (`c_out × c_in·kh·kw`), geometry `g` of the input side;
 /// returns `b × c_out × oh × ow`.
 pub(crate) fn conv2d<T: Elem>(x: &[T], w: &[T], b: usize, c_out: usize, g: &Geom) -> Vec<T> {
     let (k, l, img) = (g.k(), g.l(), g.c * g.img());
-    let mut y = vec![T::ZERO; b * c_out * l];
     let plan = Plan::new::<T>(b, l, k.max(c_out));
     let par = plan.gemm_par();
     let offs = if g.dense() { Vec::new() } else { g.offsets() };
@@ -443,7 +440,7 @@ pub(crate) fn conv2d<T: Elem>(x: &[T], w: &[T], b: usize, c_out: usize, g: &Geom
         rs: k,
         cs: 1,
     };
-    for_each_chunk(&mut y, c_out * l, &plan, |b0, nb, y| {
+    chunked_output(b, c_out * l, &plan, |b0, nb, y| {
         let ncols = nb * l;
         let xs = &x[b0 * img..][..nb * img];
         // With one column per item, `y` (`nb × c_out`) is the product's transpose.
@@ -481,8 +478,7 @@ pub(crate) fn conv2d<T: Elem>(x: &[T], w: &[T], b: usize, c_out: usize, g: &Geom
                 scatter(tmp, c_out, l, nb, y);
             });
         }
-    });
-    y
+    })
 }
 
 /// A chunk of `nb` items of `x` (`nb × rows × l`) as a `rows × nb·l` matrix, passed to `f`:
@@ -520,7 +516,6 @@ pub(crate) fn conv_transpose2d<T: Elem>(
     g: &Geom,
 ) -> Vec<T> {
     let (m, l, img) = (g.k(), g.l(), g.c * g.img());
-    let mut y = vec![T::ZERO; b * img];
     let plan = Plan::new::<T>(b, l, m.max(c_in));
     let par = plan.gemm_par();
     let offs = if g.dense() { Vec::new() } else { g.offsets() };
@@ -529,7 +524,7 @@ pub(crate) fn conv_transpose2d<T: Elem>(
         rs: 1,
         cs: m,
     };
-    for_each_chunk(&mut y, img, &plan, |b0, nb, y| {
+    chunked_output(b, img, &plan, |b0, nb, y| {
         let ncols = nb * l;
         let xs = &x[b0 * c_in * l..][..nb * c_in * l];
         with_columns(xs, c_in, l, nb, |rhs| {
@@ -552,8 +547,7 @@ pub(crate) fn conv_transpose2d<T: Elem>(
                 });
             }
         });
-    });
-    y
+    })
 }
 
 /// Sums per-chunk contributions into one `len`-long buffer: `run(item, acc, accumulate)` adds
@@ -679,10 +673,11 @@ pub(crate) fn conv_transpose2d_grads<T: Elem>(
 ) -> (Vec<T>, Vec<T>) {
     assert!(!g.dense(), "conv_transpose2d_grads: whole-image kernel");
     let (k, l, img) = (g.k(), g.l(), g.c * g.img());
-    let mut gx = vec![T::ZERO; b * c_in * l];
     if b == 0 || l == 0 {
-        return (gx, vec![T::ZERO; c_in * k]);
+        return (vec![T::ZERO; b * c_in * l], vec![T::ZERO; c_in * k]);
     }
+    let n = b * c_in * l;
+    let mut gx = Vec::with_capacity(n);
     let plan = Plan::new::<T>(b, l, k.max(c_in));
     let par = plan.gemm_par();
     let offs = g.offsets();
@@ -735,11 +730,18 @@ pub(crate) fn conv_transpose2d_grads<T: Elem>(
             });
         });
     };
-    let chunks: Vec<(usize, &mut [T])> = gx.chunks_mut(plan.nb * c_in * l).enumerate().collect();
+    // `gx`'s chunks are zeroed by the threads that fill them (see `crate::par`).
+    let chunks: Vec<_> = gx.spare_capacity_mut()[..n]
+        .chunks_mut(plan.nb * c_in * l)
+        .enumerate()
+        .collect();
     let groups = if plan.par_chunks { plan.threads } else { 1 };
     let gw = sum_in_groups(chunks, groups, c_in * k, |(ci, gxc), gw, accumulate| {
-        run_chunk(ci, gxc, gw, accumulate)
+        run_chunk(ci, zeroed(gxc, T::ZERO), gw, accumulate)
     });
+    // SAFETY: the chunks cover the first `n` elements, and `sum_in_groups` ran every item, each
+    // of which initialised its chunk through `zeroed` (a panic propagates before this line).
+    unsafe { gx.set_len(n) };
     (gx, gw)
 }
 
