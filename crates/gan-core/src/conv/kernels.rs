@@ -368,6 +368,27 @@ fn gemm_parallel_forced() -> bool {
     *FORCED.get_or_init(|| std::env::var("GAN_CONV_PAR").is_ok_and(|v| v == "gemm"))
 }
 
+/// Items per chunk near `target` such that the chunks split evenly over `threads`: rayon hands
+/// each thread a contiguous half (quarter, …) of the chunks, so when the chunk size divides each
+/// thread's share of the batch no thread waits for another's extra or fuller chunk. (For batch
+/// 64 on 2 threads and a target of 6, the old rule gave 11 chunks of up to 6 items: 36 items
+/// on one thread, 28 on the other.) Falls back to a whole number of chunks per thread when the
+/// batch does not split evenly.
+fn balanced_chunk(batch: usize, threads: usize, target: usize, cap: usize) -> usize {
+    if batch % threads == 0 {
+        let share = batch / threads;
+        let cap = cap.max(1);
+        if let Some(d) = (1..=share.min(cap))
+            .filter(|d| share % d == 0)
+            .min_by_key(|&d| d.abs_diff(target))
+        {
+            return d;
+        }
+    }
+    let chunks = batch.div_ceil(target).div_ceil(threads) * threads;
+    batch.div_ceil(chunks)
+}
+
 /// How a batch is cut into chunks and how the threads are used.
 #[derive(Clone, Copy, Debug)]
 struct Plan {
@@ -388,9 +409,7 @@ impl Plan {
         let mut nb = TARGET_COLS.div_ceil(l).min(by_mem).clamp(1, batch.max(1));
         let par_chunks = threads > 1 && batch >= threads && !gemm_parallel_forced();
         if par_chunks {
-            // A whole number of chunks per thread, so that no thread idles on the last one.
-            let chunks = batch.div_ceil(nb).div_ceil(threads) * threads;
-            nb = batch.div_ceil(chunks);
+            nb = balanced_chunk(batch, threads, nb, by_mem);
         }
         Self {
             nb,
@@ -748,6 +767,26 @@ pub(crate) fn conv_transpose2d_grads<T: Elem>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunks_split_evenly_over_the_threads() {
+        // (batch, threads, target, cap) → chunk size
+        for (b, t, target, cap, want) in [
+            (64, 2, 6, 100, 4),
+            (64, 2, 21, 100, 16),
+            (64, 2, 64, 100, 32),
+            (64, 2, 64, 5, 4),
+            (16, 2, 4, 100, 4),
+            (16, 2, 1, 100, 1),
+        ] {
+            let nb = balanced_chunk(b, t, target, cap);
+            assert_eq!(nb, want, "batch {b} threads {t} target {target} cap {cap}");
+            assert_eq!((b / t) % nb, 0);
+        }
+        // An odd batch: a whole number of chunks per thread, as many items as the target allows.
+        assert_eq!(balanced_chunk(63, 2, 6, 100), 6);
+        assert_eq!(balanced_chunk(7, 2, 2, 100), 2);
+    }
 
     #[test]
     fn offsets_match_brute_force() {
