@@ -225,6 +225,18 @@ pub fn leaky_relu(xs: &Tensor, slope: f64) -> Result<Tensor> {
     }
 }
 
+/// The gradient of a LeakyReLU's input from its output `res` and the output's gradient `grad`
+/// (the fused op's backward), for ops that fold the activation in.
+pub(crate) fn leaky_relu_grad(res: &Tensor, grad: &Tensor, slope: f64) -> Result<Tensor> {
+    let op = LeakyReluOp { slope };
+    let grad = grad.contiguous()?;
+    match res.dtype() {
+        DType::F32 => op.bwd_t::<f32>(res, &grad),
+        DType::F64 => op.bwd_t::<f64>(res, &grad),
+        dt => bail!("gan leaky-relu: unsupported dtype {dt:?}"),
+    }
+}
+
 /// Float types of the fused kernels.
 trait Real: WithDType {}
 impl Real for f32 {}
@@ -743,13 +755,7 @@ impl CustomOp1 for LeakyReluOp {
     }
 
     fn bwd(&self, _x: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let grad = grad.contiguous()?;
-        let dx = match res.dtype() {
-            DType::F32 => self.bwd_t::<f32>(res, &grad)?,
-            DType::F64 => self.bwd_t::<f64>(res, &grad)?,
-            dt => bail!("gan leaky-relu: unsupported dtype {dt:?}"),
-        };
-        Ok(Some(dx))
+        leaky_relu_grad(res, grad, self.slope).map(Some)
     }
 }
 

@@ -275,6 +275,36 @@ fn conv2d_gradients_match_candle() -> Result<()> {
     Ok(())
 }
 
+/// conv2d with the LeakyReLU folded in gives the values and gradients of the two ops in turn,
+/// bit for bit (f32, random shapes, with negative, zero and positive pre-activations).
+#[test]
+fn conv2d_leaky_relu_equals_the_two_ops_bit_for_bit() -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(23);
+    for i in 0..60 {
+        let c = Case::conv(&mut rng);
+        let x = randn(&mut rng, &[c.b, c.c_in, c.h, c.w])?;
+        let w = randn(&mut rng, &[c.c_out, c.c_in, c.kh, c.kw])?;
+        let (oh, ow) = c.conv_out();
+        let r = randn(&mut rng, &[c.b, c.c_out, oh, ow])?;
+        let slope = [0.2, 0.01, 1.0][i % 3];
+        let fused = |x: &Tensor, w: &Tensor| conv::conv2d_leaky_relu(x, w, c.p, slope);
+        let apart = |x: &Tensor, w: &Tensor| {
+            gan_core::batchnorm::leaky_relu(&conv::conv2d(x, w, c.p)?, slope)
+        };
+        let bits = |t: &Tensor| -> Result<Vec<u32>> {
+            let v = t.flatten_all()?.to_vec1::<f32>()?;
+            Ok(v.iter().map(|f| f.to_bits()).collect())
+        };
+        let (y, want) = (fused(&x, &w)?, apart(&x, &w)?);
+        assert_eq!(bits(&y)?, bits(&want)?, "case {i} {c:?}: values");
+        let (gx, gw) = grads(fused, &x, &w, &r)?;
+        let (ex, ew) = grads(apart, &x, &w, &r)?;
+        assert_eq!(bits(&gx)?, bits(&ex)?, "case {i} {c:?}: input gradient");
+        assert_eq!(bits(&gw)?, bits(&ew)?, "case {i} {c:?}: weight gradient");
+    }
+    Ok(())
+}
+
 #[test]
 fn conv_transpose2d_gradients_match_candle() -> Result<()> {
     let mut rng = StdRng::seed_from_u64(22);

@@ -9,7 +9,7 @@
 
 use candle_core::{Module, ModuleT, Tensor};
 use candle_nn::VarBuilder;
-use gan_core::batchnorm::{leaky_relu, Activation, BatchNorm2d};
+use gan_core::batchnorm::{Activation, BatchNorm2d};
 use gan_core::conv::{Conv2d, ConvParams, ConvTranspose2d};
 use serde::{Deserialize, Serialize};
 
@@ -253,12 +253,12 @@ impl DcganDiscriminator {
         let last = self.convs.len() - 1;
         let mut xs = xs.clone();
         for (i, (conv, norm)) in self.convs.iter().zip(&self.norms).enumerate() {
-            xs = conv.forward(&xs)?;
-            if let Some(n) = norm {
-                xs = n.forward_t(&xs, train)?; // BatchNorm + LeakyReLU(0.2)
-            } else if i != last {
-                xs = leaky_relu(&xs, 0.2)?;
-            }
+            xs = match norm {
+                // BatchNorm + LeakyReLU(0.2)
+                Some(n) => n.forward_t(&conv.forward(&xs)?, train)?,
+                None if i != last => conv.forward_leaky_relu(&xs, 0.2)?,
+                None => conv.forward(&xs)?,
+            };
         }
         Ok(xs.reshape(b)?)
     }

@@ -447,57 +447,95 @@ fn chunked_output<T: Elem>(
     )
 }
 
+avx2_fn! {
+    /// LeakyReLU in place, `v · (v > 0 ? 1 : slope)`: the same bits as the separate op's forward.
+    fn leaky_in_place<T: Elem>(y: &mut [T], slope: T) => leaky_in_place_imp
+}
+
+#[inline(always)]
+fn leaky_in_place_imp<T: Elem>(y: &mut [T], slope: T) {
+    for v in y.iter_mut() {
+        *v = *v * if *v > T::ZERO { T::ONE } else { slope };
+    }
+}
+
 /// conv2d: `x` (`b × c_in × h × w`), `w` (`c_out × c_in·kh·kw`), geometry `g` of the input side;
-/// returns `b × c_out × oh × ow`.
-pub(crate) fn conv2d<T: Elem>(x: &[T], w: &[T], b: usize, c_out: usize, g: &Geom) -> Vec<T> {
+/// returns `b × c_out × oh × ow`, followed by a LeakyReLU of slope `leaky` when given (applied
+/// to each chunk of the output as soon as it is written, while it is in cache).
+pub(crate) fn conv2d<T: Elem>(
+    x: &[T],
+    w: &[T],
+    b: usize,
+    c_out: usize,
+    g: &Geom,
+    leaky: Option<T>,
+) -> Vec<T> {
     let (k, l, img) = (g.k(), g.l(), g.c * g.img());
     let plan = Plan::new::<T>(b, l, k.max(c_out));
     let par = plan.gemm_par();
     let offs = if g.dense() { Vec::new() } else { g.offsets() };
+    chunked_output(b, c_out * l, &plan, |b0, nb, y| {
+        conv2d_chunk(&x[b0 * img..][..nb * img], w, nb, c_out, g, &offs, par, y);
+        if let Some(slope) = leaky {
+            leaky_in_place(y, slope);
+        }
+    })
+}
+
+/// One chunk of [`conv2d`]: the `nb` images `xs` into `y` (`nb × c_out × oh × ow`).
+#[allow(clippy::too_many_arguments)]
+fn conv2d_chunk<T: Elem>(
+    xs: &[T],
+    w: &[T],
+    nb: usize,
+    c_out: usize,
+    g: &Geom,
+    offs: &[u32],
+    par: Parallelism,
+    y: &mut [T],
+) {
+    let (k, l) = (g.k(), g.l());
     let lhs = Mat {
         data: w,
         rs: k,
         cs: 1,
     };
-    chunked_output(b, c_out * l, &plan, |b0, nb, y| {
-        let ncols = nb * l;
-        let xs = &x[b0 * img..][..nb * img];
-        // With one column per item, `y` (`nb × c_out`) is the product's transpose.
-        let dst_strides = if l == 1 { (1, c_out) } else { (ncols, 1) };
-        if g.dense() {
-            let rhs = Mat {
-                data: xs,
-                rs: 1,
-                cs: k,
-            };
-            matmul((c_out, nb, k), y, dst_strides, false, lhs, rhs, par);
-            return;
-        }
-        // `dst = w · col`, summed over blocks of the column matrix's rows.
-        let product = |dst: &mut [T], dst_strides| {
-            for_each_col_block(xs, g, &offs, nb, |r0, col| {
-                let lhs = Mat {
-                    data: &w[r0..],
-                    ..lhs
-                };
-                let rhs = Mat {
-                    data: col,
-                    rs: ncols,
-                    cs: 1,
-                };
-                let n = col.len() / ncols;
-                matmul((c_out, ncols, n), dst, dst_strides, r0 > 0, lhs, rhs, par);
-            });
+    let ncols = nb * l;
+    // With one column per item, `y` (`nb × c_out`) is the product's transpose.
+    let dst_strides = if l == 1 { (1, c_out) } else { (ncols, 1) };
+    if g.dense() {
+        let rhs = Mat {
+            data: xs,
+            rs: 1,
+            cs: k,
         };
-        if nb == 1 || l == 1 {
-            product(y, dst_strides);
-        } else {
-            with_scratch::<T, _>(c_out * ncols, |tmp| {
-                product(tmp, (ncols, 1));
-                scatter(tmp, c_out, l, nb, y);
-            });
-        }
-    })
+        matmul((c_out, nb, k), y, dst_strides, false, lhs, rhs, par);
+        return;
+    }
+    // `dst = w · col`, summed over blocks of the column matrix's rows.
+    let product = |dst: &mut [T], dst_strides| {
+        for_each_col_block(xs, g, offs, nb, |r0, col| {
+            let lhs = Mat {
+                data: &w[r0..],
+                ..lhs
+            };
+            let rhs = Mat {
+                data: col,
+                rs: ncols,
+                cs: 1,
+            };
+            let n = col.len() / ncols;
+            matmul((c_out, ncols, n), dst, dst_strides, r0 > 0, lhs, rhs, par);
+        });
+    };
+    if nb == 1 || l == 1 {
+        product(y, dst_strides);
+    } else {
+        with_scratch::<T, _>(c_out * ncols, |tmp| {
+            product(tmp, (ncols, 1));
+            scatter(tmp, c_out, l, nb, y);
+        });
+    }
 }
 
 /// A chunk of `nb` items of `x` (`nb × rows × l`) as a `rows × nb·l` matrix, passed to `f`:
@@ -925,7 +963,7 @@ mod tests {
                 }
             };
             close(
-                &conv2d(&x, &wt, b, c_out, &g),
+                &conv2d(&x, &wt, b, c_out, &g, None),
                 &conv2d_direct(&x, &wt, b, c_out, &g),
             );
             let mut gw = vec![0.0; c_out * g.k()];
@@ -987,7 +1025,7 @@ mod tests {
             let wt = rand(c_in * g.k());
             let x = rand(b * c_in * oh * ow);
             let (gx, gw) = conv_transpose2d_grads(&gy, &wt, &x, b, c_in, &g);
-            let want_gx = conv2d(&gy, &wt, b, c_in, &g);
+            let want_gx = conv2d(&gy, &wt, b, c_in, &g, None);
             let want_gw = conv2d_weight_grad(&gy, &x, b, c_in, &g);
             for (a, e) in gx.iter().zip(&want_gx).chain(gw.iter().zip(&want_gw)) {
                 assert!((a - e).abs() <= 1e-12 * (1.0 + e.abs()), "{a} vs {e}");

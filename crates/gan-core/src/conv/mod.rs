@@ -107,6 +107,25 @@ pub fn conv2d(xs: &Tensor, w: &Tensor, p: ConvParams) -> Result<Tensor> {
     }
 }
 
+/// [`conv2d`] followed by [`leaky_relu`](crate::batchnorm::leaky_relu) with a positive `slope`,
+/// as one op on the fast path: the activation is applied to each chunk of the output as it is
+/// written, and the backward pass skips the separate gradient of the pre-activation tensor.
+/// The values and gradients are the same as the two ops', bit for bit; as with the fused
+/// LeakyReLU, the backward pass cannot be differentiated again.
+///
+/// # Shapes
+/// As [`conv2d`].
+pub fn conv2d_leaky_relu(xs: &Tensor, w: &Tensor, p: ConvParams, slope: f64) -> Result<Tensor> {
+    if p.stride == 0 {
+        bail!("conv2d: stride must be at least 1")
+    }
+    if use_fast(xs, w) && slope > 0.0 {
+        ops::conv2d_leaky(xs, w, p.stride, p.padding, Some(slope))
+    } else {
+        crate::batchnorm::leaky_relu(&conv2d(xs, w, p)?, slope)
+    }
+}
+
 /// 2-D transposed convolution (PyTorch `conv_transpose2d`), no groups, dilation 1.
 ///
 /// # Shapes
@@ -204,6 +223,15 @@ impl Conv2d {
     /// The stride and padding.
     pub fn params(&self) -> ConvParams {
         self.params
+    }
+
+    /// The layer followed by [`leaky_relu`](crate::batchnorm::leaky_relu), fused into one op
+    /// when the layer has no bias ([`conv2d_leaky_relu`]).
+    pub fn forward_leaky_relu(&self, xs: &Tensor, slope: f64) -> Result<Tensor> {
+        match self.bias {
+            None => conv2d_leaky_relu(xs, &param(&self.weight), self.params, slope),
+            Some(_) => crate::batchnorm::leaky_relu(&self.forward(xs)?, slope),
+        }
     }
 }
 

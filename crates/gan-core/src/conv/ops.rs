@@ -38,11 +38,18 @@ macro_rules! dispatch {
     };
 }
 
-/// conv2d on `(x [b, c_in, h, w], w [c_out, c_in, kh, kw])`.
+/// conv2d on `(x [b, c_in, h, w], w [c_out, c_in, kh, kw])`, followed by a LeakyReLU of slope
+/// `leaky` (positive) when given.
+///
+/// The fused activation saves a pass over the output and, in the backward pass, candle's
+/// zero-filled accumulator and addition for the gradient of the pre-activation tensor (done on
+/// one thread). Like the separate fused LeakyReLU, its activation gradient is computed from the
+/// output and cannot be differentiated again.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Conv2dOp {
     pub stride: usize,
     pub padding: usize,
+    pub leaky: Option<f64>,
 }
 
 impl Conv2dOp {
@@ -85,19 +92,19 @@ impl CustomOp2 for Conv2dOp {
     ) -> Result<(CpuStorage, Shape)> {
         let (b, c_out, g) = self.geom(l1.shape(), l2.shape())?;
         fn run<T: Elem>(
-            s1: &CpuStorage,
-            l1: &Layout,
-            s2: &CpuStorage,
-            l2: &Layout,
+            (s1, l1): (&CpuStorage, &Layout),
+            (s2, l2): (&CpuStorage, &Layout),
             b: usize,
             c_out: usize,
             g: &Geom,
+            leaky: Option<f64>,
         ) -> Result<CpuStorage> {
-            let y = kernels::conv2d(slice::<T>(s1, l1)?, slice::<T>(s2, l2)?, b, c_out, g);
+            let (x, w) = (slice::<T>(s1, l1)?, slice::<T>(s2, l2)?);
+            let y = kernels::conv2d(x, w, b, c_out, g, leaky.map(T::from_f64));
             Ok(T::to_cpu_storage_owned(y))
         }
         let f = dispatch!(self.name(), s1, s2, run);
-        let y = f(s1, l1, s2, l2, b, c_out, &g)?;
+        let y = f((s1, l1), (s2, l2), b, c_out, &g, self.leaky)?;
         Ok((y, Shape::from((b, c_out, g.oh, g.ow))))
     }
 
@@ -105,11 +112,16 @@ impl CustomOp2 for Conv2dOp {
         &self,
         x: &Tensor,
         w: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (_, _, h, wd) = x.dims4()?;
         let (_, _, kh, kw) = w.dims4()?;
+        // The gradient of the convolution's own output, before the activation.
+        let grad = &match self.leaky {
+            Some(slope) => crate::batchnorm::leaky_relu_grad(res, grad, slope)?,
+            None => grad.clone(),
+        };
         let gx = if x.track_op() {
             Some(conv_transpose2d(
                 grad,
@@ -191,6 +203,7 @@ impl ConvTranspose2dOp {
         let conv = Conv2dOp {
             stride: self.stride,
             padding: self.padding,
+            leaky: None,
         };
         let (b, c_in, g) = conv.geom(grad.shape(), w.shape())?;
         if g.dense() || x.dims4()? != (b, c_in, g.oh, g.ow) {
@@ -396,8 +409,23 @@ impl CustomOp2 for Conv2dWeightGradOp {
 
 /// Applies [`Conv2dOp`] (arguments made contiguous first).
 pub(crate) fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
-    x.contiguous()?
-        .apply_op2(&w.contiguous()?, Conv2dOp { stride, padding })
+    conv2d_leaky(x, w, stride, padding, None)
+}
+
+/// Applies [`Conv2dOp`] with an optional LeakyReLU (arguments made contiguous first).
+pub(crate) fn conv2d_leaky(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    padding: usize,
+    leaky: Option<f64>,
+) -> Result<Tensor> {
+    let op = Conv2dOp {
+        stride,
+        padding,
+        leaky,
+    };
+    x.contiguous()?.apply_op2(&w.contiguous()?, op)
 }
 
 /// Applies [`ConvTranspose2dOp`] (arguments made contiguous first).
