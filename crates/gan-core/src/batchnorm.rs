@@ -48,7 +48,7 @@ use candle_core::{
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
 
-use crate::conv::fast_conv_enabled;
+use crate::conv::{fast_conv_enabled, ConvLayer, ConvSpec, Elem};
 use crate::freeze::param;
 use crate::par::par_chunks_filled;
 use crate::simd::avx2_fn;
@@ -170,6 +170,13 @@ impl BatchNorm2d {
         };
         let (w, b) = (param(&self.weight), param(&self.bias));
         let ys = xs.contiguous()?.apply_op3(&w, &b, op)?;
+        self.update_running(&stats, c, n)?;
+        Ok(ys)
+    }
+
+    /// Folds the batch statistics left by a forward pass (`c` channels, `n` values each) into
+    /// the running ones.
+    fn update_running(&self, stats: &OnceLock<Stats>, c: usize, n: usize) -> Result<()> {
         let Some(st) = stats.get() else {
             bail!("batch-norm: statistics missing after the forward pass")
         };
@@ -189,8 +196,140 @@ impl BatchNorm2d {
             var.set(&t)
         };
         update(&self.running_mean, &st.mean, 1.0)?;
-        update(&self.running_var, &st.var, unbias)?;
+        update(&self.running_var, &st.var, unbias)
+    }
+
+    /// `conv` on `xs` followed by this layer (`forward_t`), as one op in training on the fast
+    /// CPU path when `conv` has no bias: the convolution's output stays inside the op, so
+    /// candle's backward pass does not zero-fill and add its gradient (on one thread) between
+    /// two ops. The same values and gradients as the two layers in turn (up to rounding: the
+    /// same kernels run in the same order). Like the fused BatchNorm's, its backward pass
+    /// cannot be differentiated again.
+    ///
+    /// # Shapes
+    /// `xs`: the convolution's input; the result has the convolution's output shape.
+    pub fn forward_conv(&self, conv: ConvLayer<'_>, xs: &Tensor, train: bool) -> Result<Tensor> {
+        if self.use_fused(xs, train) {
+            if let Some((spec, w)) = conv.fused_spec(xs)? {
+                return self.forward_conv_fused(spec, &w, xs);
+            }
+        }
+        self.forward_t(&conv.forward(xs)?, train)
+    }
+
+    fn forward_conv_fused(&self, spec: ConvSpec, w: &Tensor, xs: &Tensor) -> Result<Tensor> {
+        let stats = Arc::new(OnceLock::new());
+        let op = ConvBnOp {
+            conv: spec,
+            bn: BatchNormOp {
+                eps: self.eps,
+                act: self.act,
+                stats: stats.clone(),
+            },
+            z: OnceLock::new(),
+        };
+        // γ and β travel as one argument (custom ops take three); candle's `cat` hands each its
+        // part of the gradient.
+        let gb = Tensor::cat(&[param(&self.weight), param(&self.bias)], 0)?;
+        let ys = xs.contiguous()?.apply_op3(&w.contiguous()?, &gb, op)?;
+        let (b, c, h, w) = ys.dims4()?;
+        if b * h * w < 2 {
+            bail!("batch-norm: need more than one value per channel in training, got {b}x{h}x{w}");
+        }
+        self.update_running(&stats, c, b * h * w)?;
         Ok(ys)
+    }
+}
+
+/// A bias-free convolution followed by the fused BatchNorm + activation, on
+/// `(x, w, [γ; β])`: [`BatchNorm2d::forward_conv`]. Keeps the convolution's output `z` for the
+/// backward pass.
+#[derive(Debug)]
+struct ConvBnOp {
+    conv: ConvSpec,
+    bn: BatchNormOp,
+    z: OnceLock<Tensor>,
+}
+
+impl ConvBnOp {
+    fn fwd<T: Real + Elem>(
+        &self,
+        x: (&[T], &Shape),
+        w: (&[T], &Shape),
+        gb: &[T],
+    ) -> Result<(CpuStorage, Shape)> {
+        let (z, shape) = self.conv.forward(x, w)?;
+        let c = shape.dims4()?.1;
+        if gb.len() != 2 * c {
+            bail!(
+                "gan conv-batch-norm: {c} channels, {} affine values",
+                gb.len()
+            )
+        }
+        let y = self.bn.fwd(&z, &gb[..c], &gb[c..], &shape)?;
+        let z = Tensor::from_vec(z, shape.clone(), &candle_core::Device::Cpu)?;
+        // Only the first forward pass of this op instance keeps its output.
+        let _ = self.z.set(z);
+        Ok((T::to_cpu_storage_owned(y), shape))
+    }
+}
+
+impl CustomOp3 for ConvBnOp {
+    fn name(&self) -> &'static str {
+        "gan-conv-batch-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (xs, ws) = (l1.shape(), l2.shape());
+        match (s1, s2, s3) {
+            (CpuStorage::F32(_), CpuStorage::F32(_), CpuStorage::F32(_)) => self.fwd::<f32>(
+                (contiguous(s1, l1)?, xs),
+                (contiguous(s2, l2)?, ws),
+                contiguous(s3, l3)?,
+            ),
+            (CpuStorage::F64(_), CpuStorage::F64(_), CpuStorage::F64(_)) => self.fwd::<f64>(
+                (contiguous(s1, l1)?, xs),
+                (contiguous(s2, l2)?, ws),
+                contiguous(s3, l3)?,
+            ),
+            _ => bail!("gan conv-batch-norm: only f32 or f64, all the same"),
+        }
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        gb: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (Some(st), Some(z)) = (self.bn.stats.get(), self.z.get()) else {
+            bail!("gan conv-batch-norm: backward before forward")
+        };
+        let c = z.dim(1)?;
+        let gamma = gb.narrow(0, 0, c)?;
+        let grad = grad.contiguous()?;
+        let (dz, dgamma, dbeta) = match z.dtype() {
+            DType::F32 => self.bn.bwd_t::<f32>(z, &gamma, res, &grad, st)?,
+            DType::F64 => self.bn.bwd_t::<f64>(z, &gamma, res, &grad, st)?,
+            dt => bail!("gan conv-batch-norm: unsupported dtype {dt:?}"),
+        };
+        let (gx, gw) = self.conv.backward(x, w, &dz)?;
+        let dgb = if gb.track_op() {
+            Some(Tensor::cat(&[dgamma, dbeta], 0)?)
+        } else {
+            None
+        };
+        Ok((gx, gw, dgb))
     }
 }
 

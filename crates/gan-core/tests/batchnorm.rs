@@ -268,3 +268,97 @@ fn frozen_parameters_get_no_gradient_and_change_nothing_else() -> Result<()> {
     assert!(vars.iter().all(|v| g1.get(v.as_tensor()).is_none()));
     Ok(())
 }
+
+/// A bias-free convolution and BatchNorm2d run as one op (`forward_conv`) give the values,
+/// running statistics and gradients (input, conv weight, γ, β) of the two layers in turn,
+/// exactly: the same kernels run in the same order. Conv2d and ConvTranspose2d, every
+/// activation, f32 and f64.
+#[test]
+fn conv_then_batch_norm_as_one_op_equals_the_two_layers() -> Result<()> {
+    use gan_core::conv::{Conv2d, ConvLayer, ConvParams, ConvTranspose2d};
+    let dev = Device::Cpu;
+    let mut rng = SeededRng::new(41);
+    // (transposed, c_in, c_out, k, stride, padding, input size)
+    let cases = [
+        (false, 3, 5, 4, 2, 1, 9),
+        (false, 2, 4, 3, 1, 1, 6),
+        (true, 6, 4, 4, 2, 1, 5),
+        (true, 7, 3, 7, 1, 0, 1),
+    ];
+    for dtype in [DType::F32, DType::F64] {
+        for (t, c_in, c_out, k, s, p, n) in cases {
+            for act in ACTS {
+                let build = |vm: &VarMap| -> Result<(Option<Conv2d>, Option<ConvTranspose2d>, BatchNorm2d)> {
+                    let vb = VarBuilder::from_varmap(vm, dtype, &dev);
+                    let params = ConvParams::new(s, p);
+                    let (c, ct) = if t {
+                        (None, Some(ConvTranspose2d::new(c_in, c_out, k, params, false, vb.pp("conv"))?))
+                    } else {
+                        (Some(Conv2d::new(c_in, c_out, k, params, false, vb.pp("conv"))?), None)
+                    };
+                    let bn = BatchNorm2d::new(c_out, vb.pp("bn"))?.with_activation(act);
+                    Ok((c, ct, bn))
+                };
+                let (vm_a, vm_b) = (VarMap::new(), VarMap::new());
+                let (ca, cta, bna) = build(&vm_a)?;
+                let (cb, ctb, bnb) = build(&vm_b)?;
+                // Same random parameters on both sides (γ and β too, so that they matter).
+                for (name, var) in vm_a.data().lock().unwrap().iter() {
+                    let v = rng
+                        .randn(var.shape().clone(), 0.0, 0.5, &dev)?
+                        .to_dtype(dtype)?;
+                    var.set(&v)?;
+                    vm_b.data().lock().unwrap()[name].set(&v)?;
+                }
+                fn layer<'a>(
+                    c: &'a Option<Conv2d>,
+                    ct: &'a Option<ConvTranspose2d>,
+                ) -> ConvLayer<'a> {
+                    match (c, ct) {
+                        (Some(c), _) => ConvLayer::Conv2d(c),
+                        (_, Some(ct)) => ConvLayer::ConvTranspose2d(ct),
+                        _ => unreachable!(),
+                    }
+                }
+                let x = Var::from_tensor(
+                    &rng.randn((4, c_in, n, n), 0.0, 1.0, &dev)?
+                        .to_dtype(dtype)?,
+                )?;
+                let fused = bna.forward_conv(layer(&ca, &cta), x.as_tensor(), true)?;
+                let apart = bnb.forward_t(&layer(&cb, &ctb).forward(x.as_tensor())?, true)?;
+                let what = format!("{dtype:?} transposed {t} k{k} s{s} p{p} {act:?}");
+                assert_eq!(max_abs_diff(&fused, &apart)?, 0.0, "{what}: values");
+                assert_eq!(
+                    max_abs_diff(bna.running_mean(), bnb.running_mean())?,
+                    0.0,
+                    "{what}"
+                );
+                assert_eq!(
+                    max_abs_diff(bna.running_var(), bnb.running_var())?,
+                    0.0,
+                    "{what}"
+                );
+                let r = rng
+                    .randn(fused.shape().clone(), 0.0, 1.0, &dev)?
+                    .to_dtype(dtype)?;
+                let ga = (fused * &r)?.sum_all()?.backward()?;
+                let gb = (apart * &r)?.sum_all()?.backward()?;
+                let (xa, xb) = (ga.get(x.as_tensor()), gb.get(x.as_tensor()));
+                assert_eq!(
+                    max_abs_diff(xa.unwrap(), xb.unwrap())?,
+                    0.0,
+                    "{what}: input gradient"
+                );
+                for (name, va) in vm_a.data().lock().unwrap().iter() {
+                    let vb = &vm_b.data().lock().unwrap()[name];
+                    let (a, b) = (ga.get(va.as_tensor()), gb.get(vb.as_tensor()));
+                    assert_eq!(a.is_some(), b.is_some(), "{what}: {name}");
+                    if let (Some(a), Some(b)) = (a, b) {
+                        assert_eq!(max_abs_diff(a, b)?, 0.0, "{what}: gradient of {name}");
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -7,10 +7,10 @@
 //! up/down-sampling stage fewer. Weight names follow PyTorch's `nn.Sequential` indices
 //! (`main.0.weight`, `main.1.running_mean`, ...), as in pytorch/examples, so that they stay stable.
 
-use candle_core::{Module, ModuleT, Tensor};
+use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 use gan_core::batchnorm::{Activation, BatchNorm2d};
-use gan_core::conv::{Conv2d, ConvParams, ConvTranspose2d};
+use gan_core::conv::{Conv2d, ConvLayer, ConvParams, ConvTranspose2d};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
@@ -207,10 +207,10 @@ impl DcganGenerator {
         let b = z.dim(0)?;
         let mut xs = z.reshape((b, self.cfg.nz, 1, 1))?;
         for (conv, norm) in self.convs.iter().zip(&self.norms) {
-            xs = conv.forward(&xs)?;
             xs = match norm {
-                Some(n) => n.forward_t(&xs, train)?, // BatchNorm + ReLU
-                None => xs.tanh()?,
+                // BatchNorm + ReLU, one op with the convolution on the fast path
+                Some(n) => n.forward_conv(ConvLayer::ConvTranspose2d(conv), &xs, train)?,
+                None => conv.forward(&xs)?.tanh()?,
             };
         }
         Ok(xs)
@@ -254,8 +254,8 @@ impl DcganDiscriminator {
         let mut xs = xs.clone();
         for (i, (conv, norm)) in self.convs.iter().zip(&self.norms).enumerate() {
             xs = match norm {
-                // BatchNorm + LeakyReLU(0.2)
-                Some(n) => n.forward_t(&conv.forward(&xs)?, train)?,
+                // BatchNorm + LeakyReLU(0.2), one op with the convolution on the fast path
+                Some(n) => n.forward_conv(ConvLayer::Conv2d(conv), &xs, train)?,
                 None if i != last => conv.forward_leaky_relu(&xs, 0.2)?,
                 None => conv.forward(&xs)?,
             };

@@ -26,6 +26,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 mod kernels;
 mod ops;
 
+pub(crate) use kernels::Elem;
+pub(crate) use ops::ConvSpec;
+
 /// Stride, padding and output padding of a 2-D convolution; the same value on both axes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvParams {
@@ -144,19 +147,69 @@ pub fn conv_transpose2d(xs: &Tensor, w: &Tensor, p: ConvParams) -> Result<Tensor
     if !use_fast(xs, w) {
         return xs.conv_transpose2d(w, p.padding, p.output_padding, p.stride, 1);
     }
+    ops::conv_transpose2d(xs, w, p.stride, p.padding, transpose_out_hw(xs, w, p)?)
+}
+
+/// The output size of a transposed convolution, or an error if there is none.
+fn transpose_out_hw(xs: &Tensor, w: &Tensor, p: ConvParams) -> Result<(usize, usize)> {
     let (_, _, h, wd) = xs.dims4()?;
     let (_, _, kh, kw) = w.dims4()?;
     let out = |n: usize, k: usize| {
         ((n.max(1) - 1) * p.stride + k + p.output_padding).checked_sub(2 * p.padding)
     };
     match (out(h, kh), out(wd, kw)) {
-        (Some(oh), Some(ow)) if oh > 0 && ow > 0 && h > 0 && wd > 0 => {
-            ops::conv_transpose2d(xs, w, p.stride, p.padding, (oh, ow))
-        }
+        (Some(oh), Some(ow)) if oh > 0 && ow > 0 && h > 0 && wd > 0 => Ok((oh, ow)),
         _ => bail!(
             "conv_transpose2d: padding {} leaves no output for input {h}x{wd} and kernel {kh}x{kw}",
             p.padding
         ),
+    }
+}
+
+/// A bias-free convolution layer that a following
+/// [`BatchNorm2d`](crate::batchnorm::BatchNorm2d) can fold into its op
+/// ([`BatchNorm2d::forward_conv`](crate::batchnorm::BatchNorm2d::forward_conv)).
+#[derive(Clone, Copy, Debug)]
+pub enum ConvLayer<'a> {
+    /// A [`Conv2d`].
+    Conv2d(&'a Conv2d),
+    /// A [`ConvTranspose2d`].
+    ConvTranspose2d(&'a ConvTranspose2d),
+}
+
+impl ConvLayer<'_> {
+    /// The layer's own forward pass.
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Conv2d(c) => c.forward(xs),
+            Self::ConvTranspose2d(c) => c.forward(xs),
+        }
+    }
+
+    /// The custom-op form of the layer on `xs` and the weight to pass it, when the fast path
+    /// applies and the layer has no bias; `None` otherwise (including parameters the plain
+    /// path will reject with an error).
+    pub(crate) fn fused_spec(&self, xs: &Tensor) -> Result<Option<(ops::ConvSpec, Tensor)>> {
+        let (weight, bias, p) = match self {
+            Self::Conv2d(c) => (&c.weight, &c.bias, c.params),
+            Self::ConvTranspose2d(c) => (&c.weight, &c.bias, c.params),
+        };
+        if bias.is_some() || p.stride == 0 || !use_fast(xs, weight) || xs.rank() != 4 {
+            return Ok(None);
+        }
+        let spec = match self {
+            Self::Conv2d(_) => ops::ConvSpec::conv2d(p.stride, p.padding),
+            Self::ConvTranspose2d(_) => {
+                if p.output_padding >= p.stride {
+                    return Ok(None);
+                }
+                let Ok(out_hw) = transpose_out_hw(xs, weight, p) else {
+                    return Ok(None);
+                };
+                ops::ConvSpec::conv_transpose2d(p.stride, p.padding, out_hw)
+            }
+        };
+        Ok(Some((spec, param(weight))))
     }
 }
 

@@ -463,3 +463,63 @@ pub(crate) fn conv2d_weight_grad(
         },
     )
 }
+
+/// One of the two convolutions, as a building block of a fused op (BatchNorm after a
+/// convolution): its forward kernel on slices and its backward pass on tensors.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ConvSpec {
+    Conv(Conv2dOp),
+    Transpose(ConvTranspose2dOp),
+}
+
+impl ConvSpec {
+    pub(crate) fn conv2d(stride: usize, padding: usize) -> Self {
+        Self::Conv(Conv2dOp {
+            stride,
+            padding,
+            leaky: None,
+        })
+    }
+
+    pub(crate) fn conv_transpose2d(stride: usize, padding: usize, out_hw: (usize, usize)) -> Self {
+        Self::Transpose(ConvTranspose2dOp {
+            stride,
+            padding,
+            out_hw,
+        })
+    }
+
+    /// The convolution of `x` (shape `xs`) with `w` (shape `ws`), and its shape.
+    pub(crate) fn forward<T: Elem>(
+        &self,
+        (x, xs): (&[T], &Shape),
+        (w, ws): (&[T], &Shape),
+    ) -> Result<(Vec<T>, Shape)> {
+        Ok(match self {
+            Self::Conv(op) => {
+                let (b, c_out, g) = op.geom(xs, ws)?;
+                let y = kernels::conv2d(x, w, b, c_out, &g, None);
+                (y, Shape::from((b, c_out, g.oh, g.ow)))
+            }
+            Self::Transpose(op) => {
+                let (b, c_in, g) = op.geom(xs, ws)?;
+                let y = kernels::conv_transpose2d(x, w, b, c_in, &g);
+                (y, Shape::from((b, g.c, g.h, g.w)))
+            }
+        })
+    }
+
+    /// The gradients of `x` and `w` from the gradient `grad` of the convolution's output, as the
+    /// op's own backward pass computes them (neither op reads its output there).
+    pub(crate) fn backward(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        match self {
+            Self::Conv(op) => op.bwd(x, w, grad, grad),
+            Self::Transpose(op) => op.bwd(x, w, grad, grad),
+        }
+    }
+}
