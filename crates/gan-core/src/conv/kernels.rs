@@ -627,26 +627,25 @@ fn sum_in_groups<T: Elem, I: Send>(
             run(item, acc, i > 0);
         }
     };
+    // Each group's buffer is allocated (and zeroed) by the thread that runs the group.
+    let run_new = |list: Vec<I>| {
+        let mut acc = vec![T::ZERO; len];
+        run_group(list, &mut acc);
+        acc
+    };
     let first = per_group.remove(0);
-    let mut sum = vec![T::ZERO; len];
-    let ((), partial) = rayon::join(
-        || run_group(first, &mut sum),
-        || {
-            per_group
-                .into_par_iter()
-                .map(|list| {
-                    let mut acc = vec![T::ZERO; len];
-                    run_group(list, &mut acc);
-                    acc
-                })
-                .collect::<Vec<_>>()
-        },
+    let (mut sum, partial) = rayon::join(
+        || run_new(first),
+        || per_group.into_par_iter().map(run_new).collect::<Vec<_>>(),
     );
-    for p in partial {
-        for (a, v) in sum.iter_mut().zip(p) {
-            *a += v;
+    // The buffers are added in group order, each element on its own: in parallel over slices.
+    sum.par_chunks_mut(1 << 14).enumerate().for_each(|(i, s)| {
+        for p in &partial {
+            for (a, &v) in s.iter_mut().zip(&p[i << 14..]) {
+                *a += v;
+            }
         }
-    }
+    });
     sum
 }
 
