@@ -19,10 +19,10 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use candle_core::{DType, Device, Module, ModuleT, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use gan_core::batchnorm::{leaky_relu, Activation, BatchNorm2d};
-use gan_core::conv::{set_fast_conv, Conv2d, ConvParams, ConvTranspose2d};
+use gan_core::conv::{set_fast_conv, Conv2d, ConvLayer, ConvParams, ConvTranspose2d};
 use gan_core::rng::SeededRng;
 use gan_models::dcgan::DcganConfig;
 use gan_models::dcgan_run::{build_trainer, DataConfig, DcganRunConfig};
@@ -685,17 +685,17 @@ fn layers(args: &BenchArgs, m: Model) -> anyhow::Result<()> {
         let vars = VarMap::new();
         let vb = VarBuilder::from_varmap(&vars, DType::F32, &dev);
         let p = ConvParams::new(l.s, l.p);
-        let conv: Box<dyn Module> = if l.transposed {
-            Box::new(ConvTranspose2d::new(
-                l.c_in,
-                l.c_out,
-                l.k,
-                p,
-                false,
-                vb.pp("conv"),
-            )?)
+        let (conv2d, convt) = if l.transposed {
+            let c = ConvTranspose2d::new(l.c_in, l.c_out, l.k, p, false, vb.pp("conv"))?;
+            (None, Some(c))
         } else {
-            Box::new(Conv2d::new(l.c_in, l.c_out, l.k, p, false, vb.pp("conv"))?)
+            let c = Conv2d::new(l.c_in, l.c_out, l.k, p, false, vb.pp("conv"))?;
+            (Some(c), None)
+        };
+        let conv = match (&conv2d, &convt) {
+            (Some(c), _) => ConvLayer::Conv2d(c),
+            (_, Some(c)) => ConvLayer::ConvTranspose2d(c),
+            _ => unreachable!("one of the two is built"),
         };
         let act = match l.act {
             Act::Relu => Activation::Relu,
@@ -715,14 +715,16 @@ fn layers(args: &BenchArgs, m: Model) -> anyhow::Result<()> {
         };
         let ho = l.h_out();
         let r = rng.randn((m.batch, l.c_out, ho, ho), 0.0, 1.0, &dev)?;
+        // As the DCGAN nets run them: BatchNorm folded into the convolution's op, and the
+        // first discriminator layer's LeakyReLU too (on the fast path).
         let forward = || -> candle_core::Result<Tensor> {
-            let y = conv.forward(&x)?;
-            match (&bn, l.act) {
-                (Some(bn), _) => bn.forward_t(&y, true),
-                (None, Act::Relu) => y.relu(),
-                (None, Act::LeakyRelu) => leaky_relu(&y, 0.2),
-                (None, Act::Tanh) => y.tanh(),
-                (None, Act::None) => Ok(y),
+            match (&bn, l.act, &conv2d) {
+                (Some(bn), _, _) => bn.forward_conv(conv, &x, true),
+                (None, Act::LeakyRelu, Some(c)) => c.forward_leaky_relu(&x, 0.2),
+                (None, Act::LeakyRelu, None) => leaky_relu(&conv.forward(&x)?, 0.2),
+                (None, Act::Relu, _) => conv.forward(&x)?.relu(),
+                (None, Act::Tanh, _) => conv.forward(&x)?.tanh(),
+                (None, Act::None, _) => conv.forward(&x),
             }
         };
         let mut cols = [0.0; 4];
