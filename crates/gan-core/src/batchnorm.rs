@@ -157,21 +157,23 @@ impl BatchNorm2d {
     }
 
     fn forward_fused(&self, xs: &Tensor) -> Result<Tensor> {
-        let (b, c, h, w) = xs.dims4()?;
-        let n = b * h * w;
-        if n < 2 {
-            bail!("batch-norm: need more than one value per channel in training, got {b}x{h}x{w}");
-        }
+        let (c, n) = values_per_channel(xs)?;
+        let (op, stats) = self.op();
+        let (w, b) = (param(&self.weight), param(&self.bias));
+        let ys = xs.contiguous()?.apply_op3(&w, &b, op)?;
+        self.update_running(&stats, c, n)?;
+        Ok(ys)
+    }
+
+    /// The fused op of this layer, and where it will leave the batch statistics.
+    fn op(&self) -> (BatchNormOp, Arc<OnceLock<Stats>>) {
         let stats = Arc::new(OnceLock::new());
         let op = BatchNormOp {
             eps: self.eps,
             act: self.act,
             stats: stats.clone(),
         };
-        let (w, b) = (param(&self.weight), param(&self.bias));
-        let ys = xs.contiguous()?.apply_op3(&w, &b, op)?;
-        self.update_running(&stats, c, n)?;
-        Ok(ys)
+        (op, stats)
     }
 
     /// Folds the batch statistics left by a forward pass (`c` channels, `n` values each) into
@@ -218,27 +220,30 @@ impl BatchNorm2d {
     }
 
     fn forward_conv_fused(&self, spec: ConvSpec, w: &Tensor, xs: &Tensor) -> Result<Tensor> {
-        let stats = Arc::new(OnceLock::new());
+        let (bn, stats) = self.op();
         let op = ConvBnOp {
             conv: spec,
-            bn: BatchNormOp {
-                eps: self.eps,
-                act: self.act,
-                stats: stats.clone(),
-            },
+            bn,
             z: OnceLock::new(),
         };
         // γ and β travel as one argument (custom ops take three); candle's `cat` hands each its
         // part of the gradient.
         let gb = Tensor::cat(&[param(&self.weight), param(&self.bias)], 0)?;
         let ys = xs.contiguous()?.apply_op3(&w.contiguous()?, &gb, op)?;
-        let (b, c, h, w) = ys.dims4()?;
-        if b * h * w < 2 {
-            bail!("batch-norm: need more than one value per channel in training, got {b}x{h}x{w}");
-        }
-        self.update_running(&stats, c, b * h * w)?;
+        let (c, n) = values_per_channel(&ys)?;
+        self.update_running(&stats, c, n)?;
         Ok(ys)
     }
+}
+
+/// Channels and values per channel of a `[b, c, h, w]` batch normalised in training, which
+/// needs at least two values per channel.
+fn values_per_channel(xs: &Tensor) -> Result<(usize, usize)> {
+    let (b, c, h, w) = xs.dims4()?;
+    if b * h * w < 2 {
+        bail!("batch-norm: need more than one value per channel in training, got {b}x{h}x{w}");
+    }
+    Ok((c, b * h * w))
 }
 
 /// A bias-free convolution followed by the fused BatchNorm + activation, on

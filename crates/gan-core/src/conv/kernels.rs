@@ -475,14 +475,26 @@ pub(crate) fn conv2d<T: Elem>(
     let par = plan.gemm_par();
     let offs = if g.dense() { Vec::new() } else { g.offsets() };
     chunked_output(b, c_out * l, &plan, |b0, nb, y| {
-        conv2d_chunk(&x[b0 * img..][..nb * img], w, nb, c_out, g, &offs, par, y);
+        conv2d_chunk(
+            &x[b0 * img..][..nb * img],
+            w,
+            nb,
+            c_out,
+            g,
+            &offs,
+            par,
+            y,
+            |_, _| {},
+        );
         if let Some(slope) = leaky {
             leaky_in_place(y, slope);
         }
     })
 }
 
-/// One chunk of [`conv2d`]: the `nb` images `xs` into `y` (`nb × c_out × oh × ow`).
+/// One chunk of [`conv2d`]: the `nb` images `xs` into `y` (`nb × c_out × oh × ow`). Unless `g`
+/// is [`Geom::dense`], also hands each block of the chunk's column matrix to
+/// `each_block(row0, block)` once it has been multiplied.
 #[allow(clippy::too_many_arguments)]
 fn conv2d_chunk<T: Elem>(
     xs: &[T],
@@ -493,6 +505,7 @@ fn conv2d_chunk<T: Elem>(
     offs: &[u32],
     par: Parallelism,
     y: &mut [T],
+    mut each_block: impl FnMut(usize, &[T]),
 ) {
     let (k, l) = (g.k(), g.l());
     let lhs = Mat {
@@ -513,7 +526,7 @@ fn conv2d_chunk<T: Elem>(
         return;
     }
     // `dst = w · col`, summed over blocks of the column matrix's rows.
-    let product = |dst: &mut [T], dst_strides| {
+    let mut product = |dst: &mut [T], dst_strides| {
         for_each_col_block(xs, g, offs, nb, |r0, col| {
             let lhs = Mat {
                 data: &w[r0..],
@@ -526,6 +539,7 @@ fn conv2d_chunk<T: Elem>(
             };
             let n = col.len() / ncols;
             matmul((c_out, ncols, n), dst, dst_strides, r0 > 0, lhs, rhs, par);
+            each_block(r0, col);
         });
     };
     if nb == 1 || l == 1 {
@@ -737,52 +751,24 @@ pub(crate) fn conv_transpose2d_grads<T: Elem>(
     let plan = Plan::new::<T>(b, l, k.max(c_in));
     let par = plan.gemm_par();
     let offs = g.offsets();
-    let w_mat = Mat {
-        data: w,
-        rs: k,
-        cs: 1,
-    };
-    // One chunk: its slice of `gx`, and `gw (+)= x_chunk · colᵀ`.
+    // One chunk: its slice of `gx` (conv2d of `gy` with `w`), and, from each block of the same
+    // column matrix, columns `r0..` of `gw (+)= x_chunk · colᵀ`.
     let run_chunk = |ci: usize, gx: &mut [T], gw: &mut [T], accumulate: bool| {
         let b0 = ci * plan.nb;
         let nb = gx.len() / (c_in * l);
         let ncols = nb * l;
         let gys = &gy[b0 * img..][..nb * img];
         let xs = &x[b0 * c_in * l..][..nb * c_in * l];
-        // `gx = w · col` is written straight into `gx` when its layout allows, else into `tmp`.
-        let direct = nb == 1 || l == 1;
         with_columns(xs, c_in, l, nb, |x_mat| {
-            with_scratch::<T, _>(if direct { 0 } else { c_in * ncols }, |tmp| {
-                let (gx_dst, gx_strides) = match (direct, l == 1) {
-                    (true, true) => (&mut *gx, (1, c_in)),
-                    (true, false) => (&mut *gx, (ncols, 1)),
-                    (false, _) => (&mut *tmp, (ncols, 1)),
+            conv2d_chunk(gys, w, nb, c_in, g, &offs, par, gx, |r0, col| {
+                let n = col.len() / ncols;
+                let col_t = Mat {
+                    data: col,
+                    rs: 1,
+                    cs: ncols,
                 };
-                // Per block of the column matrix's rows: its share of `gx`, and columns `r0..`
-                // of `gw`.
-                for_each_col_block(gys, g, &offs, nb, |r0, col| {
-                    let n = col.len() / ncols;
-                    let lhs = Mat {
-                        data: &w[r0..],
-                        ..w_mat
-                    };
-                    let rhs = Mat {
-                        data: col,
-                        rs: ncols,
-                        cs: 1,
-                    };
-                    matmul((c_in, ncols, n), gx_dst, gx_strides, r0 > 0, lhs, rhs, par);
-                    let col_t = Mat {
-                        data: col,
-                        rs: 1,
-                        cs: ncols,
-                    };
-                    let gw = &mut gw[r0..];
-                    matmul((c_in, n, ncols), gw, (k, 1), accumulate, x_mat, col_t, par);
-                });
-                if !direct {
-                    scatter(tmp, c_in, l, nb, gx);
-                }
+                let gw = &mut gw[r0..];
+                matmul((c_in, n, ncols), gw, (k, 1), accumulate, x_mat, col_t, par);
             });
         });
     };

@@ -119,10 +119,8 @@ pub fn conv2d(xs: &Tensor, w: &Tensor, p: ConvParams) -> Result<Tensor> {
 /// # Shapes
 /// As [`conv2d`].
 pub fn conv2d_leaky_relu(xs: &Tensor, w: &Tensor, p: ConvParams, slope: f64) -> Result<Tensor> {
-    if p.stride == 0 {
-        bail!("conv2d: stride must be at least 1")
-    }
-    if use_fast(xs, w) && slope > 0.0 {
+    // A zero stride goes to `conv2d`, which rejects it.
+    if use_fast(xs, w) && slope > 0.0 && p.stride > 0 {
         ops::conv2d_leaky(xs, w, p.stride, p.padding, Some(slope))
     } else {
         crate::batchnorm::leaky_relu(&conv2d(xs, w, p)?, slope)
