@@ -146,25 +146,27 @@ impl Geom {
     }
 }
 
-avx2_fn! {
-    /// `dst[n] = src[offs[n]]`, or zero where `offs[n]` is [`PAD`].
-    fn gather_plane<T: Elem>(src: &[T], offs: &[u32], dst: &mut [T]) => gather_plane_imp
-}
-
+/// `dst[n] = src[offs[n]]`, or zero where `offs[n]` is [`PAD`].
+///
+/// Branch-free: every entry reads a pixel (a [`PAD`] entry the plane's last one) and a select
+/// zeroes the padding, since where the padding falls in a row is too irregular for the branch
+/// predictor (a branch per element made this loop 2.4× slower in a micro-benchmark at the DCGAN
+/// shapes).
 #[inline(always)]
-fn gather_plane_imp<T: Elem>(src: &[T], offs: &[u32], dst: &mut [T]) {
+fn gather_plane<T: Elem>(src: &[T], offs: &[u32], dst: &mut [T]) {
+    let Some(last) = src.len().checked_sub(1) else {
+        dst.fill(T::ZERO);
+        return;
+    };
     for (d, &i) in dst.iter_mut().zip(offs) {
-        *d = src.get(i as usize).copied().unwrap_or(T::ZERO);
+        let v = src[(i as usize).min(last)];
+        *d = if i == PAD { T::ZERO } else { v };
     }
 }
 
-avx2_fn! {
-    /// `dst[offs[n]] += src[n]`, skipping [`PAD`]; `offs` must not repeat an index.
-    fn scatter_add_plane<T: Elem>(src: &[T], offs: &[u32], dst: &mut [T]) => scatter_add_plane_imp
-}
-
+/// `dst[offs[n]] += src[n]`, skipping [`PAD`]; `offs` must not repeat an index.
 #[inline(always)]
-fn scatter_add_plane_imp<T: Elem>(src: &[T], offs: &[u32], dst: &mut [T]) {
+fn scatter_add_plane<T: Elem>(src: &[T], offs: &[u32], dst: &mut [T]) {
     for (v, &i) in src.iter().zip(offs) {
         if let Some(d) = dst.get_mut(i as usize) {
             *d += *v;
@@ -176,7 +178,19 @@ fn scatter_add_plane_imp<T: Elem>(src: &[T], offs: &[u32], dst: &mut [T]) {
 /// `col.len() / (nb·l())` whole rows) of the `nb` images in `x` (`nb × c × h × w`):
 /// `col[(c·kh + ki)·kw + kj][j·l + oy·ow + ox] = x[j][c][oy·s + ki − p][ox·s + kj − p]`, zero
 /// outside the image. `offs` is `g.offsets()`.
+///
+/// (One call per block, compiled with AVX2 when the CPU has it: the rows are short, 49 values for
+/// a 7×7 grid, so a dispatch per row and image cost as much as the copying.)
 fn im2col<T: Elem>(x: &[T], g: &Geom, offs: &[u32], nb: usize, row0: usize, col: &mut [T]) {
+    im2col_avx2(x, g, offs, nb, row0, col)
+}
+
+avx2_fn! {
+    fn im2col_avx2<T: Elem>(x: &[T], g: &Geom, offs: &[u32], nb: usize, row0: usize, col: &mut [T]) => im2col_imp
+}
+
+#[inline(always)]
+fn im2col_imp<T: Elem>(x: &[T], g: &Geom, offs: &[u32], nb: usize, row0: usize, col: &mut [T]) {
     let (l, img, ncols, taps) = (g.l(), g.img(), nb * g.l(), g.kh * g.kw);
     debug_assert_eq!(x.len(), nb * g.c * img);
     debug_assert_eq!(col.len() % ncols.max(1), 0);
@@ -221,7 +235,18 @@ fn for_each_col_block<T: Elem>(
 /// Adjoint of [`im2col`]: adds every entry of `col` into the image pixel it was read from.
 /// `col` holds the column matrix's rows `row0..` (`col.len() / (nb·l())` of them, whole rows).
 /// `x` (`nb × c × h × w`) must be zeroed by the caller if a plain col2im is wanted.
+///
+/// (One call per block, compiled with AVX2 when the CPU has it, as [`im2col`].)
 fn col2im_add<T: Elem>(col: &[T], g: &Geom, offs: &[u32], nb: usize, row0: usize, x: &mut [T]) {
+    col2im_add_avx2(col, g, offs, nb, row0, x)
+}
+
+avx2_fn! {
+    fn col2im_add_avx2<T: Elem>(col: &[T], g: &Geom, offs: &[u32], nb: usize, row0: usize, x: &mut [T]) => col2im_add_imp
+}
+
+#[inline(always)]
+fn col2im_add_imp<T: Elem>(col: &[T], g: &Geom, offs: &[u32], nb: usize, row0: usize, x: &mut [T]) {
     let (l, img, ncols, taps) = (g.l(), g.img(), nb * g.l(), g.kh * g.kw);
     debug_assert_eq!(x.len(), nb * g.c * img);
     debug_assert_eq!(col.len() % ncols.max(1), 0);
@@ -247,6 +272,23 @@ fn block_rows<T>(rows: usize, taps: usize, ncols: usize) -> usize {
     let per_channel = (taps * ncols * std::mem::size_of::<T>()).max(1);
     let channels = (BLOCK_BYTES / per_channel).max(1);
     (channels * taps).min(rows).max(1)
+}
+
+/// `rows` (whole channels of `taps` rows) rounded up to a multiple of the 6 columns of `gemm`'s
+/// f32 AVX2 micro-kernel when a few more channels do it (and `total` allows), for a block that
+/// becomes the columns of the product (`gemm` computes a row-major product transposed): 80 rows
+/// would leave 2 columns to a narrow edge kernel that runs at a third of the speed.
+fn whole_panels(rows: usize, taps: usize, total: usize) -> usize {
+    const NR: usize = 6;
+    let mut r = rows;
+    while r % NR != 0 && r + taps <= total && r + taps <= rows * 2 {
+        r += taps;
+    }
+    if r % NR == 0 {
+        r
+    } else {
+        rows
+    }
 }
 
 /// Target size of one block of a column matrix: half of a core's L2 cache on the machines we
@@ -603,7 +645,7 @@ pub(crate) fn conv_transpose2d<T: Elem>(
                 // The column matrix is the output itself, transposed (`m == img`).
                 matmul((m, nb, c_in), y, (1, m), false, lhs, rhs, par);
             } else {
-                let rows = block_rows::<T>(m, g.kh * g.kw, ncols);
+                let rows = whole_panels(block_rows::<T>(m, g.kh * g.kw, ncols), g.kh * g.kw, m);
                 with_scratch::<T, _>(rows * ncols, |col| {
                     for r0 in (0..m).step_by(rows) {
                         let n = rows.min(m - r0);
