@@ -854,6 +854,25 @@ mod tests {
     }
 
     #[test]
+    fn transposed_blocks_are_whole_panels_when_cheap() {
+        // (rows, taps, total) → rows per block
+        for (rows, taps, total, want) in [
+            (80, 16, 2048, 96), // 5 channels of 16 taps → 6
+            (16, 16, 16, 16),   // no more rows to take
+            (18, 9, 1000, 18),  // already whole panels
+            (49, 49, 1000, 49), // 98 and 147 are not whole panels within 2×
+            (32, 16, 40, 32),   // 48 would pass the end
+            (4, 1, 100, 6),
+        ] {
+            assert_eq!(
+                whole_panels(rows, taps, total),
+                want,
+                "{rows} {taps} {total}"
+            );
+        }
+    }
+
+    #[test]
     fn offsets_match_brute_force() {
         for s in 1..4 {
             for p in 0..4 {
