@@ -6,7 +6,9 @@
 //! then again), so that the three sides see the same machine load and each one's peak resident
 //! memory is its own: the parent reads it from `wait4`'s `ru_maxrss`. Our side is this binary
 //! re-executed with the hidden `--worker` flag. The reported time of a side is the median of
-//! its rounds' medians.
+//! its rounds' medians; its ratio to PyTorch is the ratio of those medians ("vs torch") and,
+//! less sensitive to the machine's slow swings in speed, the median over rounds of each round's
+//! ratio to the PyTorch round run right after it ("per round").
 //!
 //! Built in the dev profile (as `cargo xtask` builds), the bench first re-runs itself with
 //! `cargo run --release`, so that gan-models is optimised as in a release `gan-cli`.
@@ -559,14 +561,24 @@ fn compare(args: &BenchArgs) -> anyhow::Result<()> {
             .iter_mut()
             .find(|s| s.label == "torch")
             .map(|s| (s.median(), s.best()));
+        // Each round's ratio to PyTorch's round right after it: the pairs ran within seconds
+        // of each other, so the machine's slow drifts cancel in them.
+        let torch_rounds = sides
+            .iter()
+            .find(|s| s.label == "torch")
+            .map(|s| s.medians_ms.clone());
         for side in &mut sides {
             let ms = side.median();
             let best = side.best();
             let best_ratio = torch.map(|t| best / t.1);
             let peak = side.peak_rss_mib.iter().copied().fold(0.0, f64::max);
             let ratio = torch.map(|t| ms / t.0);
+            let round_ratio = torch_rounds.as_ref().map(|t| {
+                let mut r: Vec<f64> = side.medians_ms.iter().zip(t).map(|(a, b)| a / b).collect();
+                median(&mut r)
+            });
             rows.push(format!(
-                "{:<8} {:>5} {:<24} {:>10.1} {:>9.1} {:>9.1} {:>10} {:>10} {:>8.1} {:>8.1} {:>10.1}",
+                "{:<8} {:>5} {:<24} {:>10.1} {:>9.1} {:>9.1} {:>10} {:>10} {:>10} {:>8.1} {:>8.1} {:>10.1}",
                 m.name,
                 m.batch,
                 side.label,
@@ -574,6 +586,7 @@ fn compare(args: &BenchArgs) -> anyhow::Result<()> {
                 best,
                 m.batch as f64 / (ms * 1e-3),
                 ratio.map_or("-".into(), |r| format!("{r:.2}")),
+                round_ratio.map_or("-".into(), |r| format!("{r:.2}")),
                 best_ratio.map_or("-".into(), |r| format!("{r:.2}")),
                 flops / (ms * 1e-3) / 1e9,
                 flops / (best * 1e-3) / 1e9,
@@ -599,6 +612,12 @@ fn compare(args: &BenchArgs) -> anyhow::Result<()> {
                 "best_gflop_per_s".into(),
                 json!(round1(flops / (best * 1e-3) / 1e9)),
             );
+            if let Some(r) = round_ratio {
+                obj.insert(
+                    "median_round_ratio_to_torch".into(),
+                    json!((r * 1000.0).round() / 1000.0),
+                );
+            }
             if let (Some(r), Some(rb)) = (ratio, best_ratio) {
                 obj.insert(
                     "ratio_to_torch".into(),
@@ -613,7 +632,7 @@ fn compare(args: &BenchArgs) -> anyhow::Result<()> {
         }
     }
     println!(
-        "{:<8} {:>5} {:<24} {:>10} {:>9} {:>9} {:>10} {:>10} {:>8} {:>8} {:>10}",
+        "{:<8} {:>5} {:<24} {:>10} {:>9} {:>9} {:>10} {:>10} {:>10} {:>8} {:>8} {:>10}",
         "model",
         "batch",
         "side",
@@ -621,6 +640,7 @@ fn compare(args: &BenchArgs) -> anyhow::Result<()> {
         "best ms",
         "images/s",
         "vs torch",
+        "per round",
         "best vs",
         "GFLOP/s",
         "best GF/s",
