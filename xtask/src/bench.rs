@@ -250,6 +250,12 @@ fn vm_kib(key: &str) -> Option<u64> {
         .ok()
 }
 
+/// The median over rounds of `ours[i] / theirs[i]` (rounds paired by index).
+fn median_round_ratio(ours: &[f64], theirs: &[f64]) -> f64 {
+    let mut r: Vec<f64> = ours.iter().zip(theirs).map(|(a, b)| a / b).collect();
+    median(&mut r)
+}
+
 fn median(xs: &mut [f64]) -> f64 {
     if xs.is_empty() {
         return f64::NAN;
@@ -573,10 +579,9 @@ fn compare(args: &BenchArgs) -> anyhow::Result<()> {
             let best_ratio = torch.map(|t| best / t.1);
             let peak = side.peak_rss_mib.iter().copied().fold(0.0, f64::max);
             let ratio = torch.map(|t| ms / t.0);
-            let round_ratio = torch_rounds.as_ref().map(|t| {
-                let mut r: Vec<f64> = side.medians_ms.iter().zip(t).map(|(a, b)| a / b).collect();
-                median(&mut r)
-            });
+            let round_ratio = torch_rounds
+                .as_ref()
+                .map(|t| median_round_ratio(&side.medians_ms, t));
             rows.push(format!(
                 "{:<8} {:>5} {:<24} {:>10.1} {:>9.1} {:>9.1} {:>10} {:>10} {:>10} {:>8.1} {:>8.1} {:>10.1}",
                 m.name,
@@ -794,4 +799,19 @@ fn layers(args: &BenchArgs, m: Model) -> anyhow::Result<()> {
         "sum", "", totals[0], totals[1], totals[2], totals[3]
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_ratios_pair_rounds_by_index() {
+        // Round ratios 0.8, 0.7 and 0.8: their median is 0.8, while the ratio of the two
+        // medians (210 / 300) is 0.7.
+        let ours = [200.0, 210.0, 400.0];
+        let torch = [250.0, 300.0, 500.0];
+        assert_eq!(median_round_ratio(&ours, &torch), 0.8);
+        assert!(median_round_ratio(&[], &[]).is_nan());
+    }
 }
