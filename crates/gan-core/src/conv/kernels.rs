@@ -174,39 +174,49 @@ fn scatter_add_plane<T: Elem>(src: &[T], offs: &[u32], dst: &mut [T]) {
     }
 }
 
-/// Fills `col` with rows `row0..` of the column matrix (`k() × nb·l()`, row-major; `col` holds
-/// `col.len() / (nb·l())` whole rows) of the `nb` images in `x` (`nb × c × h × w`):
-/// `col[(c·kh + ki)·kw + kj][j·l + oy·ow + ox] = x[j][c][oy·s + ki − p][ox·s + kj − p]`, zero
-/// outside the image. `offs` is `g.offsets()`.
-///
-/// (One call per block, compiled with AVX2 when the CPU has it: the rows are short, 49 values for
-/// a 7×7 grid, so a dispatch per row and image cost as much as the copying.)
-fn im2col<T: Elem>(x: &[T], g: &Geom, offs: &[u32], nb: usize, row0: usize, col: &mut [T]) {
-    im2col_avx2(x, g, offs, nb, row0, col)
-}
-
 avx2_fn! {
-    fn im2col_avx2<T: Elem>(x: &[T], g: &Geom, offs: &[u32], nb: usize, row0: usize, col: &mut [T]) => im2col_imp
+    /// Fills `col` with rows `row0..` of the column matrix (`k() × nb·l()`, row-major; `col`
+    /// holds `col.len() / (nb·l())` whole rows) of the `nb` images in `x` (`nb × c × h × w`):
+    /// `col[(c·kh + ki)·kw + kj][j·l + oy·ow + ox] = x[j][c][oy·s + ki − p][ox·s + kj − p]`,
+    /// zero outside the image. `offs` is `g.offsets()`.
+    ///
+    /// (One call per block, compiled with AVX2 when the CPU has it: the rows are short, 49
+    /// values for a 7×7 grid, so a dispatch per row and image cost as much as the copying.)
+    fn im2col<T: Elem>(x: &[T], g: &Geom, offs: &[u32], nb: usize, row0: usize, col: &mut [T]) => im2col_imp
 }
 
 #[inline(always)]
 fn im2col_imp<T: Elem>(x: &[T], g: &Geom, offs: &[u32], nb: usize, row0: usize, col: &mut [T]) {
-    let (l, img, ncols, taps) = (g.l(), g.img(), nb * g.l(), g.kh * g.kw);
-    debug_assert_eq!(x.len(), nb * g.c * img);
-    debug_assert_eq!(col.len() % ncols.max(1), 0);
-    debug_assert!(row0 * ncols + col.len() <= g.k() * ncols);
-    debug_assert_eq!(offs.len(), taps * l);
+    let (l, img) = (g.l(), g.img());
     if l == 0 {
         return;
     }
-    for (r, dst_row) in col.chunks_exact_mut(ncols).enumerate() {
-        let row = row0 + r;
-        let (c, tap) = (row / taps, row % taps);
-        let t = &offs[tap * l..][..l];
+    let rows = row_taps(g, offs, nb, row0, col.len(), x.len());
+    for ((c, t), dst_row) in rows.zip(col.chunks_exact_mut(nb * l)) {
         for (j, dst) in dst_row.chunks_exact_mut(l).enumerate() {
             gather_plane(&x[(j * g.c + c) * img..][..img], t, dst);
         }
     }
+}
+
+/// For each row `row0..` of a block of `block_len` values of the column matrix of `nb` images
+/// (`img_len` values): its channel and its kernel tap's part of `offs`. Checks in debug builds
+/// that the block and the images fit the geometry. `g.l()` must not be 0.
+fn row_taps<'a>(
+    g: &Geom,
+    offs: &'a [u32],
+    nb: usize,
+    row0: usize,
+    block_len: usize,
+    img_len: usize,
+) -> impl Iterator<Item = (usize, &'a [u32])> {
+    let (l, ncols, taps) = (g.l(), nb * g.l(), g.kh * g.kw);
+    debug_assert_eq!(img_len, nb * g.c * g.img());
+    debug_assert_eq!(block_len % ncols.max(1), 0);
+    debug_assert!(row0 * ncols + block_len <= g.k() * ncols);
+    debug_assert_eq!(offs.len(), taps * l);
+    (row0..row0 + block_len / ncols.max(1))
+        .map(move |row| (row / taps, &offs[(row % taps) * l..][..l]))
 }
 
 /// Builds the column matrix of the `nb` images in `x` a block of rows at a time
@@ -232,33 +242,23 @@ fn for_each_col_block<T: Elem>(
     });
 }
 
-/// Adjoint of [`im2col`]: adds every entry of `col` into the image pixel it was read from.
-/// `col` holds the column matrix's rows `row0..` (`col.len() / (nb·l())` of them, whole rows).
-/// `x` (`nb × c × h × w`) must be zeroed by the caller if a plain col2im is wanted.
-///
-/// (One call per block, compiled with AVX2 when the CPU has it, as [`im2col`].)
-fn col2im_add<T: Elem>(col: &[T], g: &Geom, offs: &[u32], nb: usize, row0: usize, x: &mut [T]) {
-    col2im_add_avx2(col, g, offs, nb, row0, x)
-}
-
 avx2_fn! {
-    fn col2im_add_avx2<T: Elem>(col: &[T], g: &Geom, offs: &[u32], nb: usize, row0: usize, x: &mut [T]) => col2im_add_imp
+    /// Adjoint of [`im2col`]: adds every entry of `col` into the image pixel it was read from.
+    /// `col` holds the column matrix's rows `row0..` (`col.len() / (nb·l())` of them, whole
+    /// rows). `x` (`nb × c × h × w`) must be zeroed by the caller if a plain col2im is wanted.
+    ///
+    /// (One call per block, compiled with AVX2 when the CPU has it, as [`im2col`].)
+    fn col2im_add<T: Elem>(col: &[T], g: &Geom, offs: &[u32], nb: usize, row0: usize, x: &mut [T]) => col2im_add_imp
 }
 
 #[inline(always)]
 fn col2im_add_imp<T: Elem>(col: &[T], g: &Geom, offs: &[u32], nb: usize, row0: usize, x: &mut [T]) {
-    let (l, img, ncols, taps) = (g.l(), g.img(), nb * g.l(), g.kh * g.kw);
-    debug_assert_eq!(x.len(), nb * g.c * img);
-    debug_assert_eq!(col.len() % ncols.max(1), 0);
-    debug_assert!(row0 * ncols + col.len() <= g.k() * ncols);
-    debug_assert_eq!(offs.len(), taps * l);
+    let (l, img) = (g.l(), g.img());
     if l == 0 {
         return;
     }
-    for (r, src_row) in col.chunks_exact(ncols).enumerate() {
-        let row = row0 + r;
-        let (c, tap) = (row / taps, row % taps);
-        let t = &offs[tap * l..][..l];
+    let rows = row_taps(g, offs, nb, row0, col.len(), x.len());
+    for ((c, t), src_row) in rows.zip(col.chunks_exact(nb * l)) {
         for (j, src) in src_row.chunks_exact(l).enumerate() {
             scatter_add_plane(src, t, &mut x[(j * g.c + c) * img..][..img]);
         }
