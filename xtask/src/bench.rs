@@ -28,6 +28,7 @@ use gan_core::conv::{set_fast_conv, Conv2d, ConvLayer, ConvParams, ConvTranspose
 use gan_core::rng::SeededRng;
 use gan_models::dcgan::DcganConfig;
 use gan_models::dcgan_run::{build_trainer, DataConfig, DcganRunConfig};
+use gan_models::engine::StepRecord;
 use serde_json::{json, Value};
 
 /// Set in the environment of the release re-run, so that it does not re-run itself again.
@@ -197,7 +198,7 @@ fn worker(args: &BenchArgs, m: Model) -> anyhow::Result<()> {
     let mut times = Vec::with_capacity(args.steps);
     for i in 0..args.warmup + args.steps {
         let t0 = Instant::now();
-        let metrics = trainer.train_step(&real, 0)?;
+        let metrics = trainer.step_on(&real, 0)?;
         let dt = t0.elapsed().as_secs_f64();
         if !metrics.is_finite() {
             bail!("non-finite step metrics: {metrics:?}");

@@ -176,4 +176,19 @@ pub struct RunFlags {
     /// Continue the run in this folder from its latest checkpoint.
     #[arg(long, conflicts_with = "out")]
     pub resume: Option<PathBuf>,
+    /// Keep training after a step whose losses are NaN or infinite (by default the run stops
+    /// there; either way no checkpoint is written after it, so checkpoints/latest stays finite).
+    #[arg(long)]
+    pub keep_going: bool,
+}
+
+impl RunFlags {
+    /// Records `--keep-going` (or its absence) in the run's schedule.
+    pub fn apply_divergence(&self, s: &mut gan_models::train::LoopConfig) {
+        s.on_divergence = if self.keep_going {
+            gan_models::engine::OnDivergence::Continue
+        } else {
+            gan_models::engine::OnDivergence::Stop
+        };
+    }
 }

@@ -2,20 +2,18 @@
 //! [`CycleGanRunConfig`], then the library's [`train_cyclegan`], [`LoadedCycleGan`](gan_models::cyclegan_run::LoadedCycleGan) and
 //! [`eval_thin2thick`].
 
-use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
-use anyhow::{bail, Context};
-use gan_models::cyclegan::CycleStepMetrics;
+use anyhow::Context;
 use gan_models::cyclegan_run::{
     eval_thin2thick, load_cyclegan, load_train, train_cyclegan, CycleGanRunConfig, Direction,
 };
 use gan_models::dcgan_run::parse_device;
+use gan_models::registry::RunConfig;
 use gan_models::run::RunDir;
-use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::train_cmd::{open_for_resume, run_training, Session};
 
 /// Flags of `gan-cli train cyclegan`. The defaults are the reference's for 256-pixel photos;
 /// for 28-pixel digits see the README (`--channels 1 --load-size 28 --crop-size 28 --no-flip`
@@ -165,17 +163,18 @@ fn new_config(a: &TrainCycleganArgs, dataroot: PathBuf) -> CycleGanRunConfig {
     cfg.schedule.sample_every = a.sample_every;
     cfg.schedule.checkpoint_every = a.checkpoint_every;
     cfg.schedule.log_every = a.log_every;
+    a.run.apply_divergence(&mut cfg.schedule);
     cfg
 }
 
 pub fn train(a: TrainCycleganArgs) -> anyhow::Result<ExitCode> {
     let (run, cfg, data, resume) = match &a.run.resume {
         Some(dir) => {
-            let run = RunDir::open(dir)?;
-            let mut cfg: CycleGanRunConfig = run.config()?;
-            if cfg.model != "cyclegan" {
-                bail!("{}: a {} run, not a CycleGAN run", dir.display(), cfg.model);
-            }
+            let (run, cfg) = open_for_resume(dir, "cyclegan", &["cyclegan"])?;
+            let RunConfig::CycleGan(mut cfg) = cfg else {
+                unreachable!("open_for_resume accepts only cyclegan runs")
+            };
+            a.run.apply_divergence(&mut cfg.schedule);
             let data = load_train(&cfg)?;
             cfg.epochs = a.epochs.unwrap_or(cfg.epochs);
             cfg.epochs_decay = a.epochs_decay.unwrap_or(cfg.epochs_decay);
@@ -218,97 +217,18 @@ pub fn train(a: TrainCycleganArgs) -> anyhow::Result<ExitCode> {
         cfg.batch_size,
         cfg.device,
     );
-    let stop = crate::stop_on_ctrl_c()?;
-    let mut progress = CycleProgress::new(cfg.schedule.steps, stop);
-    let outcome = train_cyclegan(&run, &cfg, &data, resume, &mut progress)?;
-    progress.bar.finish_and_clear();
-    if let Some(m) = outcome.last {
-        println!("step {}: {}", m.step, summary(&m));
-    }
-    println!(
-        "{:.1} ms per step; samples in {}, checkpoint in {}",
-        outcome.secs_per_step * 1e3,
-        run.samples_dir().display(),
-        run.checkpoints_dir().join("latest").display()
-    );
-    if outcome.interrupted {
-        println!(
-            "interrupted at step {}; continue with: gan-cli train cyclegan --resume {}",
-            outcome.step,
-            run.root().display()
-        );
-        return Ok(ExitCode::from(130));
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn summary(m: &CycleStepMetrics) -> String {
-    format!(
-        "D_A {:.3} D_B {:.3} G {:.3}/{:.3} cycle {:.3}/{:.3} idt {:.3}/{:.3} lr {:.2e}",
-        m.loss_d_a,
-        m.loss_d_b,
-        m.loss_g_ab,
-        m.loss_g_ba,
-        m.loss_cycle_a,
-        m.loss_cycle_b,
-        m.loss_idt_a,
-        m.loss_idt_b,
-        m.lr
-    )
-}
-
-/// The progress bar; when stderr is not a terminal, a log line every 5% instead.
-struct CycleProgress {
-    bar: ProgressBar,
-    stop: Arc<AtomicBool>,
-    plain_every: Option<u64>,
-}
-
-impl CycleProgress {
-    fn new(total: u64, stop: Arc<AtomicBool>) -> Self {
-        let bar = ProgressBar::new(total);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
-            )
-            .expect("valid template"),
-        );
-        let plain_every = (!std::io::stderr().is_terminal()).then_some((total / 20).max(1));
-        Self {
-            bar,
-            stop,
-            plain_every,
-        }
-    }
-}
-
-impl gan_models::train::Observer<CycleStepMetrics> for CycleProgress {
-    fn on_step(&mut self, m: &CycleStepMetrics, items_per_sec: f64) {
-        self.bar.set_position(m.step);
-        self.bar
-            .set_message(format!("{} {items_per_sec:.1} img/s", summary(m)));
-        if self.plain_every.is_some_and(|n| m.step % n == 0) {
-            tracing::info!(
-                "step {}/{}: {} {items_per_sec:.1} img/s",
-                m.step,
-                self.bar.length().unwrap_or(0),
-                summary(m)
-            );
-        }
-    }
-
-    fn on_event(&mut self, msg: &str) {
-        self.bar.suspend(|| tracing::info!("{msg}"));
-    }
-
-    fn should_stop(&self) -> bool {
-        let stop = self.stop.load(Ordering::SeqCst);
-        if stop {
-            self.bar
-                .suspend(|| tracing::info!("Ctrl-C: writing a checkpoint and stopping"));
-        }
-        stop
-    }
+    let session = Session {
+        run,
+        cfg: RunConfig::CycleGan(cfg.clone()),
+        resume,
+        // CycleGAN translates instead of sampling noise: its evaluation is
+        // `gan-cli eval-translation` on a checkpoint.
+        eval: None,
+        datasets_dir: Path::new("datasets"),
+    };
+    run_training(session, |run, resume, observer| {
+        train_cyclegan(run, &cfg, &data, resume, observer)
+    })
 }
 
 pub fn translate(a: TranslateArgs) -> anyhow::Result<ExitCode> {

@@ -89,6 +89,17 @@ pub struct TrainEvalArgs {
     pub evaluator: Option<String>,
 }
 
+impl TrainEvalArgs {
+    /// No evaluation during training (for models without `--eval-every`).
+    pub fn none() -> Self {
+        Self {
+            eval_every: 0,
+            eval_count: 2000,
+            evaluator: None,
+        }
+    }
+}
+
 fn evaluator_name(explicit: Option<&str>, data: Option<&str>) -> anyhow::Result<String> {
     if let Some(e) = explicit {
         return Ok(e.to_string());

@@ -6,27 +6,26 @@
 
 mod args;
 mod cyclegan_cmd;
+mod dcgan_cmd;
 mod eval_cmd;
 mod progress;
 mod toy_cmd;
+mod train_cmd;
 mod wgan_cmd;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use gan_data::ImageSource;
-use gan_models::dcgan_run::{
-    load_generator, parse_device, steps_per_epoch, train_dcgan, DataConfig, DcganRunConfig,
-};
+use gan_models::dcgan_run::{load_generator, parse_device};
 use gan_models::grid::{save_grid, save_images};
-use gan_models::monitor::RunMonitor;
+use gan_models::registry::RunConfig;
 use gan_models::run::RunDir;
 
-use crate::args::{Cli, Command, InterpolateArgs, SampleArgs, TrainDcgan, TrainModel};
+use crate::args::{Cli, Command, InterpolateArgs, SampleArgs, TrainModel};
 
 /// Keeps freed memory in the process instead of handing it back to the kernel.
 ///
@@ -74,7 +73,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Train(TrainModel::Dcgan(a)) => train(*a),
+        Command::Train(TrainModel::Dcgan(a)) => dcgan_cmd::train(*a),
         Command::Train(TrainModel::Toy(a)) => toy_cmd::train(*a),
         Command::Train(TrainModel::Wgan(a)) => wgan_cmd::train(*a, false),
         Command::Train(TrainModel::WganGp(a)) => wgan_cmd::train(*a, true),
@@ -114,146 +113,19 @@ pub(crate) fn fresh_run_dir(base: &str) -> PathBuf {
     dir
 }
 
-fn train(a: TrainDcgan) -> anyhow::Result<ExitCode> {
-    let (run, cfg, resume) = match &a.run.resume {
-        Some(dir) => {
-            let run = RunDir::open(dir)?;
-            let mut cfg: DcganRunConfig = run.config()?;
-            // Extending a run: a new length replaces the saved one.
-            if let Some(steps) = a.steps {
-                cfg.schedule.steps = steps;
-            }
-            if let Some(epochs) = a.epochs {
-                cfg.epochs = Some(epochs);
-                cfg.schedule.steps = epochs * steps_per_epoch(cfg.data.items, cfg.batch_size);
-            }
-            (run, cfg, true)
-        }
-        None => {
-            let source = ImageSource::resolve(a.data.as_deref(), &a.datasets_dir)?;
-            if a.data.is_none() {
-                tracing::info!(
-                    "no --data given: training on {} ({})",
-                    source.name,
-                    source.path.display()
-                );
-            }
-            let channels = if source.idx { 1 } else { a.channels };
-            let mut cfg = DcganRunConfig::new(
-                DataConfig {
-                    source: source.name.clone(),
-                    path: source.path.clone(),
-                    items: 0,
-                },
-                channels,
-            );
-            cfg.dcgan.image_size = a.image_size;
-            cfg.dcgan.nz = a.nz;
-            cfg.dcgan.ngf = a.ngf;
-            cfg.dcgan.ndf = a.ndf;
-            cfg.adam_g.lr = a.lr;
-            cfg.adam_d.lr = a.lr;
-            cfg.step.loss = a.loss.into();
-            cfg.step.real_label = a.real_label;
-            cfg.batch_size = a.batch_size;
-            cfg.seed = a.run.seed;
-            cfg.device = a.run.device.clone();
-            cfg.fast_conv = !a.no_fast_conv;
-            cfg.schedule.sample_every = a.sample_every;
-            cfg.schedule.checkpoint_every = a.checkpoint_every;
-            cfg.schedule.log_every = a.log_every;
-            cfg.dcgan.validate()?;
-            parse_device(&cfg.device)?; // before anything is written
-            let data = gan_models::dcgan_run::load_data(&source, &cfg.dcgan)?;
-            cfg.data.items = gan_data::Dataset::len(&data);
-            let per_epoch = steps_per_epoch(cfg.data.items, cfg.batch_size);
-            match (a.steps, a.epochs) {
-                (Some(_), Some(_)) => bail!("give --steps or --epochs, not both"),
-                (Some(s), None) => cfg.schedule.steps = s,
-                (None, e) => {
-                    let e = e.unwrap_or(5);
-                    cfg.epochs = Some(e);
-                    cfg.schedule.steps = e * per_epoch;
-                }
-            }
-            let out = a.run.out.clone().unwrap_or_else(|| fresh_run_dir("dcgan"));
-            let run = RunDir::create(&out, &cfg)?;
-            return train_with(run, cfg, Some(data), false, &a);
-        }
-    };
-    train_with(run, cfg, None, resume, &a)
-}
-
-fn train_with(
-    run: RunDir,
-    cfg: DcganRunConfig,
-    data: Option<gan_data::TensorDataset>,
-    resume: bool,
-    a: &TrainDcgan,
-) -> anyhow::Result<ExitCode> {
-    let (monitor_cfg, setup) = eval_cmd::monitor_setup(
-        &a.eval,
-        &cfg.data.source,
-        &a.datasets_dir,
-        &cfg.device,
-        cfg.schedule.steps,
-    )?;
-    let data = match data {
-        Some(d) => d,
-        None => {
-            let source =
-                ImageSource::resolve(Some(&cfg.data.path.to_string_lossy()), Path::new("."))?;
-            gan_models::dcgan_run::load_data(&source, &cfg.dcgan)?
-        }
-    };
-    tracing::info!(
-        run = %run.root().display(),
-        "DCGAN {}px on {} ({} images), {} steps of batch {} on {}{}",
-        cfg.dcgan.image_size,
-        cfg.data.source,
-        cfg.data.items,
-        cfg.schedule.steps,
-        cfg.batch_size,
-        cfg.device,
-        if cfg.fast_conv { "" } else { " (candle's convolutions)" }
-    );
-    let stop = crate::stop_on_ctrl_c()?;
-    let mut progress = progress::TrainProgress::new(cfg.schedule.steps, stop.clone());
-    let dev = parse_device(&cfg.device)?;
-    let mut monitor = RunMonitor::new(&mut progress, run.clone(), setup, monitor_cfg, dev);
-    let outcome = train_dcgan(&run, &cfg, &data, resume, &mut monitor)?;
-    drop(monitor);
-    progress.finish();
-    let report = gan_models::report::write_report(&run)?;
-    if let Some(m) = outcome.last {
-        println!(
-            "step {}: Loss_D {:.4} Loss_G {:.4} D(x) {:.4} D(G(z)) {:.4} / {:.4}",
-            m.step, m.loss_d, m.loss_g, m.d_x, m.d_g_z1, m.d_g_z2
-        );
-    }
-    println!(
-        "{:.1} ms per step; samples in {}, checkpoint in {}, report in {}",
-        outcome.secs_per_step * 1e3,
-        run.samples_dir().display(),
-        run.checkpoints_dir().join("latest").display(),
-        report.display()
-    );
-    if outcome.interrupted {
-        println!(
-            "interrupted at step {}; continue with: gan-cli train dcgan --resume {}",
-            outcome.step,
-            run.root().display()
-        );
-        return Ok(ExitCode::from(130));
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
 fn sample(a: SampleArgs) -> anyhow::Result<ExitCode> {
     let run = RunDir::open(&a.run)?;
-    let kind: serde_json::Value = run.config()?;
-    if kind.get("model").and_then(|m| m.as_str()) == Some("toy") {
-        return toy_cmd::sample(&a.run, &a.checkpoint, a.count, &a.out, a.seed);
+    match RunConfig::read(&run)? {
+        RunConfig::Toy(_) => {
+            return toy_cmd::sample(&a.run, &a.checkpoint, a.count, &a.out, a.seed)
+        }
+        RunConfig::CycleGan(_) => bail!(
+            "{} is a CycleGAN run, which translates images instead of sampling noise: use \
+             gan-cli translate --run {} --input DIR --out DIR",
+            a.run.display(),
+            a.run.display()
+        ),
+        _ => {}
     }
     let dev = parse_device(&a.device)?;
     let g = load_generator(&run, &a.checkpoint, &dev)?;

@@ -1,21 +1,27 @@
-//! The training progress bar: losses, D(x), D(G(z)) and images per second.
+//! The one training progress bar: the model's own step numbers ([`StepRecord::summary`]) and
+//! items per second.
 
 use std::io::IsTerminal;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use gan_models::train::{Observer, StepMetrics};
+use gan_models::engine::StepRecord;
+use gan_models::train::Observer;
 use indicatif::{ProgressBar, ProgressStyle};
 
-pub struct TrainProgress {
+pub struct TrainProgress<M> {
     bar: ProgressBar,
     stop: Arc<AtomicBool>,
     /// When stderr is not a terminal the bar is hidden: log a line every this many steps.
     plain_every: Option<u64>,
+    /// What a step trains on (`img`, `pts`), for the throughput.
+    unit: &'static str,
+    _metrics: PhantomData<fn(&M)>,
 }
 
-impl TrainProgress {
-    pub fn new(total_steps: u64, stop: Arc<AtomicBool>) -> Self {
+impl<M> TrainProgress<M> {
+    pub fn new(total_steps: u64, unit: &'static str, stop: Arc<AtomicBool>) -> Self {
         let bar = ProgressBar::new(total_steps);
         bar.set_style(
             ProgressStyle::with_template(
@@ -28,6 +34,8 @@ impl TrainProgress {
             bar,
             stop,
             plain_every,
+            unit,
+            _metrics: PhantomData,
         }
     }
 
@@ -36,30 +44,15 @@ impl TrainProgress {
     }
 }
 
-impl Observer for TrainProgress {
-    fn on_step(&mut self, m: &StepMetrics, items_per_sec: f64) {
-        self.bar.set_position(m.step);
-        self.bar.set_message(format!(
-            "Loss_D {:.3} Loss_G {:.3} D(x) {:.3} D(G(z)) {:.3}/{:.3} {:.0} img/s",
-            m.loss_d, m.loss_g, m.d_x, m.d_g_z1, m.d_g_z2, items_per_sec
-        ));
-        if self.plain_every.is_some_and(|n| m.step % n == 0) {
-            tracing::info!(
-                "step {}/{}: Loss_D {:.3} Loss_G {:.3} D(x) {:.3} D(G(z)) {:.3}/{:.3} {:.0} img/s",
-                m.step,
-                self.bar.length().unwrap_or(0),
-                m.loss_d,
-                m.loss_g,
-                m.d_x,
-                m.d_g_z1,
-                m.d_g_z2,
-                items_per_sec
-            );
+impl<M: StepRecord> Observer<M> for TrainProgress<M> {
+    fn on_step(&mut self, m: &M, items_per_sec: f64) {
+        let step = m.step();
+        self.bar.set_position(step);
+        let line = format!("{} {items_per_sec:.0} {}/s", m.summary(), self.unit);
+        if self.plain_every.is_some_and(|n| step % n == 0) {
+            tracing::info!("step {step}/{}: {line}", self.bar.length().unwrap_or(0),);
         }
-        if !m.is_finite() {
-            self.bar
-                .suspend(|| tracing::warn!("step {}: non-finite numbers {m:?}", m.step));
-        }
+        self.bar.set_message(line);
     }
 
     fn on_event(&mut self, msg: &str) {

@@ -6,12 +6,13 @@ use std::process::ExitCode;
 
 use gan_data::ToyDistribution;
 use gan_models::dcgan_run::parse_device;
+use gan_models::registry::RunConfig;
 use gan_models::run::RunDir;
 use gan_models::toy::{
     load_toy_generator, train_toy, write_points_csv, Activation, ToyConfig, ToyLoss,
 };
 
-use crate::progress::TrainProgress;
+use crate::train_cmd::{open_for_resume, run_training, Session};
 
 fn parse_dist(s: &str) -> Result<ToyDistribution, String> {
     s.parse().map_err(|e: gan_data::DataError| e.to_string())
@@ -167,6 +168,7 @@ impl TrainToyArgs {
         s.log_every = self.log_every.unwrap_or(s.log_every);
         cfg.seed = self.run.seed;
         cfg.device = self.run.device.clone();
+        self.run.apply_divergence(&mut cfg.schedule);
         cfg
     }
 }
@@ -179,8 +181,11 @@ pub fn train(a: TrainToyArgs) -> anyhow::Result<ExitCode> {
     }
     let (run, cfg, resume) = match &a.run.resume {
         Some(dir) => {
-            let run = RunDir::open(dir)?;
-            let mut cfg: ToyConfig = run.config()?;
+            let (run, cfg) = open_for_resume(dir, "toy", &["toy"])?;
+            let RunConfig::Toy(mut cfg) = cfg else {
+                unreachable!("open_for_resume accepts only toy runs")
+            };
+            a.run.apply_divergence(&mut cfg.schedule);
             if let Some(steps) = a.steps {
                 cfg.schedule.steps = steps;
             }
@@ -211,43 +216,33 @@ pub fn train(a: TrainToyArgs) -> anyhow::Result<ExitCode> {
         cfg.nz,
         cfg.seed
     );
-    let stop = crate::stop_on_ctrl_c()?;
     let started = std::time::Instant::now();
-    let mut progress = TrainProgress::new(cfg.schedule.steps, stop.clone());
-    let outcome = train_toy(&run, &cfg, resume, &mut progress)?;
-    progress.finish();
-    if let Some(m) = outcome.fit.last {
+    let mut modes = None;
+    let session = Session {
+        run,
+        cfg: RunConfig::Toy(cfg.clone()),
+        resume,
+        // The toy's evaluation is its mode metrics, at every sample plot (--sample-every).
+        eval: None,
+        datasets_dir: Path::new("datasets"),
+    };
+    let code = run_training(session, |run, resume, observer| {
+        let out = train_toy(run, &cfg, resume, observer)?;
+        modes = out.modes;
+        Ok(out.fit)
+    })?;
+    if let Some(m) = modes {
         println!(
-            "step {}: Loss_D {:.4} Loss_G {:.4} D(x) {:.4} D(G(z)) {:.4} / {:.4}",
-            m.step, m.loss_d, m.loss_g, m.d_x, m.d_g_z1, m.d_g_z2
-        );
-    }
-    if let Some(m) = outcome.modes {
-        println!(
-            "modes {}/{}, high quality {:.1}%, reverse KL {:.4} ({} samples)",
+            "modes {}/{}, high quality {:.1}%, reverse KL {:.4} ({} samples); {:.1} s in all",
             m.modes_captured,
             m.modes_total,
             100.0 * m.high_quality_share,
             m.reverse_kl,
-            m.samples
+            m.samples,
+            started.elapsed().as_secs_f64(),
         );
     }
-    println!(
-        "{:.2} ms per step, {:.1} s in all; samples in {}, checkpoint in {}",
-        outcome.fit.secs_per_step * 1e3,
-        started.elapsed().as_secs_f64(),
-        run.samples_dir().display(),
-        run.checkpoints_dir().join("latest").display()
-    );
-    if outcome.fit.interrupted {
-        println!(
-            "interrupted at step {}; continue with: gan-cli train toy --resume {}",
-            outcome.fit.step,
-            run.root().display()
-        );
-        return Ok(ExitCode::from(130));
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
 
 /// `gan-cli sample` for a toy run: writes `count` points as `x,y` rows of a CSV file.

@@ -3,19 +3,18 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::ValueEnum;
 use gan_data::ImageSource;
 use gan_models::dcgan_run::{parse_device, DataConfig};
+use gan_models::registry::RunConfig;
 use gan_models::run::RunDir;
-use gan_models::train::{Observer, StepMetrics};
 use gan_models::wgan::{
     steps_for_epochs, train_wgan, CriticNorm, CriticSchedule, Lipschitz, WganRunConfig,
 };
-use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::train_cmd::{open_for_resume, run_training, Session};
 
 /// The critic's normalisation.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -102,6 +101,8 @@ pub struct TrainWganArgs {
     #[arg(long)]
     pub no_fast_conv: bool,
     #[command(flatten)]
+    pub eval: crate::eval_cmd::TrainEvalArgs,
+    #[command(flatten)]
     pub run: crate::args::RunFlags,
 }
 
@@ -122,16 +123,11 @@ pub fn train(a: TrainWganArgs, gp: bool) -> anyhow::Result<ExitCode> {
     }
     let (run, cfg, data, resume) = match &a.run.resume {
         Some(dir) => {
-            let run = RunDir::open(dir)?;
-            let mut cfg: WganRunConfig = run.config()?;
-            if cfg.model != model {
-                bail!(
-                    "{} is a {} run; resume it with gan-cli train {}",
-                    dir.display(),
-                    cfg.model,
-                    cfg.model
-                );
-            }
+            let (run, cfg) = open_for_resume(dir, model, &[model])?;
+            let RunConfig::Wgan(mut cfg) = cfg else {
+                unreachable!("open_for_resume accepts only {model} runs")
+            };
+            a.run.apply_divergence(&mut cfg.schedule);
             if let Some(steps) = a.steps {
                 cfg.schedule.steps = steps;
             }
@@ -193,6 +189,7 @@ pub fn train(a: TrainWganArgs, gp: bool) -> anyhow::Result<ExitCode> {
             cfg.schedule.sample_every = a.sample_every;
             cfg.schedule.checkpoint_every = a.checkpoint_every;
             cfg.schedule.log_every = a.log_every;
+            a.run.apply_divergence(&mut cfg.schedule);
             cfg.validate()?;
             parse_device(&cfg.device)?; // before anything is written
             let data = gan_models::dcgan_run::load_data(&source, &cfg.dcgan)?;
@@ -240,35 +237,16 @@ pub fn train(a: TrainWganArgs, gp: bool) -> anyhow::Result<ExitCode> {
         cfg.batch_size,
         cfg.device,
     );
-    let stop = crate::stop_on_ctrl_c()?;
-    let mut progress = WganProgress::new(cfg.schedule.steps, stop);
-    let outcome = train_wgan(&run, &cfg, &data, resume, &mut progress)?;
-    progress.bar.finish_and_clear();
-    if let Some(m) = outcome.last {
-        println!(
-            "step {}: Wasserstein estimate {:.4}, penalty {:.4}, Loss_G {:.4}",
-            m.step,
-            m.d_x - m.d_g_z1,
-            m.loss_d + m.d_x - m.d_g_z1,
-            m.loss_g
-        );
-    }
-    println!(
-        "{:.1} ms per generator step; samples in {}, checkpoint in {}, metrics in {}",
-        outcome.secs_per_step * 1e3,
-        run.samples_dir().display(),
-        run.checkpoints_dir().join("latest").display(),
-        run.metrics_path().display()
-    );
-    if outcome.interrupted {
-        println!(
-            "interrupted at step {}; continue with: gan-cli train {model} --resume {}",
-            outcome.step,
-            run.root().display()
-        );
-        return Ok(ExitCode::from(130));
-    }
-    Ok(ExitCode::SUCCESS)
+    let session = Session {
+        run,
+        cfg: RunConfig::Wgan(cfg.clone()),
+        resume,
+        eval: Some(&a.eval),
+        datasets_dir: &a.datasets_dir,
+    };
+    run_training(session, |run, resume, observer| {
+        train_wgan(run, &cfg, &data, resume, observer)
+    })
 }
 
 /// The f64 whose shortest decimal form is that of `v` (`0.01f32` gives `0.01`, not
@@ -276,54 +254,4 @@ pub fn train(a: TrainWganArgs, gp: bool) -> anyhow::Result<ExitCode> {
 /// `--lambda` are parsed as f32 only to keep the command enum small.
 fn as_typed(v: f32) -> f64 {
     v.to_string().parse().unwrap_or(v as f64)
-}
-
-/// The progress bar: the Wasserstein estimate (the number to watch), the penalty, Loss_G.
-struct WganProgress {
-    bar: ProgressBar,
-    stop: Arc<AtomicBool>,
-}
-
-impl WganProgress {
-    fn new(total_steps: u64, stop: Arc<AtomicBool>) -> Self {
-        let bar = ProgressBar::new(total_steps);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
-            )
-            .expect("valid template"),
-        );
-        Self { bar, stop }
-    }
-}
-
-impl Observer for WganProgress {
-    /// `m` comes from `WganMetrics::as_step_metrics`: `d_x − d_g_z1` is the Wasserstein
-    /// estimate and `loss_d` = penalty − estimate.
-    fn on_step(&mut self, m: &StepMetrics, items_per_sec: f64) {
-        let w = m.d_x - m.d_g_z1;
-        self.bar.set_position(m.step);
-        self.bar.set_message(format!(
-            "W {w:.4} penalty {:.4} Loss_G {:.3} {items_per_sec:.0} img/s",
-            m.loss_d + w,
-            m.loss_g
-        ));
-        if !m.is_finite() {
-            self.bar
-                .suspend(|| tracing::warn!("step {}: non-finite numbers {m:?}", m.step));
-        }
-    }
-
-    fn on_event(&mut self, msg: &str) {
-        self.bar.suspend(|| tracing::info!("{msg}"));
-    }
-
-    fn should_stop(&self) -> bool {
-        let stop = self.stop.load(Ordering::SeqCst);
-        if stop {
-            self.bar
-                .suspend(|| tracing::info!("Ctrl-C: writing a checkpoint and stopping"));
-        }
-        stop
-    }
 }

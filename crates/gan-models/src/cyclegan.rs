@@ -429,21 +429,24 @@ pub struct CycleStepMetrics {
     pub loss_idt_b: f32,
 }
 
-impl CycleStepMetrics {
-    /// Whether every loss is finite.
-    pub fn is_finite(&self) -> bool {
-        [
-            self.loss_d_a,
-            self.loss_d_b,
-            self.loss_g_ab,
-            self.loss_g_ba,
-            self.loss_cycle_a,
-            self.loss_cycle_b,
-            self.loss_idt_a,
-            self.loss_idt_b,
+impl crate::engine::StepRecord for CycleStepMetrics {
+    fn step(&self) -> u64 {
+        self.step
+    }
+    fn values(&self) -> Vec<(&'static str, f32)> {
+        vec![
+            ("D_A", self.loss_d_a),
+            ("D_B", self.loss_d_b),
+            ("G_AB", self.loss_g_ab),
+            ("G_BA", self.loss_g_ba),
+            ("cycle_A", self.loss_cycle_a),
+            ("cycle_B", self.loss_cycle_b),
+            ("idt_A", self.loss_idt_a),
+            ("idt_B", self.loss_idt_b),
         ]
-        .iter()
-        .all(|v| v.is_finite())
+    }
+    fn signals(&self) -> crate::engine::Signals {
+        crate::engine::Signals::Losses
     }
 }
 
@@ -482,6 +485,12 @@ pub struct CycleGanTrainer {
     pub loss: CycleLossConfig,
     /// Steps done.
     pub step: u64,
+    /// The base learning rate, which a schedule's factor multiplies.
+    pub base_lr: f64,
+    /// The device of the networks.
+    pub device: candle_core::Device,
+    /// Images of each domain in the last step.
+    pub last_items: usize,
 }
 
 fn l1(a: &Tensor, b: &Tensor) -> Result<Tensor> {
@@ -503,7 +512,7 @@ impl CycleGanTrainer {
 
     /// One step on a batch of A images and one of B images (`[b, c, h, w]` each, in [-1, 1]);
     /// the pools draw from `rng`. `epoch` and `lr` are only recorded.
-    pub fn train_step(
+    pub fn step_on(
         &mut self,
         real_a: &Tensor,
         real_b: &Tensor,
@@ -511,6 +520,7 @@ impl CycleGanTrainer {
         epoch: u64,
     ) -> Result<CycleStepMetrics> {
         let lw = self.loss;
+        self.last_items = real_a.dim(0)?;
         let (g, f) = (&self.g_ab.net, &self.g_ba.net);
         let fake_b = g.forward(real_a)?;
         let rec_a = f.forward(&fake_b)?;

@@ -18,7 +18,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
@@ -35,22 +34,15 @@ use crate::cyclegan::{
     PatchDiscriminator, ResnetGenerator, Trained,
 };
 use crate::dcgan_run::parse_device;
+use crate::engine::{
+    fit, BatchSource, DataPosition, FitConfig, FitOutcome, LrSchedule, Part, PartMut, Trainer,
+};
 use crate::error::{ModelError, Result};
 use crate::grid::{save_grid, save_images};
-use crate::run::{read_json, write_json, RunDir, LATEST};
-use crate::train::{load_vars, resume_latest, LoopConfig, Observer};
-
-/// Random streams derived from the run's seed.
-mod stream {
-    pub const INIT_G_AB: u64 = 0;
-    pub const INIT_G_BA: u64 = 1;
-    pub const INIT_D_A: u64 = 2;
-    pub const INIT_D_B: u64 = 3;
-    /// The A order of epoch e uses stream `ORDER + e`.
-    pub const ORDER: u64 = 1 << 32;
-    /// Step s (1-based) uses stream `STEP + s`.
-    pub const STEP: u64 = 1 << 48;
-}
+use crate::registry::RunConfig;
+use crate::run::RunDir;
+use crate::streams as stream;
+use crate::train::{load_vars, GeneratorNet, LoopConfig, Observer};
 
 /// Images per domain in the sample grids.
 pub const GRID_IMAGES: usize = 8;
@@ -105,6 +97,9 @@ pub struct CycleGanRunConfig {
     pub device: String,
     /// Whether the fast CPU convolutions were used.
     pub fast_conv: bool,
+    /// The version of the random-stream table ([`crate::streams`]; 1 for runs written before it).
+    #[serde(default = "stream::legacy")]
+    pub streams: u32,
 }
 
 impl CycleGanRunConfig {
@@ -135,10 +130,12 @@ impl CycleGanRunConfig {
                 sample_every: 500,
                 checkpoint_every: 5000,
                 log_every: 50,
+                on_divergence: Default::default(),
             },
             seed: 0,
             device: "cpu".into(),
             fast_conv: true,
+            streams: stream::CURRENT,
         }
     }
 
@@ -236,25 +233,20 @@ pub fn build_trainer(cfg: &CycleGanRunConfig, dev: &Device) -> Result<CycleGanTr
         let opt = Adam::from_varmap(&vars, cfg.adam)?;
         Ok(Trained { net, vars, opt })
     };
+    let [g_ab, g_ba, d_a, d_b] = stream::cyclegan_init(cfg.streams);
     Ok(CycleGanTrainer {
-        g_ab: gen(stream::INIT_G_AB)?,
-        g_ba: gen(stream::INIT_G_BA)?,
-        d_a: disc(stream::INIT_D_A)?,
-        d_b: disc(stream::INIT_D_B)?,
+        g_ab: gen(g_ab)?,
+        g_ba: gen(g_ba)?,
+        d_a: disc(d_a)?,
+        d_b: disc(d_b)?,
         pool_a: ImagePool::new(cfg.pool_size),
         pool_b: ImagePool::new(cfg.pool_size),
         loss: cfg.loss,
         step: 0,
+        base_lr: cfg.adam.lr,
+        device: dev.clone(),
+        last_items: 0,
     })
-}
-
-/// Position saved with a checkpoint (`state.json`); the random streams derive from it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct CycleTrainState {
-    /// Steps done.
-    pub step: u64,
-    /// The epoch of the next step.
-    pub epoch: u64,
 }
 
 /// The four networks' files in a checkpoint folder.
@@ -265,90 +257,106 @@ const NET_FILES: [&str; 4] = [
     "discriminator_b.safetensors",
 ];
 
-fn ck_err(path: &Path, e: impl std::fmt::Display) -> ModelError {
-    ModelError::Checkpoint {
-        path: path.into(),
-        reason: e.to_string(),
-    }
-}
+impl Trainer for CycleGanTrainer {
+    type Batch = UnpairedBatch;
+    type Metrics = CycleStepMetrics;
 
-impl CycleGanTrainer {
-    fn var_maps(&self) -> [&VarMap; 4] {
-        [
-            &self.g_ab.vars,
-            &self.g_ba.vars,
-            &self.d_a.vars,
-            &self.d_b.vars,
+    fn step(&self) -> u64 {
+        self.step
+    }
+    fn set_step(&mut self, step: u64) {
+        self.step = step;
+    }
+    fn train_step(
+        &mut self,
+        data: &mut dyn BatchSource<Batch = UnpairedBatch>,
+    ) -> Result<CycleStepMetrics> {
+        let mut batch = data.next_batch(self.step + 1)?;
+        self.step_on(&batch.a, &batch.b, &mut batch.rng, batch.epoch)
+    }
+    fn items(&self, _m: &CycleStepMetrics) -> usize {
+        self.last_items
+    }
+    fn parts(&self) -> Vec<Part<'_>> {
+        vec![
+            Part {
+                file: "generator_ab",
+                opt_key: "g_ab",
+                vars: &self.g_ab.vars,
+                opt: &self.g_ab.opt,
+            },
+            Part {
+                file: "generator_ba",
+                opt_key: "g_ba",
+                vars: &self.g_ba.vars,
+                opt: &self.g_ba.opt,
+            },
+            Part {
+                file: "discriminator_a",
+                opt_key: "d_a",
+                vars: &self.d_a.vars,
+                opt: &self.d_a.opt,
+            },
+            Part {
+                file: "discriminator_b",
+                opt_key: "d_b",
+                vars: &self.d_b.vars,
+                opt: &self.d_b.opt,
+            },
         ]
     }
-
-    /// Writes the four networks, their optimizers, the pools and `state` into `dir`.
-    pub fn save(&self, dir: &Path, state: &CycleTrainState) -> Result<()> {
-        for (vars, name) in self.var_maps().into_iter().zip(NET_FILES) {
-            let p = dir.join(name);
-            vars.save(&p).map_err(|e| ck_err(&p, e))?;
-        }
-        let mut opt: HashMap<String, Tensor> = HashMap::new();
-        for (prefix, o) in [
-            ("g_ab", &self.g_ab.opt),
-            ("g_ba", &self.g_ba.opt),
-            ("d_a", &self.d_a.opt),
-            ("d_b", &self.d_b.opt),
-        ] {
-            for (k, v) in o.state_tensors() {
-                opt.insert(format!("{prefix}.{k}"), v);
-            }
-        }
-        let p = dir.join("optimizers.safetensors");
-        candle_core::safetensors::save(&opt, &p).map_err(|e| ck_err(&p, e))?;
+    fn parts_mut(&mut self) -> Vec<PartMut<'_>> {
+        vec![
+            PartMut {
+                file: "generator_ab",
+                opt_key: "g_ab",
+                vars: &mut self.g_ab.vars,
+                opt: &mut self.g_ab.opt,
+            },
+            PartMut {
+                file: "generator_ba",
+                opt_key: "g_ba",
+                vars: &mut self.g_ba.vars,
+                opt: &mut self.g_ba.opt,
+            },
+            PartMut {
+                file: "discriminator_a",
+                opt_key: "d_a",
+                vars: &mut self.d_a.vars,
+                opt: &mut self.d_a.opt,
+            },
+            PartMut {
+                file: "discriminator_b",
+                opt_key: "d_b",
+                vars: &mut self.d_b.vars,
+                opt: &mut self.d_b.opt,
+            },
+        ]
+    }
+    fn extra_tensors(&self) -> Result<Option<(&'static str, HashMap<String, Tensor>)>> {
         let mut pools = HashMap::new();
         for (k, pool) in [("pool_a", &self.pool_a), ("pool_b", &self.pool_b)] {
             if let Some(t) = pool.to_tensor()? {
                 pools.insert(k.to_string(), t);
             }
         }
-        let p = dir.join("pools.safetensors");
-        candle_core::safetensors::save(&pools, &p).map_err(|e| ck_err(&p, e))?;
-        write_json(&dir.join("state.json"), state)
+        Ok(Some(("pools", pools)))
     }
-
-    /// Restores everything [`CycleGanTrainer::save`] wrote; returns the state.
-    pub fn load(&mut self, dir: &Path, dev: &Device) -> Result<CycleTrainState> {
-        let mut maps = [
-            &mut self.g_ab.vars,
-            &mut self.g_ba.vars,
-            &mut self.d_a.vars,
-            &mut self.d_b.vars,
-        ];
-        for (vars, name) in maps.iter_mut().zip(NET_FILES) {
-            load_vars(vars, &dir.join(name))?;
-        }
-        let p = dir.join("optimizers.safetensors");
-        let all = candle_core::safetensors::load(&p, dev).map_err(|e| ck_err(&p, e))?;
-        let part = |prefix: &str| -> HashMap<String, Tensor> {
-            all.iter()
-                .filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.clone())))
-                .collect()
-        };
-        for (prefix, o) in [
-            ("g_ab.", &mut self.g_ab.opt),
-            ("g_ba.", &mut self.g_ba.opt),
-            ("d_a.", &mut self.d_a.opt),
-            ("d_b.", &mut self.d_b.opt),
-        ] {
-            o.load_state(&part(prefix)).map_err(|e| ck_err(&p, e))?;
-        }
-        let p = dir.join("pools.safetensors");
-        let pools = candle_core::safetensors::load(&p, dev).map_err(|e| ck_err(&p, e))?;
-        self.pool_a
-            .restore(pools.get("pool_a"))
-            .map_err(|e| ck_err(&p, e))?;
-        self.pool_b
-            .restore(pools.get("pool_b"))
-            .map_err(|e| ck_err(&p, e))?;
-        let state: CycleTrainState = read_json(&dir.join("state.json"))?;
-        self.step = state.step;
-        Ok(state)
+    fn extra_file(&self) -> Option<&'static str> {
+        Some("pools")
+    }
+    fn restore_extra(&mut self, tensors: HashMap<String, Tensor>) -> Result<()> {
+        self.pool_a.restore(tensors.get("pool_a"))?;
+        self.pool_b.restore(tensors.get("pool_b"))
+    }
+    fn set_lr_factor(&mut self, factor: f64) {
+        self.set_lr(self.base_lr * factor);
+    }
+    fn generator(&self) -> Option<&dyn GeneratorNet> {
+        None
+    }
+    fn device(&self) -> &Device {
+        &self.device
     }
 }
 
@@ -361,6 +369,7 @@ pub struct UnpairedSampler<'a> {
     order: Vec<usize>,
     order_epoch: Option<u64>,
     dev: Device,
+    last_step: u64,
 }
 
 /// One step's batches.
@@ -391,6 +400,7 @@ impl<'a> UnpairedSampler<'a> {
             order: Vec::new(),
             order_epoch: None,
             dev: dev.clone(),
+            last_step: 0,
         })
     }
 
@@ -404,7 +414,7 @@ impl<'a> UnpairedSampler<'a> {
         let (epoch, index) = ((step - 1) / spe, (step - 1) % spe);
         let n_a = self.data.a.len();
         if self.order_epoch != Some(epoch) {
-            let mut rng = SeededRng::with_stream(cfg.seed, stream::ORDER + epoch);
+            let mut rng = SeededRng::with_stream(cfg.seed, stream::CYCLE_ORDER + epoch);
             self.order = (0..n_a).collect();
             for i in (1..n_a).rev() {
                 let j = (rng.next_u64() % (i as u64 + 1)) as usize;
@@ -412,7 +422,7 @@ impl<'a> UnpairedSampler<'a> {
             }
             self.order_epoch = Some(epoch);
         }
-        let mut rng = SeededRng::with_stream(cfg.seed, stream::STEP + step);
+        let mut rng = SeededRng::with_stream(cfg.seed, stream::CYCLE_STEP + step);
         let bs = cfg.batch_size;
         let mut a = Vec::new();
         let mut b = Vec::new();
@@ -423,6 +433,7 @@ impl<'a> UnpairedSampler<'a> {
             b.extend(self.augment(self.data.b.item(ib), &mut rng));
         }
         let (c, s) = (cfg.net.channels, cfg.data.crop_size);
+        self.last_step = step;
         Ok(UnpairedBatch {
             a: Tensor::from_vec(a, (bs, c, s, s), &self.dev)?,
             b: Tensor::from_vec(b, (bs, c, s, s), &self.dev)?,
@@ -459,18 +470,24 @@ impl<'a> UnpairedSampler<'a> {
     }
 }
 
-/// How a CycleGAN training call ended.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CycleFitOutcome {
-    /// Steps done in total.
-    pub step: u64,
-    /// Whether the observer asked to stop early.
-    pub interrupted: bool,
-    /// The metrics of the last step, if any step ran.
-    pub last: Option<CycleStepMetrics>,
-    /// Mean seconds per step over this call.
-    pub secs_per_step: f64,
+/// Every batch derives from the step alone, so the position is the step: [`DataPosition::epoch`]
+/// is the epoch of the last step drawn and `batch_index` is unused.
+impl BatchSource for UnpairedSampler<'_> {
+    type Batch = UnpairedBatch;
+    fn next_batch(&mut self, step: u64) -> Result<UnpairedBatch> {
+        self.batch(step)
+    }
+    fn position(&self) -> DataPosition {
+        DataPosition {
+            epoch: self.last_step / self.cfg.steps_per_epoch.max(1),
+            batch_index: 0,
+        }
+    }
+    fn seek(&mut self, _pos: DataPosition) {}
 }
+
+/// How a CycleGAN training call ended.
+pub type CycleFitOutcome = FitOutcome<CycleStepMetrics>;
 
 /// The sample grid: rows real A, G(A), F(G(A)), real B, F(B), G(F(B)), `n` images each.
 pub fn translation_grid(t: &CycleGanTrainer, a: &Tensor, b: &Tensor) -> Result<Tensor> {
@@ -528,71 +545,31 @@ pub fn train_cyclegan(
 ) -> Result<CycleFitOutcome> {
     let dev = parse_device(&cfg.device)?;
     let mut trainer = build_trainer(cfg, &dev)?;
-    if resume {
-        resume_latest(run, observer, |d| trainer.load(d, &dev), |s| s.step)?;
-    }
     let mut sampler = UnpairedSampler::new(data, cfg, &dev)?;
+    if resume {
+        crate::engine::resume(&mut trainer, &mut sampler, run, observer)?;
+    }
     let (grid_a, grid_b) = grid_inputs(cfg, data, &dev)?;
     let nrow = grid_a.dim(0)?.max(grid_b.dim(0)?);
-    let write_grid = |t: &CycleGanTrainer, p: &Path| -> Result<()> {
+    let mut write = |t: &CycleGanTrainer, p: &Path| -> Result<()> {
         save_grid(&translation_grid(t, &grid_a, &grid_b)?, nrow, p)
     };
-    let checkpoint = |t: &CycleGanTrainer, name: &str| {
-        let state = CycleTrainState {
-            step: t.step,
-            epoch: t.step / cfg.steps_per_epoch.max(1),
-        };
-        run.write_checkpoint(name, |dir| t.save(dir, &state))
+    let fit_cfg = FitConfig {
+        lr: LrSchedule::LinearDecay {
+            steps_per_epoch: cfg.steps_per_epoch,
+            epochs: cfg.epochs,
+            epochs_decay: cfg.epochs_decay,
+        },
+        ..FitConfig::new(cfg.schedule)
     };
-    let sched = cfg.schedule;
-    let start = Instant::now();
-    let first_step = trainer.step;
-    let (mut last, mut interrupted) = (None, false);
-    while trainer.step < sched.steps {
-        let step = trainer.step + 1;
-        let mut batch = sampler.batch(step)?;
-        trainer.set_lr(cfg.lr_at(step));
-        let m = trainer.train_step(&batch.a, &batch.b, &mut batch.rng, batch.epoch)?;
-        if !m.is_finite() {
-            tracing::warn!(step = m.step, "non-finite loss: {m:?}");
-        }
-        if sched.log_every > 0 && (m.step % sched.log_every == 0 || m.step == 1) {
-            run.append_metrics(&m)?;
-        }
-        let done = (trainer.step - first_step) as f64 * cfg.batch_size as f64;
-        observer.on_step(&m, done / start.elapsed().as_secs_f64().max(1e-9));
-        last = Some(m);
-        if sched.sample_every > 0 && m.step % sched.sample_every == 0 {
-            let p = run.sample_path(m.step);
-            write_grid(&trainer, &p)?;
-            observer.on_event(&format!("samples: {}", p.display()));
-        }
-        if sched.checkpoint_every > 0 && m.step % sched.checkpoint_every == 0 {
-            let p = checkpoint(&trainer, &format!("step-{:06}", m.step))?;
-            checkpoint(&trainer, LATEST)?;
-            observer.on_event(&format!("checkpoint: {}", p.display()));
-        }
-        if observer.should_stop() {
-            interrupted = true;
-            break;
-        }
-    }
-    if trainer.step > first_step {
-        let p = run.sample_path(trainer.step);
-        if !p.exists() {
-            write_grid(&trainer, &p)?;
-            observer.on_event(&format!("samples: {}", p.display()));
-        }
-        let p = checkpoint(&trainer, LATEST)?;
-        observer.on_event(&format!("checkpoint: {}", p.display()));
-    }
-    let done = (trainer.step - first_step).max(1);
-    Ok(CycleFitOutcome {
-        step: trainer.step,
-        interrupted,
-        last,
-        secs_per_step: start.elapsed().as_secs_f64() / done as f64,
-    })
+    fit(
+        &mut trainer,
+        &mut sampler,
+        run,
+        &fit_cfg,
+        &mut write,
+        observer,
+    )
 }
 
 /// Which generator to apply.
@@ -632,22 +609,16 @@ pub struct LoadedCycleGan {
 
 /// Loads the generators of the CycleGAN run `run` at checkpoint `name` (`latest`, `step-N`).
 pub fn load_cyclegan(run: &RunDir, name: &str, dev: &Device) -> Result<LoadedCycleGan> {
-    let value: serde_json::Value = run.config()?;
-    let path = run.root().join("config.json");
-    let model = value
-        .get("model")
-        .and_then(|m| m.as_str())
-        .unwrap_or("(none)");
-    if model != "cyclegan" {
-        return Err(ModelError::Config(format!(
-            "{}: a {model} run, not a CycleGAN run",
-            run.root().display()
-        )));
-    }
-    let cfg: CycleGanRunConfig = serde_json::from_value(value).map_err(|e| ModelError::Json {
-        path,
-        reason: e.to_string(),
-    })?;
+    let cfg = match RunConfig::read(run)? {
+        RunConfig::CycleGan(c) => c,
+        other => {
+            return Err(ModelError::Config(format!(
+                "{}: a {} run, not a CycleGAN run",
+                run.root().display(),
+                other.model()
+            )))
+        }
+    };
     let dir = run.checkpoint(name)?;
     let (g_ab, mut v_ab) = build_generator(&cfg.net, dev)?;
     let (g_ba, mut v_ba) = build_generator(&cfg.net, dev)?;

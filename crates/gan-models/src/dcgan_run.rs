@@ -12,21 +12,15 @@ use gan_data::{BatchConfig, Batcher, Dataset, ImageSource, TensorDataset};
 use serde::{Deserialize, Serialize};
 
 use crate::dcgan::{DcganConfig, DcganDiscriminator, DcganGenerator};
+use crate::engine::{fit, FitConfig, FitOutcome};
 use crate::error::{ModelError, Result};
 use crate::grid::save_grid;
+use crate::registry::RunConfig;
 use crate::run::RunDir;
+use crate::streams as stream;
 use crate::train::{
-    fit, load_vars, resume_latest, DiscriminatorNet, FitOutcome, GanTrainer, GeneratorNet,
-    LoopConfig, Observer, StepConfig,
+    load_vars, DiscriminatorNet, GanTrainer, GeneratorNet, LoopConfig, Observer, StepConfig,
 };
-
-/// Random streams derived from the run's seed, one per use, so that each is reproducible alone.
-mod stream {
-    pub const INIT_G: u64 = 0;
-    pub const INIT_D: u64 = 1;
-    pub const NOISE: u64 = 2;
-    pub const FIXED_NOISE: u64 = 3;
-}
 
 /// Number of images in the fixed-noise sample grid.
 pub const GRID_SAMPLES: usize = 64;
@@ -69,6 +63,9 @@ pub struct DcganRunConfig {
     pub device: String,
     /// Whether the fast CPU convolutions were used.
     pub fast_conv: bool,
+    /// The version of the random-stream table ([`crate::streams`]; 1 for runs written before it).
+    #[serde(default = "stream::legacy")]
+    pub streams: u32,
 }
 
 impl DcganRunConfig {
@@ -91,10 +88,23 @@ impl DcganRunConfig {
                 sample_every: 200,
                 checkpoint_every: 500,
                 log_every: 10,
+                on_divergence: Default::default(),
             },
             seed: 0,
             device: "cpu".into(),
             fast_conv: true,
+            streams: stream::CURRENT,
+        }
+    }
+
+    /// How the batches are drawn: shuffled each epoch from the batch-order stream, incomplete
+    /// batches dropped.
+    pub fn batch_config(&self) -> BatchConfig {
+        BatchConfig {
+            batch_size: self.batch_size,
+            shuffle: true,
+            drop_last: true,
+            seed: stream::batch_seed(self.seed, self.streams),
         }
     }
 }
@@ -172,6 +182,8 @@ pub fn build_trainer(cfg: &DcganRunConfig, dev: &Device) -> Result<DcganTrainer>
         cfg: cfg.step,
         step: 0,
         device: dev.clone(),
+        base_lr: [cfg.adam_g.lr, cfg.adam_d.lr],
+        last_items: 0,
     })
 }
 
@@ -197,28 +209,19 @@ pub fn train_dcgan(
 ) -> Result<FitOutcome> {
     let dev = parse_device(&cfg.device)?;
     let mut trainer = build_trainer(cfg, &dev)?;
-    let batch_cfg = BatchConfig {
-        batch_size: cfg.batch_size,
-        shuffle: true,
-        drop_last: true,
-        seed: cfg.seed,
-    };
-    let mut batcher = Batcher::new(data, batch_cfg, &dev)?;
+    let mut batcher = Batcher::new(data, cfg.batch_config(), &dev)?;
     if resume {
-        let state = resume_latest(run, observer, |d| trainer.load(d), |s| s.step)?;
-        batcher.seek(state.epoch as usize, state.batch_index as usize);
+        crate::engine::resume(&mut trainer, &mut batcher, run, observer)?;
     }
     let noise = fixed_noise(cfg, &dev)?;
-    let nrow = 8;
     let mut write = |t: &DcganTrainer, p: &Path| -> Result<()> {
-        let imgs = t.g.forward_t(&noise, false)?;
-        save_grid(&imgs, nrow, p)
+        save_grid(&t.g.forward_t(&noise, false)?, 8, p)
     };
     fit(
         &mut trainer,
         &mut batcher,
         run,
-        cfg.schedule,
+        &FitConfig::new(cfg.schedule),
         &mut write,
         observer,
     )
@@ -244,26 +247,14 @@ pub struct LoadedGenerator {
 /// WGAN and WGAN-GP runs share the generator; for the latter two, `cfg` is
 /// [`WganRunConfig::generator_view`](crate::wgan::WganRunConfig::generator_view).
 pub fn load_generator(run: &RunDir, name: &str, dev: &Device) -> Result<LoadedGenerator> {
-    let value: serde_json::Value = run.config()?;
-    let model = value
-        .get("model")
-        .and_then(|m| m.as_str())
-        .unwrap_or("(none)")
-        .to_string();
-    let path = run.root().join("config.json");
-    let parse_err = |e: serde_json::Error| ModelError::Json {
-        path: path.clone(),
-        reason: e.to_string(),
-    };
-    let cfg: DcganRunConfig = match model.as_str() {
-        "dcgan" => serde_json::from_value(value).map_err(parse_err)?,
-        "wgan" | "wgan-gp" => serde_json::from_value::<crate::wgan::WganRunConfig>(value)
-            .map_err(parse_err)?
-            .generator_view(),
-        _ => {
+    let cfg = match RunConfig::read(run)? {
+        RunConfig::Dcgan(c) => c,
+        RunConfig::Wgan(c) => c.generator_view(),
+        other => {
             return Err(ModelError::Config(format!(
-                "{}: a {model} run, not a DCGAN, WGAN or WGAN-GP run",
+                "{}: a {} run, not a DCGAN, WGAN or WGAN-GP run",
                 run.root().display(),
+                other.model(),
             )))
         }
     };

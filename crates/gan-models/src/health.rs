@@ -4,9 +4,11 @@
 //! the report replays) and every evaluation, and returns a [`Warning`] when:
 //!
 //! - **non-finite**: a loss or discriminator output is NaN or infinite (divergence);
-//! - **discriminator wins**: D(x) ≥ 0.95 while D(G(z)) ≤ 0.05 for at least
+//! - **discriminator wins** (cross-entropy GANs): D(x) ≥ 0.95 while D(G(z)) ≤ 0.05 for at least
 //!   [`HealthConfig::saturation_steps`] steps in a row: D separates perfectly, the generator's
 //!   gradient vanishes and training has usually stopped making progress;
+//! - **critic fails** (WGAN, WGAN-GP): the Wasserstein estimate mean f(x) − mean f(G(z)), which
+//!   the critic maximises, stays negative for as many steps: the critic ranks fakes above reals;
 //! - **coverage drop**: the evaluator's class coverage falls at least two classes below the best
 //!   seen so far in the run (the generator dropped modes it had);
 //! - **class imbalance**: the KL divergence of the class histogram against uniform rises above
@@ -25,6 +27,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::{Signals, StepRecord};
 use crate::evaluator::EvalReport;
 use crate::train::StepMetrics;
 
@@ -36,6 +39,8 @@ pub enum WarningKind {
     NonFinite,
     /// D(x) → 1 and D(G(z)) → 0 for many steps.
     DiscriminatorWins,
+    /// A Wasserstein critic's estimate stays negative for many steps.
+    CriticFails,
     /// Class coverage fell below its best.
     CoverageDrop,
     /// The class histogram moved away from uniform.
@@ -102,13 +107,81 @@ impl HealthMonitor {
         }
     }
 
-    /// Feeds one step's metrics (every step, or every logged one).
+    /// Feeds one cross-entropy GAN step's metrics (every step, or every logged one).
     pub fn observe_step(&mut self, m: &StepMetrics) -> Option<Warning> {
-        self.observe_values(m.step, m.loss_d, m.loss_g, m.d_x, m.d_g_z1)
+        self.observe(m.step, &m.values(), m.signals())
     }
 
-    /// Feeds the values of a step; `d_x` and `d_g_z` may be NaN-free placeholders for models
-    /// without them (a WGAN critic's scores are not probabilities: pass 0.5).
+    /// Feeds the values of a step as [`StepRecord::values`] names them and what the step's
+    /// objective lets us watch: the discriminator's probabilities (the "discriminator wins"
+    /// check), a critic's Wasserstein estimate (the "critic fails" check), or losses only.
+    pub fn observe(
+        &mut self,
+        step: u64,
+        values: &[(&str, f32)],
+        signals: Signals,
+    ) -> Option<Warning> {
+        if values.iter().any(|(_, v)| !v.is_finite()) {
+            if self.non_finite {
+                return None;
+            }
+            self.non_finite = true;
+            let shown = values
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Some(Warning {
+                step,
+                kind: WarningKind::NonFinite,
+                message: format!(
+                    "divergence: non-finite numbers at step {step} ({shown}); lower the learning \
+                     rate or resume from an earlier checkpoint"
+                ),
+            });
+        }
+        self.non_finite = false;
+        let (bad, message) = match signals {
+            Signals::Probabilities { d_x, d_g_z } => (
+                d_x >= self.cfg.d_real_high && d_g_z <= self.cfg.d_fake_low,
+                WarningKind::DiscriminatorWins,
+            ),
+            Signals::Critic { wasserstein, .. } => (wasserstein < 0.0, WarningKind::CriticFails),
+            Signals::Losses => (false, WarningKind::DiscriminatorWins),
+        };
+        if bad {
+            let since = *self.saturated_since.get_or_insert(step);
+            if !self.saturation_warned && step - since >= self.cfg.saturation_steps {
+                self.saturation_warned = true;
+                let n = step - since;
+                let text = match message {
+                    WarningKind::CriticFails => format!(
+                        "the critic fails: its Wasserstein estimate mean f(x) − mean f(G(z)) has \
+                         been negative since step {since} ({n} steps), so it scores fakes above \
+                         reals and the generator's gradient points nowhere useful (too few critic \
+                         steps, or a critic learning rate too low or too high)"
+                    ),
+                    _ => format!(
+                        "the discriminator wins: D(x) ≥ {} and D(G(z)) ≤ {} since step {since} \
+                         ({n} steps); the generator gets almost no gradient (likely collapse or \
+                         divergence)",
+                        self.cfg.d_real_high, self.cfg.d_fake_low,
+                    ),
+                };
+                return Some(Warning {
+                    step,
+                    kind: message,
+                    message: text,
+                });
+            }
+        } else {
+            self.saturated_since = None;
+            self.saturation_warned = false;
+        }
+        None
+    }
+
+    /// Feeds the values of a cross-entropy GAN step.
     pub fn observe_values(
         &mut self,
         step: u64,
@@ -117,44 +190,16 @@ impl HealthMonitor {
         d_x: f32,
         d_g_z: f32,
     ) -> Option<Warning> {
-        let finite = [loss_d, loss_g, d_x, d_g_z].iter().all(|v| v.is_finite());
-        if !finite {
-            if self.non_finite {
-                return None;
-            }
-            self.non_finite = true;
-            return Some(Warning {
-                step,
-                kind: WarningKind::NonFinite,
-                message: format!(
-                    "divergence: non-finite numbers at step {step} (Loss_D {loss_d}, Loss_G {loss_g}, \
-                     D(x) {d_x}, D(G(z)) {d_g_z}); lower the learning rate or resume from an earlier checkpoint"
-                ),
-            });
-        }
-        self.non_finite = false;
-        if d_x >= self.cfg.d_real_high && d_g_z <= self.cfg.d_fake_low {
-            let since = *self.saturated_since.get_or_insert(step);
-            if !self.saturation_warned && step - since >= self.cfg.saturation_steps {
-                self.saturation_warned = true;
-                return Some(Warning {
-                    step,
-                    kind: WarningKind::DiscriminatorWins,
-                    message: format!(
-                        "the discriminator wins: D(x) ≥ {} and D(G(z)) ≤ {} since step {since} \
-                         ({} steps); the generator gets almost no gradient (likely collapse or \
-                         divergence)",
-                        self.cfg.d_real_high,
-                        self.cfg.d_fake_low,
-                        step - since
-                    ),
-                });
-            }
-        } else {
-            self.saturated_since = None;
-            self.saturation_warned = false;
-        }
-        None
+        self.observe(
+            step,
+            &[
+                ("Loss_D", loss_d),
+                ("Loss_G", loss_g),
+                ("D(x)", d_x),
+                ("D(G(z))", d_g_z),
+            ],
+            Signals::Probabilities { d_x, d_g_z },
+        )
     }
 
     /// Feeds an evaluation made at `step`; may raise several warnings.

@@ -1,7 +1,10 @@
 //! GAN models on candle and the training steps and loops that train them, usable as a library.
 //!
 //! - [`dcgan`]: the DCGAN generator and discriminator (28, 32 and 64 pixels);
-//! - [`train`]: the adversarial step and the training loop with checkpoints;
+//! - [`engine`]: the [`engine::Trainer`] trait, the one training loop, checkpoints, schedules;
+//! - [`registry`]: [`registry::RunConfig`], every kind of run folder by its `model`;
+//! - [`train`]: the cross-entropy adversarial step, the network traits and the observer;
+//! - [`streams`]: the one table of random streams;
 //! - [`cyclegan`], [`cyclegan_run`]: CycleGAN's networks, step and image pool; its runs,
 //!   translation and the `thin2thick` evaluation;
 //! - [`dcgan_run`]: a whole DCGAN run from its configuration: train, resume, sample, walk;
@@ -15,6 +18,7 @@ pub mod cyclegan;
 pub mod cyclegan_run;
 pub mod dcgan;
 pub mod dcgan_run;
+pub mod engine;
 pub mod error;
 pub mod evaluator;
 pub mod grid;
@@ -22,8 +26,10 @@ pub mod health;
 pub mod inception;
 pub mod monitor;
 pub mod plot;
+pub mod registry;
 pub mod report;
 pub mod run;
+pub mod streams;
 pub mod toy;
 pub mod train;
 pub mod wgan;

@@ -16,11 +16,14 @@ use candle_core::{Device, Tensor};
 use gan_core::rng::SeededRng;
 use serde::Serialize;
 
+use crate::engine::{log_warning, StepRecord};
 use crate::error::Result;
 use crate::evaluator::{evaluate, EvalReport, EvalSetup};
-use crate::health::{HealthMonitor, Warning};
+use crate::health::HealthMonitor;
 use crate::run::RunDir;
-use crate::train::{GeneratorNet, Observer, StepMetrics};
+use crate::train::{GeneratorNet, Observer};
+
+pub use crate::engine::WarningLine;
 
 /// The seed of the evaluation noise.
 pub const EVAL_NOISE_SEED: u64 = 0x5eed_e7a1;
@@ -47,19 +50,11 @@ pub struct EvalLine<'a> {
     pub eval: &'a EvalReport,
 }
 
-/// One warning line of `metrics.jsonl`.
-#[derive(Clone, Debug, Serialize)]
-pub struct WarningLine<'a> {
-    /// The step it was raised at.
-    pub step: u64,
-    /// The warning.
-    pub warning: &'a Warning,
-}
-
-/// Evaluates, watches health and rewrites the report during training; see the
-/// [module docs](self).
-pub struct RunMonitor<'a> {
-    inner: &'a mut dyn Observer,
+/// Evaluates, watches the evaluations' health and rewrites the report during training; see the
+/// [module docs](self). The step's health (divergence, a saturated discriminator, a failing
+/// critic) is the training loop's ([`crate::engine::fit`]).
+pub struct RunMonitor<'a, M = crate::train::StepMetrics> {
+    inner: &'a mut dyn Observer<M>,
     run: RunDir,
     setup: Option<EvalSetup>,
     cfg: MonitorConfig,
@@ -69,7 +64,7 @@ pub struct RunMonitor<'a> {
     pub last_eval: Option<(u64, EvalReport)>,
 }
 
-impl std::fmt::Debug for RunMonitor<'_> {
+impl<M> std::fmt::Debug for RunMonitor<'_, M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RunMonitor")
             .field("run", &self.run)
@@ -78,11 +73,11 @@ impl std::fmt::Debug for RunMonitor<'_> {
     }
 }
 
-impl<'a> RunMonitor<'a> {
+impl<'a, M: StepRecord> RunMonitor<'a, M> {
     /// Wraps `inner`; `setup` is the evaluator (needed when `cfg.eval_every > 0`), `device` the
     /// one the generator lives on.
     pub fn new(
-        inner: &'a mut dyn Observer,
+        inner: &'a mut dyn Observer<M>,
         run: RunDir,
         setup: Option<EvalSetup>,
         cfg: MonitorConfig,
@@ -96,18 +91,6 @@ impl<'a> RunMonitor<'a> {
             device,
             health: HealthMonitor::default(),
             last_eval: None,
-        }
-    }
-
-    fn warn(&mut self, w: &Warning) {
-        tracing::warn!("{}", w.message);
-        self.inner
-            .on_event(&format!("warning at step {}: {}", w.step, w.message));
-        if let Err(e) = self.run.append_metrics(&WarningLine {
-            step: w.step,
-            warning: w,
-        }) {
-            tracing::warn!("cannot log the warning: {e}");
         }
     }
 
@@ -146,7 +129,7 @@ impl<'a> RunMonitor<'a> {
         ));
         self.inner.on_event(&msg);
         for w in self.health.observe_eval(step, &report) {
-            self.warn(&w);
+            log_warning(&self.run, &mut *self.inner, &w);
         }
         self.last_eval = Some((step, report));
         self.rewrite_report();
@@ -168,17 +151,14 @@ pub fn sample_generator(g: &dyn GeneratorNet, n: usize, seed: u64, dev: &Device)
     Ok(Tensor::cat(&out, 0)?)
 }
 
-impl Observer for RunMonitor<'_> {
-    fn on_step(&mut self, m: &StepMetrics, items_per_sec: f64) {
+impl<M: StepRecord> Observer<M> for RunMonitor<'_, M> {
+    fn on_step(&mut self, m: &M, items_per_sec: f64) {
         self.inner.on_step(m, items_per_sec);
-        if let Some(w) = self.health.observe_step(m) {
-            self.warn(&w);
-        }
     }
 
     fn on_event(&mut self, msg: &str) {
         self.inner.on_event(msg);
-        if msg.starts_with("samples:") {
+        if msg.starts_with("samples:") || msg.starts_with("warning") {
             self.rewrite_report();
         }
     }

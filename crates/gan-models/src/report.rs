@@ -14,9 +14,11 @@ use base64::Engine;
 use plotters::prelude::*;
 use serde_json::Value;
 
+use crate::engine::Signals;
 use crate::error::{ModelError, Result};
 use crate::evaluator::EvalReport;
 use crate::health::{HealthMonitor, Warning};
+use crate::registry::RunConfig;
 use crate::run::{write_atomic, RunDir};
 
 /// At most this many sample grids are shown (evenly spaced, the last always).
@@ -67,7 +69,13 @@ pub fn read_history(run: &RunDir) -> Result<RunHistory> {
             let fields = obj
                 .iter()
                 .filter(|(k, _)| k.as_str() != "step" && k.as_str() != "epoch")
-                .filter_map(|(k, x)| x.as_f64().map(|f| (k.clone(), f)))
+                // serde_json writes NaN and infinities as null: read them back as NaN, so that
+                // the health replay sees the divergence.
+                .filter_map(|(k, x)| {
+                    x.as_f64()
+                        .or(x.is_null().then_some(f64::NAN))
+                        .map(|f| (k.clone(), f))
+                })
                 .collect();
             h.steps.push((step, fields));
         }
@@ -85,6 +93,7 @@ impl RunHistory {
                     .find(|(k, _)| k == key)
                     .map(|(_, v)| (*s as f64, *v))
             })
+            .filter(|(_, v)| v.is_finite())
             .collect()
     }
 
@@ -102,12 +111,21 @@ impl RunHistory {
             while let Some((es, r)) = evals.next_if(|(es, _)| es <= step) {
                 replayed.extend(h.observe_eval(*es, r));
             }
-            let (Some(ld), Some(lg)) = (get(f, "loss_d"), get(f, "loss_g")) else {
-                continue;
+            // The objective by the fields it logs: a critic's Wasserstein estimate, a
+            // discriminator's probabilities, or losses only.
+            let signals = match (get(f, "wasserstein"), get(f, "d_x"), get(f, "d_g_z1")) {
+                (Some(w), _, _) => Signals::Critic {
+                    wasserstein: w,
+                    penalty: get(f, "penalty").unwrap_or(0.0),
+                },
+                (None, Some(d_x), Some(d_g_z)) => Signals::Probabilities { d_x, d_g_z },
+                _ => Signals::Losses,
             };
-            let dx = get(f, "d_x").unwrap_or(0.5);
-            let dgz = get(f, "d_g_z1").unwrap_or(0.5);
-            replayed.extend(h.observe_values(*step, ld, lg, dx, dgz));
+            let values: Vec<(&str, f32)> = f.iter().map(|(k, v)| (k.as_str(), *v as f32)).collect();
+            if values.is_empty() {
+                continue;
+            }
+            replayed.extend(h.observe(*step, &values, signals));
         }
         for (es, r) in evals {
             replayed.extend(h.observe_eval(*es, r));
@@ -306,14 +324,22 @@ pub fn render_report(run: &RunDir) -> Result<String> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| run.root().display().to_string());
-    let model = config
-        .get("model")
-        .and_then(Value::as_str)
-        .unwrap_or("unknown model");
-    let data = config
-        .pointer("/data/source")
-        .and_then(Value::as_str)
-        .unwrap_or("?");
+    let (model, data) = match RunConfig::from_value(config.clone(), &run.root().join("config.json"))
+    {
+        Ok(c) => (c.model().to_string(), c.data_name()),
+        Err(_) => (
+            config
+                .get("model")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown model")
+                .to_string(),
+            config
+                .pointer("/data/source")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown data")
+                .to_string(),
+        ),
+    };
     let total = config.pointer("/schedule/steps").and_then(Value::as_u64);
     let last_step = h.steps.last().map(|(s, _)| *s).unwrap_or(0);
     let mut out = String::new();
@@ -324,8 +350,8 @@ pub fn render_report(run: &RunDir) -> Result<String> {
          <h1>Run report: {t}</h1>\n<p>{m} on {d}; step {last_step}{of}. \
          Rebuild with <code>gan-cli report {p}</code>.</p>\n",
         t = escape(&name),
-        m = escape(model),
-        d = escape(data),
+        m = escape(&model),
+        d = escape(&data),
         of = total.map(|t| format!(" of {t}")).unwrap_or_default(),
         p = escape(&run.root().display().to_string()),
     );
@@ -387,20 +413,41 @@ pub fn render_report(run: &RunDir) -> Result<String> {
     let named = |ks: &[&String]| -> Vec<(String, Vec<(f64, f64)>)> {
         ks.iter().map(|k| (k.to_string(), h.series(k))).collect()
     };
+    // Charts by the objective's own quantities: a cross-entropy discriminator's probabilities
+    // (d_*), a critic's raw scores (critic_*) and its Wasserstein estimate; never a critic score
+    // on a probability axis.
     let losses: Vec<&String> = keys.iter().filter(|k| k.starts_with("loss")).collect();
     let d_out: Vec<&String> = keys.iter().filter(|k| k.starts_with("d_")).collect();
+    let critic: Vec<&String> = keys.iter().filter(|k| k.starts_with("critic_")).collect();
     let others: Vec<&String> = keys
         .iter()
-        .filter(|k| !k.starts_with("loss") && !k.starts_with("d_"))
+        .filter(|k| !k.starts_with("loss") && !k.starts_with("d_") && !k.starts_with("critic_"))
         .collect();
-    out.push_str(&chart_img("Losses", "loss", named(&losses))?);
-    out.push_str(&chart_img(
-        "Discriminator outputs",
-        "mean D",
-        named(&d_out),
-    )?);
+    if !losses.is_empty() {
+        out.push_str(&chart_img("Losses", "loss", named(&losses))?);
+    }
+    if !d_out.is_empty() {
+        out.push_str(&chart_img(
+            "Discriminator outputs (probabilities)",
+            "mean D",
+            named(&d_out),
+        )?);
+    }
+    if !critic.is_empty() {
+        out.push_str(&chart_img(
+            "Critic scores (raw, not probabilities)",
+            "mean f",
+            named(&critic),
+        )?);
+    }
     for k in others {
-        out.push_str(&chart_img(k, k, named(&[k]))?);
+        let title = match k.as_str() {
+            "wasserstein" => "Wasserstein estimate: mean f(x) − mean f(G(z)) (should fall)",
+            "penalty" => "Gradient penalty λ·(‖∇f‖ − 1)²",
+            "grad_norm" => "Mean ‖∇x̂ f(x̂)‖ (the penalty pulls it to 1)",
+            other => other,
+        };
+        out.push_str(&chart_img(title, k, named(&[k]))?);
     }
     if !h.evals.is_empty() {
         let ev = |f: &dyn Fn(&EvalReport) -> Option<f64>| -> Vec<(f64, f64)> {

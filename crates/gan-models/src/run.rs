@@ -31,6 +31,14 @@ impl RunDir {
         let root = root.into();
         let cfg = root.join("config.json");
         if cfg.exists() {
+            let existing = Self { root: root.clone() };
+            if existing.checkpoint(LATEST).is_err() {
+                return Err(ModelError::Config(format!(
+                    "{} already holds a run with no checkpoint (it stopped before its first one); \
+                     delete that folder or choose another --out",
+                    root.display()
+                )));
+            }
             return Err(ModelError::Config(format!(
                 "{} already holds a run; resume it with --resume or choose another --out",
                 root.display()
@@ -176,6 +184,60 @@ impl RunDir {
         }
         sync_dir(&dir);
         Ok(dest)
+    }
+
+    /// Removes the temporary folders of checkpoints whose writing was killed (`kill -9` during
+    /// a write leaves a full-size `.tmp-<name>-<pid>`); call it when a run starts or resumes,
+    /// since one run is trained by one process at a time. Returns the folders removed.
+    pub fn remove_stale_temporaries(&self) -> Vec<PathBuf> {
+        let dir = self.checkpoints_dir();
+        let mut removed = Vec::new();
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return removed;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            if name.to_string_lossy().starts_with(".tmp-") && e.path().is_dir() {
+                match std::fs::remove_dir_all(e.path()) {
+                    Ok(()) => {
+                        tracing::info!(
+                            "removed {}, left by an interrupted checkpoint",
+                            e.path().display()
+                        );
+                        removed.push(e.path());
+                    }
+                    Err(err) => tracing::warn!("cannot remove {}: {err}", e.path().display()),
+                }
+            }
+        }
+        removed
+    }
+
+    /// Deletes a run that holds no checkpoint yet (its training failed before the first one):
+    /// the files this module writes (`config.json`, `metrics.jsonl`, `report.html`, `samples/`,
+    /// `checkpoints/`), then the folder itself if nothing else is left in it. Refuses a run with a
+    /// checkpoint.
+    pub fn discard(&self) -> Result<()> {
+        if self.checkpoint(LATEST).is_ok() {
+            return Err(ModelError::Config(format!(
+                "{} holds a checkpoint: not discarding it",
+                self.root.display()
+            )));
+        }
+        for f in ["config.json", "metrics.jsonl", "report.html"] {
+            let p = self.root.join(f);
+            if p.exists() {
+                std::fs::remove_file(&p).map_err(|e| ModelError::io(&p, e))?;
+            }
+        }
+        for d in ["samples", "checkpoints"] {
+            let p = self.root.join(d);
+            if p.exists() {
+                std::fs::remove_dir_all(&p).map_err(|e| ModelError::io(&p, e))?;
+            }
+        }
+        let _ = std::fs::remove_dir(&self.root); // only if empty
+        Ok(())
     }
 
     fn write_json_atomic(&self, path: &Path, value: &impl Serialize) -> Result<()> {

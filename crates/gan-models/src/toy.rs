@@ -1,5 +1,5 @@
 //! The 2D toy GAN: MLP generator and discriminator for points in the plane, trained by the
-//! library loop of [`crate::train`] on `ring8`, `grid25` or `ring` ([`ToyDistribution`]).
+//! engine's loop ([`crate::engine::fit`]) on `ring8`, `grid25` or `ring` ([`ToyDistribution`]).
 //!
 //! The discriminator can be *packed* (PacGAN, Lin et al. 2018): with `pack = K` it sees K
 //! samples concatenated, `[b, 2]` reshaped to `[b/K, 2K]`, all real or all generated, and gives
@@ -39,24 +39,20 @@ use gan_data::{BatchConfig, Batcher, ToyDistribution};
 use serde::{Deserialize, Serialize};
 
 use crate::dcgan_run::parse_device;
+use crate::engine::{
+    fit, BatchSource, FitConfig, FitOutcome, LrSchedule, Part, PartMut, Signals, StepRecord,
+    Trainer,
+};
 use crate::error::{ModelError, Result};
 use crate::plot::{hue, scatter_png, Colors, Layer, Panel, FAKE, MODE, REAL};
+use crate::registry::RunConfig;
 use crate::run::{write_atomic, RunDir};
+use crate::streams as stream;
 use crate::train::{
-    fit, load_vars, resume_latest, DiscriminatorNet, FitOutcome, GanTrainer, GeneratorNet,
-    LoopConfig, Observer, StepConfig, TrainState,
+    load_vars, DiscriminatorNet, GanTrainer, GeneratorNet, LoopConfig, Observer, StepConfig,
+    StepMetrics,
 };
-use crate::wgan::{fit_wgan, CriticSchedule, Lipschitz, WganOptimizer, WganParts, WganTrainer};
-
-/// Random streams derived from the run's seed, one per use, so that each is reproducible alone.
-mod stream {
-    pub const INIT_G: u64 = 0;
-    pub const INIT_D: u64 = 1;
-    pub const NOISE: u64 = 2;
-    pub const FIXED_NOISE: u64 = 3;
-    pub const DATA: u64 = 4;
-    pub const PLOT_DATA: u64 = 5;
-}
+use crate::wgan::{CriticSchedule, Lipschitz, WganMetrics, WganOptimizer, WganParts, WganTrainer};
 
 /// The nonlinearity between the layers of an MLP.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -365,6 +361,9 @@ pub struct ToyConfig {
     pub seed: u64,
     /// The device (`cpu`, `cuda:0`, `metal`).
     pub device: String,
+    /// The version of the random-stream table ([`crate::streams`]; 1 for runs written before it).
+    #[serde(default = "stream::legacy")]
+    pub streams: u32,
 }
 
 impl ToyConfig {
@@ -417,9 +416,11 @@ impl ToyConfig {
                 sample_every: steps / 10,
                 checkpoint_every: steps / 4,
                 log_every: if grid { 50 } else { 10 },
+                on_divergence: Default::default(),
             },
             seed: 0,
             device: "cpu".into(),
+            streams: stream::CURRENT,
         }
     }
 
@@ -661,6 +662,8 @@ pub fn build_trainer(cfg: &ToyConfig, dev: &Device) -> Result<ToyTrainer> {
         })?,
         step: 0,
         device: dev.clone(),
+        base_lr: [cfg.adam_g.lr, cfg.adam_d.lr],
+        last_items: 0,
     })
 }
 
@@ -687,7 +690,45 @@ pub fn build_wgan_trainer(cfg: &ToyConfig, dev: &Device) -> Result<ToyWganTraine
     if cfg.adam_g != cfg.adam_d {
         w.opt_g = Box::new(Adam::from_varmap(&w.g_vars, cfg.adam_g)?);
     }
+    w.base_lr = [cfg.adam_g.lr, cfg.adam_d.lr];
     Ok(w)
+}
+
+/// The metrics of a toy step: a cross-entropy GAN's or a WGAN-GP's, logged as they are.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ToyMetrics {
+    /// Non-saturating or minimax loss.
+    Gan(StepMetrics),
+    /// WGAN-GP.
+    Wgan(WganMetrics),
+}
+
+impl StepRecord for ToyMetrics {
+    fn step(&self) -> u64 {
+        match self {
+            Self::Gan(m) => m.step,
+            Self::Wgan(m) => m.step,
+        }
+    }
+    fn values(&self) -> Vec<(&'static str, f32)> {
+        match self {
+            Self::Gan(m) => m.values(),
+            Self::Wgan(m) => m.values(),
+        }
+    }
+    fn signals(&self) -> Signals {
+        match self {
+            Self::Gan(m) => m.signals(),
+            Self::Wgan(m) => m.signals(),
+        }
+    }
+    fn summary(&self) -> String {
+        match self {
+            Self::Gan(m) => m.summary(),
+            Self::Wgan(m) => m.summary(),
+        }
+    }
 }
 
 /// Either trainer of a toy run, so that one loop serves both objectives.
@@ -696,59 +737,67 @@ enum AnyToyTrainer {
     Wgan(ToyWganTrainer),
 }
 
-impl AnyToyTrainer {
-    fn generator(&self) -> &MlpGenerator {
-        match self {
-            Self::Gan(t) => &t.g,
-            Self::Wgan(t) => &t.g,
+macro_rules! each {
+    ($self:expr, $t:ident => $e:expr) => {
+        match $self {
+            AnyToyTrainer::Gan($t) => $e,
+            AnyToyTrainer::Wgan($t) => $e,
         }
-    }
+    };
+}
+
+impl Trainer for AnyToyTrainer {
+    type Batch = gan_data::Batch;
+    type Metrics = ToyMetrics;
 
     fn step(&self) -> u64 {
-        match self {
-            Self::Gan(t) => t.step,
-            Self::Wgan(t) => t.step,
-        }
+        each!(self, t => t.step)
     }
-
-    fn set_lr(&mut self, g: f64, d: f64) {
-        match self {
-            Self::Gan(t) => {
-                t.opt_g.set_lr(g);
-                t.opt_d.set_lr(d);
-            }
-            Self::Wgan(t) => {
-                t.opt_g.set_lr(g);
-                t.opt_c.set_lr(d);
-            }
-        }
+    fn set_step(&mut self, step: u64) {
+        each!(self, t => t.step = step)
     }
-
-    fn load(&mut self, dir: &Path) -> Result<TrainState> {
-        match self {
-            Self::Gan(t) => t.load(dir),
-            Self::Wgan(t) => t.load(dir),
-        }
-    }
-
-    fn fit<S: gan_data::Dataset>(
+    fn train_step(
         &mut self,
-        batcher: &mut Batcher<'_, S>,
-        run: &RunDir,
-        piece: LoopConfig,
-        write: &mut dyn FnMut(&MlpGenerator, u64, &Path) -> Result<()>,
-        observer: &mut dyn Observer,
-    ) -> Result<FitOutcome> {
-        match self {
-            Self::Gan(t) => {
-                let mut w = |t: &ToyTrainer, p: &Path| write(&t.g, t.step, p);
-                fit(t, batcher, run, piece, &mut w, observer)
-            }
-            Self::Wgan(t) => {
-                let mut w = |t: &ToyWganTrainer, p: &Path| write(&t.g, t.step, p);
-                fit_wgan(t, batcher, run, piece, &mut w, observer)
-            }
+        data: &mut dyn BatchSource<Batch = gan_data::Batch>,
+    ) -> Result<ToyMetrics> {
+        Ok(match self {
+            Self::Gan(t) => ToyMetrics::Gan(t.train_step(data)?),
+            Self::Wgan(t) => ToyMetrics::Wgan(t.train_step(data)?),
+        })
+    }
+    fn items(&self, m: &ToyMetrics) -> usize {
+        match (self, m) {
+            (Self::Gan(t), ToyMetrics::Gan(m)) => t.items(m),
+            (Self::Wgan(t), ToyMetrics::Wgan(m)) => t.items(m),
+            _ => 0,
         }
+    }
+    fn parts(&self) -> Vec<Part<'_>> {
+        each!(self, t => t.parts())
+    }
+    fn parts_mut(&mut self) -> Vec<PartMut<'_>> {
+        each!(self, t => t.parts_mut())
+    }
+    fn noise_state(&self) -> Option<gan_core::rng::RngState> {
+        each!(self, t => t.noise_state())
+    }
+    fn restore_noise(&mut self, state: &gan_core::rng::RngState) {
+        each!(self, t => t.restore_noise(state))
+    }
+    fn set_lr_factor(&mut self, factor: f64) {
+        each!(self, t => t.set_lr_factor(factor))
+    }
+    fn generator(&self) -> Option<&dyn GeneratorNet> {
+        each!(self, t => t.generator())
+    }
+    fn device(&self) -> &Device {
+        each!(self, t => Trainer::device(t))
+    }
+}
+
+impl AnyToyTrainer {
+    fn mlp_generator(&self) -> &MlpGenerator {
+        each!(self, t => &t.g)
     }
 }
 
@@ -847,7 +896,7 @@ pub fn plot_toy(
 #[derive(Clone, Debug, PartialEq)]
 pub struct ToyOutcome {
     /// The training loop's outcome.
-    pub fit: FitOutcome,
+    pub fit: FitOutcome<ToyMetrics>,
     /// Mode metrics of the final generator on the fixed noise (`None` for `ring`).
     pub modes: Option<ModeMetrics>,
 }
@@ -858,7 +907,7 @@ pub fn train_toy(
     run: &RunDir,
     cfg: &ToyConfig,
     resume: bool,
-    observer: &mut dyn Observer,
+    observer: &mut dyn Observer<ToyMetrics>,
 ) -> Result<ToyOutcome> {
     cfg.validate()?;
     let dist = cfg.distribution()?;
@@ -869,18 +918,17 @@ pub fn train_toy(
     };
     let data = dist.dataset(
         cfg.train_points,
-        SeededRng::with_stream(cfg.seed, stream::DATA).next_u64(),
+        SeededRng::with_stream(cfg.seed, stream::TOY_DATA).next_u64(),
     )?;
     let batch_cfg = BatchConfig {
         batch_size: cfg.batch_size,
         shuffle: true,
         drop_last: true,
-        seed: cfg.seed,
+        seed: stream::batch_seed(cfg.seed, cfg.streams),
     };
     let mut batcher = Batcher::new(&data, batch_cfg, &dev)?;
     if resume {
-        let state = resume_latest(run, observer, |d| trainer.load(d), |s| s.step)?;
-        batcher.seek(state.epoch as usize, state.batch_index as usize);
+        crate::engine::resume(&mut trainer, &mut batcher, run, observer)?;
     }
     let noise = fixed_noise(cfg, &dev)?;
     let noise_2d = if dist == ToyDistribution::Ring && cfg.nz >= 2 {
@@ -890,46 +938,35 @@ pub fn train_toy(
     };
     let real = dist.sample(
         cfg.eval_samples,
-        SeededRng::with_stream(cfg.seed, stream::PLOT_DATA).next_u64(),
+        SeededRng::with_stream(cfg.seed, stream::TOY_PLOT).next_u64(),
     );
-    let mut write = |g: &MlpGenerator, step: u64, p: &Path| -> Result<()> {
-        let pts = to_points(&g.forward(&noise)?)?;
+    // Every plot also evaluates the mode metrics of the same points.
+    let mut write = |t: &AnyToyTrainer, p: &Path| -> Result<()> {
+        let pts = to_points(&t.mlp_generator().forward(&noise)?)?;
         if let Some(modes) = evaluate(dist, &pts) {
-            run.append_metrics(&EvalRecord { step, modes })?;
+            run.append_metrics(&EvalRecord {
+                step: t.step(),
+                modes,
+            })?;
         }
         plot_toy(p, dist, &real, &pts, noise_2d.as_deref())
     };
-    // The loop runs in pieces between the learning-rate milestones (a sample plot and the latest
-    // checkpoint are also written at each milestone).
-    let started = std::time::Instant::now();
-    let first_step = trainer.step();
-    let steps = cfg.schedule.steps;
-    let mut ends = cfg.lr_decay.milestone_steps(steps);
-    ends.push(steps);
-    let mut outcome = FitOutcome {
-        step: first_step,
-        interrupted: false,
-        last: None,
-        secs_per_step: 0.0,
+    let fit_cfg = FitConfig {
+        lr: LrSchedule::Milestones {
+            steps: cfg.lr_decay.milestone_steps(cfg.schedule.steps),
+            gamma: cfg.lr_decay.gamma,
+        },
+        ..FitConfig::new(cfg.schedule)
     };
-    for end in ends.into_iter().filter(|&e| e > first_step) {
-        let factor = cfg.lr_decay.factor(trainer.step(), steps);
-        trainer.set_lr(cfg.adam_g.lr * factor, cfg.adam_d.lr * factor);
-        let piece = LoopConfig {
-            steps: end,
-            ..cfg.schedule
-        };
-        let o = trainer.fit(&mut batcher, run, piece, &mut write, observer)?;
-        outcome.last = o.last.or(outcome.last);
-        outcome.interrupted = o.interrupted;
-        if o.interrupted {
-            break;
-        }
-    }
-    outcome.step = trainer.step();
-    let done = (trainer.step() - first_step).max(1);
-    outcome.secs_per_step = started.elapsed().as_secs_f64() / done as f64;
-    let modes = evaluate(dist, &to_points(&trainer.generator().forward(&noise)?)?);
+    let outcome = fit(
+        &mut trainer,
+        &mut batcher,
+        run,
+        &fit_cfg,
+        &mut write,
+        observer,
+    )?;
+    let modes = evaluate(dist, &to_points(&trainer.mlp_generator().forward(&noise)?)?);
     Ok(ToyOutcome {
         fit: outcome,
         modes,
@@ -949,18 +986,16 @@ pub struct LoadedToyGenerator {
 
 /// Loads the generator of the toy run `run` at checkpoint `name` (`latest`, `step-N`) onto `dev`.
 pub fn load_toy_generator(run: &RunDir, name: &str, dev: &Device) -> Result<LoadedToyGenerator> {
-    let kind: serde_json::Value = run.config()?;
-    let model = kind
-        .get("model")
-        .and_then(|m| m.as_str())
-        .unwrap_or("unknown");
-    if model != "toy" {
-        return Err(ModelError::Config(format!(
-            "{}: a {model} run, not a toy run",
-            run.root().display()
-        )));
-    }
-    let cfg: ToyConfig = run.config()?;
+    let cfg = match RunConfig::read(run)? {
+        RunConfig::Toy(c) => c,
+        other => {
+            return Err(ModelError::Config(format!(
+                "{}: a {} run, not a toy run",
+                run.root().display(),
+                other.model()
+            )))
+        }
+    };
     let (g, mut vars) = build_generator(&cfg, dev)?;
     let dir = run.checkpoint(name)?;
     load_vars(&mut vars, &dir.join("generator.safetensors"))?;

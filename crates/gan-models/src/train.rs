@@ -1,5 +1,6 @@
-//! The adversarial training step and loop, shared by every model trained with a cross-entropy
-//! discriminator (DCGAN, the 2D toy).
+//! The cross-entropy adversarial step (DCGAN, the 2D toy), and the types every model's training
+//! shares: the network traits, [`LoopConfig`] and the [`Observer`] of the loop in
+//! [`crate::engine`].
 //!
 //! One step, as in pytorch/examples' DCGAN:
 //! 1. draw z, make a fake batch G(z) (train mode);
@@ -11,20 +12,17 @@
 //! Logged per step: Loss_D, Loss_G, D(x) (mean σ on reals), D(G(z)) before the G step (on the
 //! detached fakes) and after the D update (the fakes seen by the G step).
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::time::Instant;
-
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use gan_core::loss::{discriminator_loss, generator_loss, sigmoid_mean, GeneratorLoss};
 use gan_core::optim::Adam;
 use gan_core::rng::{RngState, SeededRng};
-use gan_data::{Batcher, Dataset};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ModelError, Result};
-use crate::run::{read_json, write_json, RunDir, LATEST};
+use crate::engine::{BatchSource, Part, PartMut, Signals, StepRecord, Trainer};
+use crate::error::Result;
+
+pub use crate::engine::{load_vars, FitOutcome, TrainState};
 
 /// A generator network.
 pub trait GeneratorNet {
@@ -59,12 +57,30 @@ pub struct StepMetrics {
     pub d_g_z2: f32,
 }
 
-impl StepMetrics {
-    /// Whether every number is finite.
-    pub fn is_finite(&self) -> bool {
-        [self.loss_d, self.loss_g, self.d_x, self.d_g_z1, self.d_g_z2]
-            .iter()
-            .all(|v| v.is_finite())
+impl StepRecord for StepMetrics {
+    fn step(&self) -> u64 {
+        self.step
+    }
+    fn values(&self) -> Vec<(&'static str, f32)> {
+        vec![
+            ("Loss_D", self.loss_d),
+            ("Loss_G", self.loss_g),
+            ("D(x)", self.d_x),
+            ("D(G(z))", self.d_g_z1),
+            ("D(G(z)) after", self.d_g_z2),
+        ]
+    }
+    fn signals(&self) -> Signals {
+        Signals::Probabilities {
+            d_x: self.d_x,
+            d_g_z: self.d_g_z1,
+        }
+    }
+    fn summary(&self) -> String {
+        format!(
+            "Loss_D {:.3} Loss_G {:.3} D(x) {:.3} D(G(z)) {:.3}/{:.3}",
+            self.loss_d, self.loss_g, self.d_x, self.d_g_z1, self.d_g_z2
+        )
     }
 }
 
@@ -84,19 +100,6 @@ impl Default for StepConfig {
             real_label: 1.0,
         }
     }
-}
-
-/// Position and random state saved with a checkpoint (`state.json`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TrainState {
-    /// Steps done.
-    pub step: u64,
-    /// Epoch of the next batch.
-    pub epoch: u64,
-    /// Index within that epoch of the next batch.
-    pub batch_index: u64,
-    /// The noise generator's state.
-    pub noise_rng: RngState,
 }
 
 /// A generator, a discriminator, their variables and optimizers, and the noise source.
@@ -121,6 +124,10 @@ pub struct GanTrainer<G, D> {
     pub step: u64,
     /// The device.
     pub device: Device,
+    /// The base learning rates of G and D, which a schedule's factor multiplies.
+    pub base_lr: [f64; 2],
+    /// Items in the last step's real batch.
+    pub last_items: usize,
 }
 
 impl<G, D> std::fmt::Debug for GanTrainer<G, D> {
@@ -138,9 +145,10 @@ impl<G: GeneratorNet, D: DiscriminatorNet> GanTrainer<G, D> {
         Ok(rng.randn((n, self.g.latent_dim()), 0.0, 1.0, &self.device)?)
     }
 
-    /// One adversarial step on a real batch.
-    pub fn train_step(&mut self, real: &Tensor, epoch: u64) -> Result<StepMetrics> {
+    /// One adversarial step on a real batch `[b, …]` from epoch `epoch`.
+    pub fn step_on(&mut self, real: &Tensor, epoch: u64) -> Result<StepMetrics> {
         let b = real.dim(0)?;
+        self.last_items = b;
         let mut rng = std::mem::replace(&mut self.noise, SeededRng::new(0));
         let z = self.noise_batch(&mut rng, b);
         self.noise = rng;
@@ -172,75 +180,76 @@ impl<G: GeneratorNet, D: DiscriminatorNet> GanTrainer<G, D> {
             d_g_z2: sigmoid_mean(&out)?,
         })
     }
-
-    /// Writes the networks, the optimizers and `state` into `dir`.
-    pub fn save(&self, dir: &Path, state: &TrainState) -> Result<()> {
-        let save = |vars: &VarMap, name: &str| -> Result<()> {
-            let p = dir.join(name);
-            vars.save(&p).map_err(|e| ModelError::Checkpoint {
-                path: p,
-                reason: e.to_string(),
-            })
-        };
-        save(&self.g_vars, "generator.safetensors")?;
-        save(&self.d_vars, "discriminator.safetensors")?;
-        let mut opt: HashMap<String, Tensor> = HashMap::new();
-        for (k, v) in self.opt_g.state_tensors() {
-            opt.insert(format!("generator.{k}"), v);
-        }
-        for (k, v) in self.opt_d.state_tensors() {
-            opt.insert(format!("discriminator.{k}"), v);
-        }
-        let p = dir.join("optimizers.safetensors");
-        candle_core::safetensors::save(&opt, &p).map_err(|e| ModelError::Checkpoint {
-            path: p,
-            reason: e.to_string(),
-        })?;
-        write_json(&dir.join("state.json"), state)
-    }
-
-    /// Restores the networks, the optimizers and the noise state from `dir`; returns the state.
-    pub fn load(&mut self, dir: &Path) -> Result<TrainState> {
-        load_vars(&mut self.g_vars, &dir.join("generator.safetensors"))?;
-        load_vars(&mut self.d_vars, &dir.join("discriminator.safetensors"))?;
-        let p = dir.join("optimizers.safetensors");
-        let all = candle_core::safetensors::load(&p, &self.device).map_err(|e| {
-            ModelError::Checkpoint {
-                path: p.clone(),
-                reason: e.to_string(),
-            }
-        })?;
-        let part = |prefix: &str| -> HashMap<String, Tensor> {
-            all.iter()
-                .filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.clone())))
-                .collect()
-        };
-        let ck = |e: candle_core::Error| ModelError::Checkpoint {
-            path: p.clone(),
-            reason: e.to_string(),
-        };
-        self.opt_g.load_state(&part("generator.")).map_err(ck)?;
-        self.opt_d.load_state(&part("discriminator.")).map_err(ck)?;
-        let state: TrainState = read_json(&dir.join("state.json"))?;
-        self.noise = SeededRng::from_state(&state.noise_rng);
-        self.step = state.step;
-        Ok(state)
-    }
 }
 
-/// Loads a safetensors file into the variables of `vars`, which must all be present with the
-/// same shapes.
-pub fn load_vars(vars: &mut VarMap, path: &Path) -> Result<()> {
-    if !path.is_file() {
-        return Err(ModelError::Checkpoint {
-            path: path.into(),
-            reason: "file is missing".into(),
-        });
+impl<G: GeneratorNet, D: DiscriminatorNet> Trainer for GanTrainer<G, D> {
+    type Batch = gan_data::Batch;
+    type Metrics = StepMetrics;
+
+    fn step(&self) -> u64 {
+        self.step
     }
-    vars.load(path).map_err(|e| ModelError::Checkpoint {
-        path: path.into(),
-        reason: e.to_string(),
-    })
+    fn set_step(&mut self, step: u64) {
+        self.step = step;
+    }
+    fn train_step(
+        &mut self,
+        data: &mut dyn BatchSource<Batch = gan_data::Batch>,
+    ) -> Result<StepMetrics> {
+        let batch = data.next_batch(self.step + 1)?;
+        self.step_on(&batch.items, batch.epoch as u64)
+    }
+    fn items(&self, _m: &StepMetrics) -> usize {
+        self.last_items
+    }
+    fn parts(&self) -> Vec<Part<'_>> {
+        vec![
+            Part {
+                file: "generator",
+                opt_key: "generator",
+                vars: &self.g_vars,
+                opt: &self.opt_g,
+            },
+            Part {
+                file: "discriminator",
+                opt_key: "discriminator",
+                vars: &self.d_vars,
+                opt: &self.opt_d,
+            },
+        ]
+    }
+    fn parts_mut(&mut self) -> Vec<PartMut<'_>> {
+        vec![
+            PartMut {
+                file: "generator",
+                opt_key: "generator",
+                vars: &mut self.g_vars,
+                opt: &mut self.opt_g,
+            },
+            PartMut {
+                file: "discriminator",
+                opt_key: "discriminator",
+                vars: &mut self.d_vars,
+                opt: &mut self.opt_d,
+            },
+        ]
+    }
+    fn noise_state(&self) -> Option<RngState> {
+        Some(self.noise.state())
+    }
+    fn restore_noise(&mut self, state: &RngState) {
+        self.noise = SeededRng::from_state(state);
+    }
+    fn set_lr_factor(&mut self, factor: f64) {
+        self.opt_g.set_lr(self.base_lr[0] * factor);
+        self.opt_d.set_lr(self.base_lr[1] * factor);
+    }
+    fn generator(&self) -> Option<&dyn GeneratorNet> {
+        Some(&self.g)
+    }
+    fn device(&self) -> &Device {
+        &self.device
+    }
 }
 
 /// When to stop, log, sample and checkpoint.
@@ -255,10 +264,13 @@ pub struct LoopConfig {
     pub checkpoint_every: u64,
     /// Append to `metrics.jsonl` every this many steps.
     pub log_every: u64,
+    /// What to do when a step's numbers are not finite (stop, by default).
+    #[serde(default)]
+    pub on_divergence: crate::engine::OnDivergence,
 }
 
-/// Receives progress from a training loop ([`fit`], `fit_wgan`, `train_toy`; with `M` =
-/// `CycleStepMetrics`, `train_cyclegan`); the CLI draws a progress bar with it.
+/// Receives progress from the training loop ([`crate::engine::fit`]) of any model, `M` being the
+/// model's step metrics; the CLI draws a progress bar with it.
 pub trait Observer<M = StepMetrics> {
     /// Called after every step with its metrics and the throughput so far (items per second).
     fn on_step(&mut self, _m: &M, _items_per_sec: f64) {}
@@ -276,113 +288,7 @@ pub trait Observer<M = StepMetrics> {
     }
 }
 
-/// Restores a run from its `latest` checkpoint: `load` reads the trainer's state from the
-/// checkpoint folder, `step` says which step that state is at; metrics logged after it are
-/// dropped (they will be logged again) and the observer is told. Returns the loaded state, for
-/// the caller to move its data source to the saved position.
-pub fn resume_latest<T, M>(
-    run: &RunDir,
-    observer: &mut dyn Observer<M>,
-    load: impl FnOnce(&Path) -> Result<T>,
-    step: impl Fn(&T) -> u64,
-) -> Result<T> {
-    let dir = run.checkpoint(LATEST)?;
-    let state = load(&dir)?;
-    let at = step(&state);
-    run.truncate_metrics_after(at)?;
-    observer.on_event(&format!("resumed from {} at step {at}", dir.display()));
-    Ok(state)
-}
-
 /// An observer that ignores everything.
 #[derive(Debug, Default)]
 pub struct Silent;
 impl<M> Observer<M> for Silent {}
-
-/// How [`fit`] ended.
-#[derive(Clone, Debug, PartialEq)]
-pub struct FitOutcome {
-    /// Steps done in total.
-    pub step: u64,
-    /// Whether the observer asked to stop early.
-    pub interrupted: bool,
-    /// The metrics of the last step, if any step ran.
-    pub last: Option<StepMetrics>,
-    /// Mean seconds per step over this call.
-    pub secs_per_step: f64,
-}
-
-/// Writes the sample file of a step (a grid, a scatter plot) from the trainer's current state.
-pub type SampleWriter<'a, G, D> = dyn FnMut(&GanTrainer<G, D>, &Path) -> Result<()> + 'a;
-
-/// Trains until `cfg.steps`: batches from `batcher`, metrics into the run folder, sample files
-/// from `write_samples(trainer, path)`, checkpoints at the configured times and at the end.
-pub fn fit<G: GeneratorNet, D: DiscriminatorNet, S: Dataset>(
-    trainer: &mut GanTrainer<G, D>,
-    batcher: &mut Batcher<'_, S>,
-    run: &RunDir,
-    cfg: LoopConfig,
-    write_samples: &mut SampleWriter<'_, G, D>,
-    observer: &mut dyn Observer,
-) -> Result<FitOutcome> {
-    let start = Instant::now();
-    let first_step = trainer.step;
-    let mut last = None;
-    let mut items = 0usize;
-    let mut interrupted = false;
-    let checkpoint = |trainer: &GanTrainer<G, D>, batcher: &Batcher<'_, S>, name: &str| {
-        let (epoch, index) = batcher.position();
-        let state = TrainState {
-            step: trainer.step,
-            epoch: epoch as u64,
-            batch_index: index as u64,
-            noise_rng: trainer.noise.state(),
-        };
-        run.write_checkpoint(name, |dir| trainer.save(dir, &state))
-    };
-    while trainer.step < cfg.steps {
-        let batch = batcher.next_batch()?;
-        let m = trainer.train_step(&batch.items, batch.epoch as u64)?;
-        items += batch.items.dim(0)?;
-        if !m.is_finite() {
-            tracing::warn!(step = m.step, "non-finite loss: {m:?}");
-        }
-        if cfg.log_every > 0 && (m.step % cfg.log_every == 0 || m.step == 1) {
-            run.append_metrics(&m)?;
-        }
-        let rate = items as f64 / start.elapsed().as_secs_f64().max(1e-9);
-        observer.on_step(&m, rate);
-        observer.on_generator(m.step, &trainer.g)?;
-        last = Some(m);
-        if cfg.sample_every > 0 && m.step % cfg.sample_every == 0 {
-            let p = run.sample_path(m.step);
-            write_samples(trainer, &p)?;
-            observer.on_event(&format!("samples: {}", p.display()));
-        }
-        if cfg.checkpoint_every > 0 && m.step % cfg.checkpoint_every == 0 {
-            let p = checkpoint(trainer, batcher, &format!("step-{:06}", m.step))?;
-            checkpoint(trainer, batcher, LATEST)?;
-            observer.on_event(&format!("checkpoint: {}", p.display()));
-        }
-        if observer.should_stop() {
-            interrupted = true;
-            break;
-        }
-    }
-    if trainer.step > first_step {
-        let p = run.sample_path(trainer.step);
-        if !p.exists() {
-            write_samples(trainer, &p)?;
-            observer.on_event(&format!("samples: {}", p.display()));
-        }
-        let p = checkpoint(trainer, batcher, LATEST)?;
-        observer.on_event(&format!("checkpoint: {}", p.display()));
-    }
-    let done = (trainer.step - first_step).max(1);
-    Ok(FitOutcome {
-        step: trainer.step,
-        interrupted,
-        last,
-        secs_per_step: start.elapsed().as_secs_f64() / done as f64,
-    })
-}

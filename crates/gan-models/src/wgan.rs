@@ -42,9 +42,7 @@
 //! [`gan_core::penalty::ensure_second_order`] for WGAN-GP, which fails if the calling thread has
 //! already run a backward pass with candle's detaching default (train on a fresh thread then).
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::time::Instant;
 
 use candle_core::{DType, Device, Module, ModuleT, Tensor};
 use candle_nn::{BatchNorm, VarBuilder, VarMap};
@@ -54,28 +52,20 @@ use gan_core::loss::{wasserstein_critic_loss, wasserstein_generator_loss};
 use gan_core::norm::LayerNorm;
 use gan_core::optim::{Adam, AdamConfig, RmsProp, RmsPropConfig, StatefulOptimizer};
 use gan_core::penalty::{ensure_second_order, gradient_penalty};
-use gan_core::rng::SeededRng;
-use gan_data::{BatchConfig, Batcher, Dataset, TensorDataset};
+use gan_core::rng::{RngState, SeededRng};
+use gan_data::{BatchConfig, Batcher, TensorDataset};
 use serde::{Deserialize, Serialize};
 
 use crate::dcgan::{DcganConfig, DcganGenerator};
 use crate::dcgan_run::{build_generator, parse_device, DataConfig, DcganRunConfig, GRID_SAMPLES};
+use crate::engine::{
+    fit, BatchSource, FitConfig, FitOutcome, Part, PartMut, Signals, StepRecord, Trainer,
+};
 use crate::error::{ModelError, Result};
 use crate::grid::save_grid;
-use crate::run::{read_json, write_json, RunDir, LATEST};
-use crate::train::{
-    load_vars, resume_latest, DiscriminatorNet, FitOutcome, GeneratorNet, LoopConfig, Observer,
-    StepConfig, StepMetrics, TrainState,
-};
-
-/// Random streams derived from the run's seed; the same numbers as DCGAN's, so that a WGAN and a
-/// DCGAN run with the same seed start from the same generator.
-mod stream {
-    pub const INIT_G: u64 = 0;
-    pub const INIT_C: u64 = 1;
-    pub const NOISE: u64 = 2;
-    pub const FIXED_NOISE: u64 = 3;
-}
+use crate::run::RunDir;
+use crate::streams as stream;
+use crate::train::{DiscriminatorNet, GeneratorNet, LoopConfig, Observer, StepConfig, StepMetrics};
 
 /// The normalisation after the critic's inner convolutions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -357,6 +347,9 @@ pub struct WganRunConfig {
     pub device: String,
     /// Whether the fast CPU convolutions were used.
     pub fast_conv: bool,
+    /// The version of the random-stream table ([`crate::streams`]; 1 for runs written before it).
+    #[serde(default = "stream::legacy")]
+    pub streams: u32,
 }
 
 impl WganRunConfig {
@@ -379,10 +372,12 @@ impl WganRunConfig {
                 sample_every: 200,
                 checkpoint_every: 500,
                 log_every: 10,
+                on_divergence: Default::default(),
             },
             seed: 0,
             device: "cpu".into(),
             fast_conv: true,
+            streams: stream::CURRENT,
         }
     }
 
@@ -461,6 +456,7 @@ impl WganRunConfig {
             seed: self.seed,
             device: self.device.clone(),
             fast_conv: self.fast_conv,
+            streams: self.streams,
         }
     }
 }
@@ -493,24 +489,37 @@ pub struct WganMetrics {
     pub critic_iters: u32,
 }
 
-impl WganMetrics {
-    /// Whether every number is finite.
-    pub fn is_finite(&self) -> bool {
-        [
-            self.wasserstein,
-            self.penalty,
-            self.loss_d,
-            self.loss_g,
-            self.grad_norm.unwrap_or(0.0),
-        ]
-        .iter()
-        .all(|v| v.is_finite())
+impl StepRecord for WganMetrics {
+    fn step(&self) -> u64 {
+        self.step
     }
+    fn values(&self) -> Vec<(&'static str, f32)> {
+        let mut v = vec![("W", self.wasserstein)];
+        if let Some(n) = self.grad_norm {
+            v.push(("GP", self.penalty));
+            v.push(("|grad|", n));
+        }
+        v.extend([
+            ("Loss_D", self.loss_d),
+            ("Loss_G", self.loss_g),
+            ("f(x)", self.critic_real),
+            ("f(G(z))", self.critic_fake),
+        ]);
+        v
+    }
+    fn signals(&self) -> Signals {
+        Signals::Critic {
+            wasserstein: self.wasserstein,
+            penalty: self.penalty,
+        }
+    }
+}
 
-    /// The same numbers in the shape [`Observer`] takes: `loss_d` and `loss_g` as they are,
-    /// `d_x` = mean f(x), `d_g_z1` = mean f(G(z)) in the critic iterations (so that
-    /// `d_x − d_g_z1` is the Wasserstein estimate) and `d_g_z2` = the generator iteration's
-    /// mean f(G(z)) (= −`loss_g`). They are raw critic scores, not probabilities.
+impl WganMetrics {
+    /// The same numbers in the shape of a cross-entropy GAN's [`StepMetrics`]: `loss_d` and
+    /// `loss_g` as they are, `d_x` = mean f(x), `d_g_z1` = mean f(G(z)) in the critic iterations
+    /// and `d_g_z2` = −`loss_g`. They are raw critic scores, not probabilities: only for code
+    /// that knows this.
     pub fn as_step_metrics(&self) -> StepMetrics {
         StepMetrics {
             step: self.step,
@@ -554,6 +563,8 @@ pub struct WganTrainer<G = DcganGenerator, C = WganCritic> {
     pub step: u64,
     /// The device.
     pub device: Device,
+    /// The base learning rates of G and the critic, which a schedule's factor multiplies.
+    pub base_lr: [f64; 2],
 }
 
 impl<G, C> std::fmt::Debug for WganTrainer<G, C> {
@@ -599,7 +610,7 @@ impl WganTrainer {
         )?;
         dcgan_init(
             &c_vars,
-            &mut SeededRng::with_stream(cfg.seed, stream::INIT_C),
+            &mut SeededRng::with_stream(cfg.seed, stream::INIT_D),
         )?;
         let parts = WganParts {
             optimizer: cfg.optimizer,
@@ -655,6 +666,7 @@ impl<G: GeneratorNet, C: DiscriminatorNet> WganTrainer<G, C> {
             batch_size: parts.batch_size,
             step: 0,
             device: dev.clone(),
+            base_lr: [parts.optimizer.lr(); 2],
         };
         trainer.clip()?; // the paper's critic starts inside the box too
         Ok(trainer)
@@ -686,13 +698,16 @@ impl<G: GeneratorNet, C: DiscriminatorNet> WganTrainer<G, C> {
     }
 
     /// One generator iteration and the critic iterations before it, taking real batches from
-    /// `batcher`.
-    pub fn train_step<S: Dataset>(&mut self, batcher: &mut Batcher<'_, S>) -> Result<WganMetrics> {
+    /// `data`.
+    fn wgan_step(
+        &mut self,
+        data: &mut dyn BatchSource<Batch = gan_data::Batch>,
+    ) -> Result<WganMetrics> {
         let iters = self.schedule.iters_at(self.step);
         let (mut sum_real, mut sum_fake, mut sum_pen, mut sum_norm) = (0f64, 0f64, 0f64, 0f64);
         let mut epoch = 0;
         for _ in 0..iters {
-            let batch = batcher.next_batch()?;
+            let batch = data.next_batch(self.step + 1)?;
             epoch = batch.epoch as u64;
             let real = batch.items;
             let z = self.noise_batch(real.dim(0)?)?;
@@ -744,59 +759,74 @@ impl<G: GeneratorNet, C: DiscriminatorNet> WganTrainer<G, C> {
             critic_iters: iters as u32,
         })
     }
+}
 
-    /// Writes the networks, the optimizers and `state` into `dir`.
-    pub fn save(&self, dir: &Path, state: &TrainState) -> Result<()> {
-        let save = |vars: &VarMap, name: &str| -> Result<()> {
-            let p = dir.join(name);
-            vars.save(&p).map_err(|e| ModelError::Checkpoint {
-                path: p,
-                reason: e.to_string(),
-            })
-        };
-        save(&self.g_vars, "generator.safetensors")?;
-        save(&self.c_vars, "critic.safetensors")?;
-        let mut opt: HashMap<String, Tensor> = HashMap::new();
-        for (k, v) in self.opt_g.state_tensors() {
-            opt.insert(format!("generator.{k}"), v);
-        }
-        for (k, v) in self.opt_c.state_tensors() {
-            opt.insert(format!("critic.{k}"), v);
-        }
-        let p = dir.join("optimizers.safetensors");
-        candle_core::safetensors::save(&opt, &p).map_err(|e| ModelError::Checkpoint {
-            path: p,
-            reason: e.to_string(),
-        })?;
-        write_json(&dir.join("state.json"), state)
+impl<G: GeneratorNet, C: DiscriminatorNet> Trainer for WganTrainer<G, C> {
+    type Batch = gan_data::Batch;
+    type Metrics = WganMetrics;
+
+    fn step(&self) -> u64 {
+        self.step
     }
-
-    /// Restores the networks, the optimizers and the noise state from `dir`; returns the state.
-    pub fn load(&mut self, dir: &Path) -> Result<TrainState> {
-        load_vars(&mut self.g_vars, &dir.join("generator.safetensors"))?;
-        load_vars(&mut self.c_vars, &dir.join("critic.safetensors"))?;
-        let p = dir.join("optimizers.safetensors");
-        let all = candle_core::safetensors::load(&p, &self.device).map_err(|e| {
-            ModelError::Checkpoint {
-                path: p.clone(),
-                reason: e.to_string(),
-            }
-        })?;
-        let part = |prefix: &str| -> HashMap<String, Tensor> {
-            all.iter()
-                .filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.clone())))
-                .collect()
-        };
-        let ck = |e: candle_core::Error| ModelError::Checkpoint {
-            path: p.clone(),
-            reason: e.to_string(),
-        };
-        self.opt_g.load_state(&part("generator.")).map_err(ck)?;
-        self.opt_c.load_state(&part("critic.")).map_err(ck)?;
-        let state: TrainState = read_json(&dir.join("state.json"))?;
-        self.noise = SeededRng::from_state(&state.noise_rng);
-        self.step = state.step;
-        Ok(state)
+    fn set_step(&mut self, step: u64) {
+        self.step = step;
+    }
+    fn train_step(
+        &mut self,
+        data: &mut dyn BatchSource<Batch = gan_data::Batch>,
+    ) -> Result<WganMetrics> {
+        self.wgan_step(data)
+    }
+    fn items(&self, m: &WganMetrics) -> usize {
+        m.critic_iters as usize * self.batch_size
+    }
+    fn parts(&self) -> Vec<Part<'_>> {
+        vec![
+            Part {
+                file: "generator",
+                opt_key: "generator",
+                vars: &self.g_vars,
+                opt: self.opt_g.as_ref(),
+            },
+            Part {
+                file: "critic",
+                opt_key: "critic",
+                vars: &self.c_vars,
+                opt: self.opt_c.as_ref(),
+            },
+        ]
+    }
+    fn parts_mut(&mut self) -> Vec<PartMut<'_>> {
+        vec![
+            PartMut {
+                file: "generator",
+                opt_key: "generator",
+                vars: &mut self.g_vars,
+                opt: self.opt_g.as_mut(),
+            },
+            PartMut {
+                file: "critic",
+                opt_key: "critic",
+                vars: &mut self.c_vars,
+                opt: self.opt_c.as_mut(),
+            },
+        ]
+    }
+    fn noise_state(&self) -> Option<RngState> {
+        Some(self.noise.state())
+    }
+    fn restore_noise(&mut self, state: &RngState) {
+        self.noise = SeededRng::from_state(state);
+    }
+    fn set_lr_factor(&mut self, factor: f64) {
+        self.opt_g.set_lr(self.base_lr[0] * factor);
+        self.opt_c.set_lr(self.base_lr[1] * factor);
+    }
+    fn generator(&self) -> Option<&dyn GeneratorNet> {
+        Some(&self.g)
+    }
+    fn device(&self) -> &Device {
+        &self.device
     }
 }
 
@@ -821,81 +851,6 @@ pub fn fixed_noise(cfg: &WganRunConfig, dev: &Device) -> Result<Tensor> {
     Ok(rng.randn((GRID_SAMPLES, cfg.dcgan.nz), 0.0, 1.0, dev)?)
 }
 
-/// Writes a sample file (a grid, a scatter plot) of a trainer's generator to a path.
-pub type SampleWriter<'a, G, C> = dyn FnMut(&WganTrainer<G, C>, &Path) -> Result<()> + 'a;
-
-/// Trains until `cfg.steps` generator iterations: batches from `batcher`, metrics into the run
-/// folder, sample files from `write_samples(trainer, path)`, checkpoints at the configured times
-/// and at the end. Reports to `observer` through [`WganMetrics::as_step_metrics`].
-pub fn fit_wgan<G: GeneratorNet, C: DiscriminatorNet, S: Dataset>(
-    trainer: &mut WganTrainer<G, C>,
-    batcher: &mut Batcher<'_, S>,
-    run: &RunDir,
-    cfg: LoopConfig,
-    write_samples: &mut SampleWriter<'_, G, C>,
-    observer: &mut dyn Observer,
-) -> Result<FitOutcome> {
-    let start = Instant::now();
-    let first_step = trainer.step;
-    let mut last = None;
-    let mut items = 0usize;
-    let mut interrupted = false;
-    let checkpoint = |trainer: &WganTrainer<G, C>, batcher: &Batcher<'_, S>, name: &str| {
-        let (epoch, index) = batcher.position();
-        let state = TrainState {
-            step: trainer.step,
-            epoch: epoch as u64,
-            batch_index: index as u64,
-            noise_rng: trainer.noise.state(),
-        };
-        run.write_checkpoint(name, |dir| trainer.save(dir, &state))
-    };
-    while trainer.step < cfg.steps {
-        let m = trainer.train_step(batcher)?;
-        items += m.critic_iters as usize * trainer.batch_size;
-        if !m.is_finite() {
-            tracing::warn!(step = m.step, "non-finite loss: {m:?}");
-        }
-        if cfg.log_every > 0 && (m.step % cfg.log_every == 0 || m.step == 1) {
-            run.append_metrics(&m)?;
-        }
-        let rate = items as f64 / start.elapsed().as_secs_f64().max(1e-9);
-        let sm = m.as_step_metrics();
-        observer.on_step(&sm, rate);
-        last = Some(sm);
-        if cfg.sample_every > 0 && m.step % cfg.sample_every == 0 {
-            let p = run.sample_path(m.step);
-            write_samples(trainer, &p)?;
-            observer.on_event(&format!("samples: {}", p.display()));
-        }
-        if cfg.checkpoint_every > 0 && m.step % cfg.checkpoint_every == 0 {
-            let p = checkpoint(trainer, batcher, &format!("step-{:06}", m.step))?;
-            checkpoint(trainer, batcher, LATEST)?;
-            observer.on_event(&format!("checkpoint: {}", p.display()));
-        }
-        if observer.should_stop() {
-            interrupted = true;
-            break;
-        }
-    }
-    if trainer.step > first_step {
-        let p = run.sample_path(trainer.step);
-        if !p.exists() {
-            write_samples(trainer, &p)?;
-            observer.on_event(&format!("samples: {}", p.display()));
-        }
-        let p = checkpoint(trainer, batcher, LATEST)?;
-        observer.on_event(&format!("checkpoint: {}", p.display()));
-    }
-    let done = (trainer.step - first_step).max(1);
-    Ok(FitOutcome {
-        step: trainer.step,
-        interrupted,
-        last,
-        secs_per_step: start.elapsed().as_secs_f64() / done as f64,
-    })
-}
-
 /// Trains a WGAN or WGAN-GP run to `cfg.schedule.steps`: a new run in `run` (whose
 /// `config.json` must already be written) or, with `resume`, continuing from its `latest`
 /// checkpoint. For WGAN-GP, call it on a thread that has not yet run a backward pass (see
@@ -905,30 +860,29 @@ pub fn train_wgan(
     cfg: &WganRunConfig,
     data: &TensorDataset,
     resume: bool,
-    observer: &mut dyn Observer,
-) -> Result<FitOutcome> {
+    observer: &mut dyn Observer<WganMetrics>,
+) -> Result<FitOutcome<WganMetrics>> {
     let dev = parse_device(&cfg.device)?;
     let mut trainer = WganTrainer::new(cfg, &dev)?;
     let batch_cfg = BatchConfig {
         batch_size: cfg.batch_size,
         shuffle: true,
         drop_last: true,
-        seed: cfg.seed,
+        seed: stream::batch_seed(cfg.seed, cfg.streams),
     };
     let mut batcher = Batcher::new(data, batch_cfg, &dev)?;
     if resume {
-        let state = resume_latest(run, observer, |d| trainer.load(d), |s| s.step)?;
-        batcher.seek(state.epoch as usize, state.batch_index as usize);
+        crate::engine::resume(&mut trainer, &mut batcher, run, observer)?;
     }
     let noise = fixed_noise(cfg, &dev)?;
     let mut write = |t: &WganTrainer, p: &Path| -> Result<()> {
         save_grid(&t.g.forward_t(&noise, false)?, 8, p)
     };
-    fit_wgan(
+    fit(
         &mut trainer,
         &mut batcher,
         run,
-        cfg.schedule,
+        &FitConfig::new(cfg.schedule),
         &mut write,
         observer,
     )

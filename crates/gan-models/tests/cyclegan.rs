@@ -16,6 +16,7 @@ use gan_models::cyclegan_run::{
     build_trainer, eval_dilation, load_cyclegan, load_train, train_cyclegan, CycleGanRunConfig,
     UnpairedSampler,
 };
+use gan_models::engine::StepRecord;
 use gan_models::run::RunDir;
 use gan_models::train::Silent;
 
@@ -288,7 +289,7 @@ fn one_step_changes_all_four_networks() {
     let mut batch = sampler.batch(1).unwrap();
     assert_eq!(batch.a.dims(), &[2, 1, 12, 12]);
     let m = t
-        .train_step(&batch.a, &batch.b, &mut batch.rng, batch.epoch)
+        .step_on(&batch.a, &batch.b, &mut batch.rng, batch.epoch)
         .unwrap();
     assert!(m.is_finite(), "{m:?}");
     assert!(m.loss_cycle_a > 0.0 && m.loss_idt_a > 0.0 && m.loss_d_a > 0.0);

@@ -24,6 +24,7 @@ fn small_ring8(steps: u64, width: usize) -> ToyConfig {
         sample_every: 0,
         checkpoint_every: 0,
         log_every: 50,
+        on_divergence: Default::default(),
     };
     cfg
 }

@@ -11,6 +11,7 @@ use candle_nn::{VarBuilder, VarMap};
 use gan_data::{BatchConfig, Batcher, Dataset, ImageSource, TensorDataset};
 use gan_models::dcgan::{DcganConfig, DcganDiscriminator};
 use gan_models::dcgan_run::{load_generator, DataConfig};
+use gan_models::engine::{StepRecord, Trainer};
 use gan_models::run::RunDir;
 use gan_models::train::Silent;
 use gan_models::wgan::{

@@ -1,0 +1,132 @@
+//! `gan-cli train dcgan`: flags into a [`DcganRunConfig`], then the shared train path
+//! ([`crate::train_cmd`]) around `gan_models::dcgan_run::train_dcgan`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::bail;
+use gan_data::ImageSource;
+use gan_models::dcgan_run::{
+    load_data, parse_device, steps_per_epoch, train_dcgan, DataConfig, DcganRunConfig,
+};
+use gan_models::registry::RunConfig;
+use gan_models::run::RunDir;
+
+use crate::args::TrainDcgan;
+use crate::train_cmd::{open_for_resume, run_training, Session};
+
+/// Runs `gan-cli train dcgan`.
+pub fn train(a: TrainDcgan) -> anyhow::Result<ExitCode> {
+    let (run, cfg, data, resume) = match &a.run.resume {
+        Some(dir) => {
+            let (run, cfg) = open_for_resume(dir, "dcgan", &["dcgan"])?;
+            let RunConfig::Dcgan(mut cfg) = cfg else {
+                unreachable!("open_for_resume accepts only dcgan runs")
+            };
+            // Extending a run: a new length replaces the saved one.
+            if let Some(steps) = a.steps {
+                cfg.schedule.steps = steps;
+            }
+            if let Some(epochs) = a.epochs {
+                cfg.epochs = Some(epochs);
+                cfg.schedule.steps = epochs * steps_per_epoch(cfg.data.items, cfg.batch_size);
+            }
+            a.run.apply_divergence(&mut cfg.schedule);
+            let source =
+                ImageSource::resolve(Some(&cfg.data.path.to_string_lossy()), Path::new("."))?;
+            let data = load_data(&source, &cfg.dcgan)?;
+            (run, cfg, data, true)
+        }
+        None => {
+            let (cfg, data) = new_config(&a)?;
+            let out = a
+                .run
+                .out
+                .clone()
+                .unwrap_or_else(|| crate::fresh_run_dir("dcgan"));
+            (RunDir::create(&out, &cfg)?, cfg, data, false)
+        }
+    };
+    tracing::info!(
+        run = %run.root().display(),
+        "DCGAN {}px on {} ({} images), {} steps of batch {} on {}{}",
+        cfg.dcgan.image_size,
+        cfg.data.source,
+        cfg.data.items,
+        cfg.schedule.steps,
+        cfg.batch_size,
+        cfg.device,
+        if cfg.fast_conv { "" } else { " (candle's convolutions)" }
+    );
+    let session = Session {
+        run,
+        cfg: RunConfig::Dcgan(cfg.clone()),
+        resume,
+        eval: Some(&a.eval),
+        datasets_dir: &a.datasets_dir,
+    };
+    run_training(session, |run, resume, observer| {
+        train_dcgan(run, &cfg, &data, resume, observer)
+    })
+}
+
+/// The configuration of a new run from the flags, and its training data (loaded before anything
+/// is written, so that bad data leaves no run folder behind).
+fn new_config(a: &TrainDcgan) -> anyhow::Result<(DcganRunConfig, gan_data::TensorDataset)> {
+    let source = ImageSource::resolve(a.data.as_deref(), &a.datasets_dir)?;
+    if a.data.is_none() {
+        tracing::info!(
+            "no --data given: training on {} ({})",
+            source.name,
+            source.path.display()
+        );
+    }
+    let channels = if source.idx { 1 } else { a.channels };
+    let mut cfg = DcganRunConfig::new(
+        DataConfig {
+            source: source.name.clone(),
+            path: source.path.clone(),
+            items: 0,
+        },
+        channels,
+    );
+    cfg.dcgan.image_size = a.image_size;
+    cfg.dcgan.nz = a.nz;
+    cfg.dcgan.ngf = a.ngf;
+    cfg.dcgan.ndf = a.ndf;
+    cfg.adam_g.lr = a.lr;
+    cfg.adam_d.lr = a.lr;
+    cfg.step.loss = a.loss.into();
+    cfg.step.real_label = a.real_label;
+    cfg.batch_size = a.batch_size;
+    cfg.seed = a.run.seed;
+    cfg.device = a.run.device.clone();
+    cfg.fast_conv = !a.no_fast_conv;
+    cfg.schedule.sample_every = a.sample_every;
+    cfg.schedule.checkpoint_every = a.checkpoint_every;
+    cfg.schedule.log_every = a.log_every;
+    a.run.apply_divergence(&mut cfg.schedule);
+    cfg.dcgan.validate()?;
+    parse_device(&cfg.device)?; // before anything is written
+    let data = load_data(&source, &cfg.dcgan)?;
+    cfg.data.items = gan_data::Dataset::len(&data);
+    if cfg.data.items < cfg.batch_size {
+        bail!(
+            "{} holds {} images, fewer than one batch of --batch-size {}: lower --batch-size",
+            source.path.display(),
+            cfg.data.items,
+            cfg.batch_size
+        );
+    }
+    let per_epoch = steps_per_epoch(cfg.data.items, cfg.batch_size);
+    match (a.steps, a.epochs) {
+        (Some(_), Some(_)) => bail!("give --steps or --epochs, not both"),
+        (Some(s), None) => cfg.schedule.steps = s,
+        (None, e) => {
+            let e = e.unwrap_or(5);
+            cfg.epochs = Some(e);
+            cfg.schedule.steps = e * per_epoch;
+        }
+    }
+    Ok((cfg, data))
+}

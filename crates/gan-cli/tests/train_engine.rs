@@ -1,0 +1,188 @@
+//! What every train command shares through the one train path: a run folder that fails before
+//! its first checkpoint does not block the corrected command, a run of another kind is refused
+//! with the command that resumes it, and a WGAN-GP run gets evaluations, health checks and a
+//! report of its own numbers.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn gan_cli(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gan-cli"))
+        .args(args)
+        .current_dir(cwd)
+        .env(
+            "GAN_DATASETS",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets"),
+        )
+        .output()
+        .expect("gan-cli runs")
+}
+
+fn ok(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn fails_with(out: &Output, code: i32, needle: &str) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(code), "stderr:\n{stderr}");
+    assert!(stderr.contains(needle), "wanted {needle:?} in:\n{stderr}");
+    stderr
+}
+
+const TINY: [&str; 8] = [
+    "--ngf",
+    "8",
+    "--ndf",
+    "8",
+    "--nz",
+    "10",
+    "--batch-size",
+    "8",
+];
+
+/// Five images at batch 64: refused before anything is written; the corrected command with the
+/// same --out then trains. An evaluator that does not exist fails after the folder was created:
+/// the folder is removed again, so the corrected command works there too.
+#[test]
+fn a_failed_start_leaves_no_dead_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let imgs = d.join("imgs");
+    std::fs::create_dir_all(&imgs).unwrap();
+    for i in 0..5 {
+        image::GrayImage::from_fn(28, 28, |x, y| image::Luma([((x * 9 + y * i) % 256) as u8]))
+            .save(imgs.join(format!("{i}.png")))
+            .unwrap();
+    }
+    let out = gan_cli(
+        &[
+            "train",
+            "dcgan",
+            "--data",
+            "imgs",
+            "--channels",
+            "1",
+            "--out",
+            "run",
+            "--steps",
+            "1",
+        ],
+        d,
+    );
+    fails_with(&out, 2, "fewer than one batch");
+    assert!(!d.join("run").exists(), "nothing written");
+    let mut args = vec![
+        "train",
+        "dcgan",
+        "--data",
+        "imgs",
+        "--channels",
+        "1",
+        "--out",
+        "run",
+    ];
+    args.extend([
+        "--steps",
+        "1",
+        "--ngf",
+        "8",
+        "--ndf",
+        "8",
+        "--nz",
+        "10",
+        "--batch-size",
+        "4",
+    ]);
+    ok(&gan_cli(&args, d));
+
+    let mut args = vec![
+        "train",
+        "wgan-gp",
+        "--data",
+        "mnist-mini",
+        "--out",
+        "gp",
+        "--steps",
+        "1",
+    ];
+    args.extend(TINY);
+    args.extend(["--eval-every", "1", "--evaluator", "no-such-evaluator"]);
+    fails_with(&gan_cli(&args, d), 2, "no-such-evaluator");
+    assert!(!d.join("gp").exists(), "the failed run folder is removed");
+}
+
+/// `train wgan --resume <a DCGAN run>` names the kind and the command that resumes it.
+#[test]
+fn resuming_with_the_wrong_command_names_the_right_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut args = vec![
+        "train",
+        "dcgan",
+        "--data",
+        "mnist-mini",
+        "--out",
+        "run",
+        "--steps",
+        "1",
+    ];
+    args.extend(TINY);
+    ok(&gan_cli(&args, d));
+    let out = gan_cli(&["train", "wgan", "--resume", "run", "--steps", "2"], d);
+    fails_with(
+        &out,
+        2,
+        "run is a dcgan run, not a wgan run; resume it with: gan-cli train dcgan --resume run",
+    );
+    let out = gan_cli(&["train", "toy", "--resume", "run"], d);
+    fails_with(&out, 2, "gan-cli train dcgan --resume run");
+}
+
+/// WGAN-GP with --eval-every: evaluations in metrics.jsonl, and a report whose curves are the
+/// critic's own (Wasserstein estimate, critic scores), never D(x) as a probability.
+#[test]
+fn wgan_gp_evaluates_and_reports_its_own_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut args = vec![
+        "train",
+        "wgan-gp",
+        "--data",
+        "mnist-mini",
+        "--out",
+        "gp",
+        "--steps",
+        "4",
+    ];
+    args.extend(TINY);
+    args.extend([
+        "--n-critic",
+        "2",
+        "--eval-every",
+        "2",
+        "--eval-count",
+        "50",
+        "--log-every",
+        "1",
+    ]);
+    let stdout = ok(&gan_cli(&args, d));
+    assert!(stdout.contains("step 4: W "), "{stdout}");
+    let metrics = std::fs::read_to_string(d.join("gp/metrics.jsonl")).unwrap();
+    let evals = metrics.lines().filter(|l| l.contains("\"eval\"")).count();
+    assert_eq!(evals, 2, "evaluations at steps 2 and 4:\n{metrics}");
+    let html = std::fs::read_to_string(d.join("gp/report.html")).unwrap();
+    assert!(
+        html.contains("wgan-gp on mnist-mini"),
+        "the report names its model and data"
+    );
+    assert!(html.contains("Wasserstein estimate"));
+    assert!(html.contains("Critic scores"));
+    assert!(!html.contains("Discriminator outputs"));
+}

@@ -1,0 +1,131 @@
+//! The model registry: every kind of run folder, read from its `config.json` by the `model`
+//! field it records.
+//!
+//! [`RunConfig::read`] is the one place where a run's kind is read from JSON; everything else
+//! (sampling, resuming, the report, the CLI's "which command resumes this" hints) matches on the
+//! typed [`RunConfig`]. It reads every `config.json` this project has written: fields added
+//! since (such as `streams`) have defaults that reproduce the old behaviour.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::cyclegan_run::CycleGanRunConfig;
+use crate::dcgan_run::DcganRunConfig;
+use crate::error::{ModelError, Result};
+use crate::run::RunDir;
+use crate::toy::ToyConfig;
+use crate::train::LoopConfig;
+use crate::wgan::WganRunConfig;
+
+/// The configuration of a run of any model.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RunConfig {
+    /// `"dcgan"`.
+    Dcgan(DcganRunConfig),
+    /// `"wgan"` (weight clipping) or `"wgan-gp"` (gradient penalty).
+    Wgan(WganRunConfig),
+    /// `"toy"`.
+    Toy(ToyConfig),
+    /// `"cyclegan"`.
+    CycleGan(CycleGanRunConfig),
+}
+
+/// The models [`RunConfig`] knows, by the name `config.json` records.
+pub const MODELS: [&str; 5] = ["dcgan", "wgan", "wgan-gp", "toy", "cyclegan"];
+
+impl RunConfig {
+    /// Reads `config.json` of `run`. Errors name the file: not JSON, no `model`, an unknown
+    /// model, or fields that do not fit the model.
+    pub fn read(run: &RunDir) -> Result<Self> {
+        let path = run.root().join("config.json");
+        let value: Value = run.config()?;
+        Self::from_value(value, &path)
+    }
+
+    /// Parses a `config.json` already read into `value` (from `path`, for errors).
+    pub fn from_value(value: Value, path: &Path) -> Result<Self> {
+        let bad = |reason: String| ModelError::Json {
+            path: path.into(),
+            reason,
+        };
+        let model = value
+            .get("model")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("no \"model\" field: not a gan-cli run configuration".into()))?
+            .to_string();
+        let parsed = match model.as_str() {
+            "dcgan" => serde_json::from_value(value).map(Self::Dcgan),
+            "wgan" | "wgan-gp" => serde_json::from_value(value).map(Self::Wgan),
+            "toy" => serde_json::from_value(value).map(Self::Toy),
+            "cyclegan" => serde_json::from_value(value).map(Self::CycleGan),
+            other => {
+                return Err(bad(format!(
+                    "unknown model {other:?} (known: {})",
+                    MODELS.join(", ")
+                )))
+            }
+        };
+        parsed.map_err(|e| bad(format!("a {model} run configuration: {e}")))
+    }
+
+    /// The model's name as `config.json` records it (`dcgan`, `wgan-gp` …), which is also the
+    /// `gan-cli train` subcommand that trains and resumes it.
+    pub fn model(&self) -> &str {
+        match self {
+            Self::Dcgan(_) => "dcgan",
+            Self::Wgan(c) => &c.model,
+            Self::Toy(_) => "toy",
+            Self::CycleGan(_) => "cyclegan",
+        }
+    }
+
+    /// What the run trains on, in words: the dataset name or folder (`mnist-mini`, the
+    /// CycleGAN data root, the toy distribution).
+    pub fn data_name(&self) -> String {
+        match self {
+            Self::Dcgan(c) => c.data.source.clone(),
+            Self::Wgan(c) => c.data.source.clone(),
+            Self::Toy(c) => format!("the {} distribution", c.dist),
+            Self::CycleGan(c) => c.data.dataroot.display().to_string(),
+        }
+    }
+
+    /// Length, logging, sampling and checkpointing.
+    pub fn schedule(&self) -> LoopConfig {
+        match self {
+            Self::Dcgan(c) => c.schedule,
+            Self::Wgan(c) => c.schedule,
+            Self::Toy(c) => c.schedule,
+            Self::CycleGan(c) => c.schedule,
+        }
+    }
+
+    /// The device the run trains on.
+    pub fn device(&self) -> &str {
+        match self {
+            Self::Dcgan(c) => &c.device,
+            Self::Wgan(c) => &c.device,
+            Self::Toy(c) => &c.device,
+            Self::CycleGan(c) => &c.device,
+        }
+    }
+
+    /// The unit of the items a step trains on, for throughputs: `img` or `pts`.
+    pub fn item_unit(&self) -> &'static str {
+        match self {
+            Self::Toy(_) => "pts",
+            _ => "img",
+        }
+    }
+
+    /// The version of the random-stream table the run uses ([`crate::streams`]).
+    pub fn streams(&self) -> u32 {
+        match self {
+            Self::Dcgan(c) => c.streams,
+            Self::Wgan(c) => c.streams,
+            Self::Toy(c) => c.streams,
+            Self::CycleGan(c) => c.streams,
+        }
+    }
+}
