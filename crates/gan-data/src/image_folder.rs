@@ -51,7 +51,7 @@ use std::path::{Path, PathBuf};
 use image::imageops::FilterType;
 use image::ImageDecoder;
 
-use crate::dataset::TensorDataset;
+use crate::dataset::{Dataset, TensorDataset};
 use crate::error::{name_list, plural, DataError, Result};
 
 /// The largest image side accepted.
