@@ -2,7 +2,8 @@
 //!
 //! Names: `mnist`, `fashion-mnist` (fetched by `cargo xtask fetch-…`), `mnist-mini` (embedded).
 //! A path is either a folder holding the four IDX files or a folder of PNG/JPEG images
-//! (unlabelled, or one subfolder per class: see [`crate::image_folder`]). With no name, `datasets/mnist` is used when it has been fetched, else `datasets/mnist-mini`.
+//! (unlabelled, or one subfolder per class: see [`crate::image_folder`]). With no name,
+//! `datasets/mnist` is used when it has been fetched, else `datasets/mnist-mini`.
 
 use std::path::{Path, PathBuf};
 
