@@ -28,7 +28,9 @@ pub mod toy;
 pub use batch::{Batch, BatchConfig, Batcher};
 pub use dataset::{Dataset, TensorDataset};
 pub use error::{DataError, Result};
-pub use image_folder::{ImageFolder, ImageFolderConfig, Split, Unpaired};
+pub use image_folder::{
+    detect_channels, ClassFolder, ImageFolder, ImageFolderConfig, ImageLayout, Split, Unpaired,
+};
 pub use mnist::{FashionMnist, Mnist, Splits};
 pub use source::ImageSource;
 pub use toy::ToyDistribution;

@@ -1,8 +1,9 @@
 //! Where training images come from: a named dataset under `datasets/` or a path.
 //!
 //! Names: `mnist`, `fashion-mnist` (fetched by `cargo xtask fetch-…`), `mnist-mini` (embedded).
-//! A path is either a folder holding the four IDX files or a folder of PNG/JPEG images. With no
-//! name, `datasets/mnist` is used when it has been fetched, else `datasets/mnist-mini`.
+//! A path is either a folder holding the four IDX files or a folder of PNG/JPEG images
+//! (unlabelled, or one subfolder per class: see [`crate::image_folder`]). With no name,
+//! `datasets/mnist` is used when it has been fetched, else `datasets/mnist-mini`.
 
 use std::path::{Path, PathBuf};
 
@@ -11,8 +12,11 @@ use image::{ImageBuffer, Luma};
 
 use crate::dataset::{Dataset, TensorDataset};
 use crate::error::{DataError, Result};
-use crate::image_folder::{ImageFolder, ImageFolderConfig};
-use crate::mnist::{is_complete, Mnist, Splits};
+use crate::image_folder::{self, check_folder, ImageFolder, ImageLayout};
+use crate::mnist::{find_file, is_complete, Mnist, Splits, FASHION_CLASSES, FILES};
+
+/// The dataset names [`ImageSource::resolve`] knows.
+pub const NAMES: [&str; 3] = ["mnist", "fashion-mnist", "mnist-mini"];
 
 /// A resolved image source.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,6 +31,12 @@ pub struct ImageSource {
 
 impl ImageSource {
     /// Resolves `spec` (a name, a path, or `None` for the default) against `datasets_dir`.
+    ///
+    /// # Errors
+    /// [`DataError::DatasetNotFound`] when a named dataset is missing or incomplete (with how to
+    /// get it); for a path, [`DataError::FolderNotFound`] (with the known names when `spec`
+    /// looks like one) or [`DataError::NotAFolder`]. The folder's content is checked when it is
+    /// loaded.
     pub fn resolve(spec: Option<&str>, datasets_dir: &Path) -> Result<Self> {
         let named = |name: &str, how: &str| -> Result<Self> {
             let path = datasets_dir.join(name);
@@ -37,8 +47,20 @@ impl ImageSource {
                     idx: true,
                 })
             } else {
-                Err(DataError::MissingFile {
-                    path: path.join(format!("train-images-idx3-ubyte ({how})")),
+                let missing = if path.is_dir() {
+                    FILES
+                        .iter()
+                        .filter(|f| find_file(&path, f).is_err())
+                        .map(|f| f.to_string())
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                Err(DataError::DatasetNotFound {
+                    name: name.into(),
+                    path,
+                    missing,
+                    how: how.into(),
                 })
             }
         };
@@ -64,8 +86,14 @@ impl ImageSource {
             ),
             Some(p) => {
                 let path = PathBuf::from(p);
-                if !path.is_dir() {
-                    return Err(DataError::MissingFile { path });
+                if let Err(mut e) = check_folder(&path) {
+                    if let DataError::FolderNotFound { hint, .. } = &mut e {
+                        let looks_like_a_name = !p.contains(['/', '\\', '.']);
+                        if looks_like_a_name {
+                            *hint = format!(" (known dataset names: {})", NAMES.join(", "));
+                        }
+                    }
+                    return Err(e);
                 }
                 Ok(Self {
                     name: p.into(),
@@ -78,14 +106,60 @@ impl ImageSource {
 
     /// Loads the training images (IDX train split, or every image of the folder) as
     /// `[channels, size, size]` items in [-1, 1]. IDX images are resized if `size` differs from
-    /// theirs; folder images are resized and center-cropped.
+    /// theirs; folder images are resized and center-cropped, and labelled by class when the
+    /// folder has class subfolders ([`ImageFolder`]). `channels` is ignored for IDX data (always
+    /// 1).
+    ///
+    /// # Errors
+    /// Those of [`Mnist::load`] or [`ImageFolder::open`].
     pub fn load_train(&self, size: usize, channels: usize) -> Result<TensorDataset> {
+        self.load_train_with(size, Some(channels))
+    }
+
+    /// [`load_train`](Self::load_train) with `channels` `None` picking the channels from the
+    /// data ([`detect_channels`](Self::detect_channels)).
+    ///
+    /// # Errors
+    /// Those of [`Mnist::load`] or [`ImageFolder::open`].
+    pub fn load_train_with(&self, size: usize, channels: Option<usize>) -> Result<TensorDataset> {
         if self.idx {
             let Splits { train, .. } = Mnist::load(&self.path)?;
             resize_gray(&train, size)
         } else {
-            ImageFolder::load(&self.path, ImageFolderConfig { size, channels })
+            Ok(ImageFolder::open(&self.path, size, channels)?.into_dataset())
         }
+    }
+
+    /// The channels of the data: 1 for IDX; for a folder, 1 when every image is stored
+    /// grayscale, else 3 (only the headers are read).
+    ///
+    /// # Errors
+    /// Those of [`image_folder::detect_channels`].
+    pub fn detect_channels(&self) -> Result<usize> {
+        if self.idx {
+            Ok(1)
+        } else {
+            image_folder::detect_channels(&self.path)
+        }
+    }
+
+    /// The class names, by label: for a folder with class subfolders their sorted names,
+    /// empty for an unlabelled folder; for IDX data the ten [`FASHION_CLASSES`] when the
+    /// source is named or its folder is called `fashion-mnist`, else the digits `0`–`9`.
+    ///
+    /// # Errors
+    /// Those of [`ImageLayout::read`] for a folder.
+    pub fn class_names(&self) -> Result<Vec<String>> {
+        if !self.idx {
+            return Ok(ImageLayout::read(&self.path)?.class_names());
+        }
+        let fashion = self.name == "fashion-mnist"
+            || self.path.file_name().is_some_and(|n| n == "fashion-mnist");
+        Ok(if fashion {
+            FASHION_CLASSES.iter().map(|c| c.to_string()).collect()
+        } else {
+            (0..10).map(|d| d.to_string()).collect()
+        })
     }
 
     /// Loads the test split of an IDX source.
