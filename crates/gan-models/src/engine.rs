@@ -507,6 +507,7 @@ pub fn fit<T: Trainer>(
         if (sched.sample_every > 0 && step % sched.sample_every == 0) || milestone {
             let p = run.sample_path(step);
             if !p.exists() {
+                ensure_parent(&p)?;
                 write_samples(trainer, &p)?;
                 observer.on_event(&format!("samples: {}", p.display()));
             }
@@ -530,6 +531,7 @@ pub fn fit<T: Trainer>(
     if trainer.step() > first_step && diverged.is_none() {
         let p = run.sample_path(trainer.step());
         if !p.exists() {
+            ensure_parent(&p)?;
             write_samples(trainer, &p)?;
             observer.on_event(&format!("samples: {}", p.display()));
         }
@@ -544,6 +546,17 @@ pub fn fit<T: Trainer>(
         secs_per_step: start.elapsed().as_secs_f64() / done as f64,
         diverged,
     })
+}
+
+/// Creates the folder of a sample file (a run folder copied without its empty `samples/`).
+fn ensure_parent(path: &Path) -> Result<()> {
+    match path.parent() {
+        Some(dir) => std::fs::create_dir_all(dir).map_err(|e| ModelError::Io {
+            path: dir.into(),
+            error: e,
+        }),
+        None => Ok(()),
+    }
 }
 
 fn divergence_message<M: StepRecord>(
