@@ -26,6 +26,7 @@
 //! then the sample grids and reports were deleted (only `config.json`, `metrics.jsonl` and
 //! `checkpoints/latest` are kept).
 
+#[allow(dead_code)] // not every test file uses every helper
 mod common;
 
 use std::path::{Path, PathBuf};
