@@ -19,7 +19,7 @@
 //! own). Weight names are the reference's `nn.Sequential` indices (`model.1.weight`,
 //! `model.10.conv_block.1.weight`, …), so they are stable and match its checkpoints.
 //!
-//! # One training step ([`CycleGanTrainer::train_step`])
+//! # One training step ([`CycleGanTrainer::step_on`])
 //!
 //! 1. `fake_b = G(a)`, `rec_a = F(fake_b)`, `fake_a = F(b)`, `rec_b = G(fake_a)`;
 //! 2. both generators descend on the sum below (L1 means, λ_A = λ_B = 10, λ_idt = 0.5); the

@@ -130,7 +130,7 @@ impl ToyLoss {
         }
     }
 
-    /// The settings of the cross-entropy step of [`GanTrainer::train_step`] (`None` for
+    /// The settings of the cross-entropy step of [`GanTrainer::step_on`] (`None` for
     /// WGAN-GP, which trains with [`WganTrainer`]).
     pub fn step_config(self) -> Option<StepConfig> {
         let loss = match self {
