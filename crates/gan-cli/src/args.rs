@@ -63,8 +63,10 @@ impl From<LossArg> for gan_core::loss::GeneratorLoss {
     }
 }
 
+/// The data, networks, length and cadences shared by the DCGAN-family commands (`dcgan`,
+/// `wgan`, `wgan-gp`), declared once.
 #[derive(Debug, Args)]
-pub struct TrainDcgan {
+pub struct ImageGanFlags {
     /// mnist, fashion-mnist, mnist-mini, or a folder (IDX files or images). Default: mnist if
     /// fetched, else the embedded mnist-mini.
     #[arg(long)]
@@ -72,32 +74,29 @@ pub struct TrainDcgan {
     /// Where named datasets live.
     #[arg(long, default_value = "datasets", env = "GAN_DATASETS")]
     pub datasets_dir: PathBuf,
-    /// Epochs to train (default 5 when --steps is not given).
+    /// Epochs to train (default 5 when --steps is not given; wgan and wgan-gp count real
+    /// batches, --n-critic of them per generator step).
     #[arg(long, conflicts_with = "steps")]
     pub epochs: Option<u64>,
-    /// Steps to train.
+    /// Steps to train (wgan and wgan-gp: generator steps, each after --n-critic critic steps).
     #[arg(long)]
     pub steps: Option<u64>,
+    /// Images per batch.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// Adam learning rate of both networks.
-    #[arg(long, default_value_t = 2e-4)]
-    pub lr: f64,
-    #[arg(long, value_enum, default_value_t = LossArg::NonSaturating)]
-    pub loss: LossArg,
-    /// Target for real images; 0.9 gives one-sided label smoothing.
-    #[arg(long, default_value_t = 1.0)]
-    pub real_label: f64,
     /// Image side: 28, 32 or 64.
     #[arg(long, default_value_t = 28)]
     pub image_size: usize,
     /// Channels for image folders (1 or 3); IDX data is grayscale.
     #[arg(long, default_value_t = 3)]
     pub channels: usize,
+    /// Length of the noise vector z.
     #[arg(long, default_value_t = 100)]
     pub nz: usize,
+    /// Width of the generator (feature maps of its last hidden layer).
     #[arg(long, default_value_t = 64)]
     pub ngf: usize,
+    /// Width of the discriminator or critic (feature maps of its first layer).
     #[arg(long, default_value_t = 64)]
     pub ndf: usize,
     /// Write a sample grid every N steps.
@@ -112,6 +111,39 @@ pub struct TrainDcgan {
     /// Use candle's own convolutions instead of the fast CPU kernels (for comparison).
     #[arg(long)]
     pub no_fast_conv: bool,
+}
+
+impl ImageGanFlags {
+    /// Sets the networks' size and widths and the run's cadences from the flags.
+    pub fn apply(
+        &self,
+        net: &mut gan_models::dcgan::DcganConfig,
+        schedule: &mut gan_models::train::LoopConfig,
+    ) {
+        net.image_size = self.image_size;
+        net.nz = self.nz;
+        net.ngf = self.ngf;
+        net.ndf = self.ndf;
+        schedule.sample_every = self.sample_every;
+        schedule.checkpoint_every = self.checkpoint_every;
+        schedule.log_every = self.log_every;
+    }
+}
+
+/// Flags of `gan-cli train dcgan`.
+#[derive(Debug, Args)]
+pub struct TrainDcgan {
+    #[command(flatten)]
+    pub net: ImageGanFlags,
+    /// Adam learning rate of both networks.
+    #[arg(long, default_value_t = 2e-4)]
+    pub lr: f64,
+    /// The generator's loss.
+    #[arg(long, value_enum, default_value_t = LossArg::NonSaturating)]
+    pub loss: LossArg,
+    /// Target for real images; 0.9 gives one-sided label smoothing.
+    #[arg(long, default_value_t = 1.0)]
+    pub real_label: f64,
     #[command(flatten)]
     pub eval: crate::eval_cmd::TrainEvalArgs,
     #[command(flatten)]

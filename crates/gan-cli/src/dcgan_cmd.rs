@@ -24,10 +24,10 @@ pub fn train(a: TrainDcgan) -> anyhow::Result<ExitCode> {
                 unreachable!("open_for_resume accepts only dcgan runs")
             };
             // Extending a run: a new length replaces the saved one.
-            if let Some(steps) = a.steps {
+            if let Some(steps) = a.net.steps {
                 cfg.schedule.steps = steps;
             }
-            if let Some(epochs) = a.epochs {
+            if let Some(epochs) = a.net.epochs {
                 cfg.epochs = Some(epochs);
                 cfg.schedule.steps = epochs * steps_per_epoch(cfg.data.items, cfg.batch_size);
             }
@@ -63,7 +63,7 @@ pub fn train(a: TrainDcgan) -> anyhow::Result<ExitCode> {
         cfg: RunConfig::Dcgan(cfg.clone()),
         resume,
         eval: Some(&a.eval),
-        datasets_dir: &a.datasets_dir,
+        datasets_dir: &a.net.datasets_dir,
     };
     run_training(session, |run, resume, observer| {
         train_dcgan(run, &cfg, &data, resume, observer)
@@ -73,15 +73,15 @@ pub fn train(a: TrainDcgan) -> anyhow::Result<ExitCode> {
 /// The configuration of a new run from the flags, and its training data (loaded before anything
 /// is written, so that bad data leaves no run folder behind).
 fn new_config(a: &TrainDcgan) -> anyhow::Result<(DcganRunConfig, gan_data::TensorDataset)> {
-    let source = ImageSource::resolve(a.data.as_deref(), &a.datasets_dir)?;
-    if a.data.is_none() {
+    let source = ImageSource::resolve(a.net.data.as_deref(), &a.net.datasets_dir)?;
+    if a.net.data.is_none() {
         tracing::info!(
             "no --data given: training on {} ({})",
             source.name,
             source.path.display()
         );
     }
-    let channels = if source.idx { 1 } else { a.channels };
+    let channels = if source.idx { 1 } else { a.net.channels };
     let mut cfg = DcganRunConfig::new(
         DataConfig {
             source: source.name.clone(),
@@ -90,21 +90,15 @@ fn new_config(a: &TrainDcgan) -> anyhow::Result<(DcganRunConfig, gan_data::Tenso
         },
         channels,
     );
-    cfg.dcgan.image_size = a.image_size;
-    cfg.dcgan.nz = a.nz;
-    cfg.dcgan.ngf = a.ngf;
-    cfg.dcgan.ndf = a.ndf;
     cfg.adam_g.lr = a.lr;
     cfg.adam_d.lr = a.lr;
     cfg.step.loss = a.loss.into();
     cfg.step.real_label = a.real_label;
-    cfg.batch_size = a.batch_size;
+    cfg.batch_size = a.net.batch_size;
     cfg.seed = a.run.seed;
     cfg.device = a.run.device.clone();
-    cfg.fast_conv = !a.no_fast_conv;
-    cfg.schedule.sample_every = a.sample_every;
-    cfg.schedule.checkpoint_every = a.checkpoint_every;
-    cfg.schedule.log_every = a.log_every;
+    cfg.fast_conv = !a.net.no_fast_conv;
+    a.net.apply(&mut cfg.dcgan, &mut cfg.schedule);
     a.run.apply_divergence(&mut cfg.schedule);
     cfg.dcgan.validate()?;
     parse_device(&cfg.device)?; // before anything is written
@@ -119,7 +113,7 @@ fn new_config(a: &TrainDcgan) -> anyhow::Result<(DcganRunConfig, gan_data::Tenso
         );
     }
     let per_epoch = steps_per_epoch(cfg.data.items, cfg.batch_size);
-    match (a.steps, a.epochs) {
+    match (a.net.steps, a.net.epochs) {
         (Some(_), Some(_)) => bail!("give --steps or --epochs, not both"),
         (Some(s), None) => cfg.schedule.steps = s,
         (None, e) => {

@@ -1,7 +1,7 @@
 //! `gan-cli train wgan` (weight clipping) and `gan-cli train wgan-gp` (gradient penalty): flags
 //! into a [`WganRunConfig`], then `gan_models::wgan::train_wgan`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
@@ -41,22 +41,8 @@ impl From<CriticNormArg> for CriticNorm {
 /// Flags of `gan-cli train wgan` (weight clipping) and `gan-cli train wgan-gp`.
 #[derive(Debug, clap::Args)]
 pub struct TrainWganArgs {
-    /// mnist, fashion-mnist, mnist-mini, or a folder (IDX files or images). Default: mnist if
-    /// fetched, else the embedded mnist-mini.
-    #[arg(long)]
-    pub data: Option<String>,
-    /// Where named datasets live.
-    #[arg(long, default_value = "datasets", env = "GAN_DATASETS")]
-    pub datasets_dir: PathBuf,
-    /// Epochs of real batches to train (converted to generator steps at n-critic batches each;
-    /// default 5 when --steps is not given).
-    #[arg(long, conflicts_with = "steps")]
-    pub epochs: Option<u64>,
-    /// Generator steps to train (each preceded by --n-critic critic steps).
-    #[arg(long)]
-    pub steps: Option<u64>,
-    #[arg(long, default_value_t = 64)]
-    pub batch_size: usize,
+    #[command(flatten)]
+    pub net: crate::args::ImageGanFlags,
     /// Learning rate of both networks (default: 5e-5 RMSprop for wgan, 1e-4 Adam for wgan-gp).
     #[arg(long)]
     pub lr: Option<f64>,
@@ -76,30 +62,6 @@ pub struct TrainWganArgs {
     /// The critic's normalisation (default: batch for wgan, layer for wgan-gp).
     #[arg(long, value_enum)]
     pub critic_norm: Option<CriticNormArg>,
-    /// Image side: 28, 32 or 64.
-    #[arg(long, default_value_t = 28)]
-    pub image_size: usize,
-    /// Channels for image folders (1 or 3); IDX data is grayscale.
-    #[arg(long, default_value_t = 3)]
-    pub channels: usize,
-    #[arg(long, default_value_t = 100)]
-    pub nz: usize,
-    #[arg(long, default_value_t = 64)]
-    pub ngf: usize,
-    #[arg(long, default_value_t = 64)]
-    pub ndf: usize,
-    /// Write a sample grid every N generator steps.
-    #[arg(long, default_value_t = 200)]
-    pub sample_every: u64,
-    /// Write a checkpoint every N generator steps (latest is also written at the end).
-    #[arg(long, default_value_t = 500)]
-    pub checkpoint_every: u64,
-    /// Append to metrics.jsonl every N generator steps.
-    #[arg(long, default_value_t = 10)]
-    pub log_every: u64,
-    /// Use candle's own convolutions instead of the fast CPU kernels (for comparison).
-    #[arg(long)]
-    pub no_fast_conv: bool,
     #[command(flatten)]
     pub eval: crate::eval_cmd::TrainEvalArgs,
     #[command(flatten)]
@@ -128,10 +90,10 @@ pub fn train(a: TrainWganArgs, gp: bool) -> anyhow::Result<ExitCode> {
                 unreachable!("open_for_resume accepts only {model} runs")
             };
             a.run.apply_divergence(&mut cfg.schedule);
-            if let Some(steps) = a.steps {
+            if let Some(steps) = a.net.steps {
                 cfg.schedule.steps = steps;
             }
-            if let Some(epochs) = a.epochs {
+            if let Some(epochs) = a.net.epochs {
                 cfg.epochs = Some(epochs);
                 cfg.schedule.steps =
                     steps_for_epochs(epochs, cfg.data.items, cfg.batch_size, cfg.critic.n_critic);
@@ -139,15 +101,15 @@ pub fn train(a: TrainWganArgs, gp: bool) -> anyhow::Result<ExitCode> {
             (run, cfg, None, true)
         }
         None => {
-            let source = ImageSource::resolve(a.data.as_deref(), &a.datasets_dir)?;
-            if a.data.is_none() {
+            let source = ImageSource::resolve(a.net.data.as_deref(), &a.net.datasets_dir)?;
+            if a.net.data.is_none() {
                 tracing::info!(
                     "no --data given: training on {} ({})",
                     source.name,
                     source.path.display()
                 );
             }
-            let channels = if source.idx { 1 } else { a.channels };
+            let channels = if source.idx { 1 } else { a.net.channels };
             let data = DataConfig {
                 source: source.name.clone(),
                 path: source.path.clone(),
@@ -158,10 +120,6 @@ pub fn train(a: TrainWganArgs, gp: bool) -> anyhow::Result<ExitCode> {
             } else {
                 WganRunConfig::wgan(data, channels)
             };
-            cfg.dcgan.image_size = a.image_size;
-            cfg.dcgan.nz = a.nz;
-            cfg.dcgan.ngf = a.ngf;
-            cfg.dcgan.ndf = a.ndf;
             if let Some(norm) = a.critic_norm {
                 cfg.critic_norm = norm.into();
             }
@@ -182,19 +140,17 @@ pub fn train(a: TrainWganArgs, gp: bool) -> anyhow::Result<ExitCode> {
             if let Some(lr) = a.lr {
                 cfg.optimizer.set_lr(lr);
             }
-            cfg.batch_size = a.batch_size;
+            cfg.batch_size = a.net.batch_size;
             cfg.seed = a.run.seed;
             cfg.device = a.run.device.clone();
-            cfg.fast_conv = !a.no_fast_conv;
-            cfg.schedule.sample_every = a.sample_every;
-            cfg.schedule.checkpoint_every = a.checkpoint_every;
-            cfg.schedule.log_every = a.log_every;
+            cfg.fast_conv = !a.net.no_fast_conv;
+            a.net.apply(&mut cfg.dcgan, &mut cfg.schedule);
             a.run.apply_divergence(&mut cfg.schedule);
             cfg.validate()?;
             parse_device(&cfg.device)?; // before anything is written
             let data = gan_models::dcgan_run::load_data(&source, &cfg.dcgan)?;
             cfg.data.items = gan_data::Dataset::len(&data);
-            match (a.steps, a.epochs) {
+            match (a.net.steps, a.net.epochs) {
                 (Some(_), Some(_)) => bail!("give --steps or --epochs, not both"),
                 (Some(s), None) => cfg.schedule.steps = s,
                 (None, e) => {
@@ -242,7 +198,7 @@ pub fn train(a: TrainWganArgs, gp: bool) -> anyhow::Result<ExitCode> {
         cfg: RunConfig::Wgan(cfg.clone()),
         resume,
         eval: Some(&a.eval),
-        datasets_dir: &a.datasets_dir,
+        datasets_dir: &a.net.datasets_dir,
     };
     run_training(session, |run, resume, observer| {
         train_wgan(run, &cfg, &data, resume, observer)

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use gan_core::init::dcgan_init;
-use gan_core::optim::{Adam, AdamConfig};
+use gan_core::optim::AdamConfig;
 use gan_core::rng::SeededRng;
 use gan_data::{BatchConfig, Batcher, Dataset, ImageSource, TensorDataset};
 use serde::{Deserialize, Serialize};
@@ -19,7 +19,8 @@ use crate::registry::RunConfig;
 use crate::run::RunDir;
 use crate::streams as stream;
 use crate::train::{
-    load_vars, DiscriminatorNet, GanTrainer, GeneratorNet, LoopConfig, Observer, StepConfig,
+    load_vars, DiscriminatorNet, GanNets, GanTrainer, GeneratorNet, LoopConfig, Observer,
+    StepConfig,
 };
 
 /// Number of images in the fixed-noise sample grid.
@@ -169,22 +170,18 @@ pub fn build_trainer(cfg: &DcganRunConfig, dev: &Device) -> Result<DcganTrainer>
         &d_vars,
         &mut SeededRng::with_stream(cfg.seed, stream::INIT_D),
     )?;
-    let opt_g = Adam::from_varmap(&g_vars, cfg.adam_g)?;
-    let opt_d = Adam::from_varmap(&d_vars, cfg.adam_d)?;
-    Ok(GanTrainer {
-        g,
-        d,
-        g_vars,
-        d_vars,
-        opt_g,
-        opt_d,
-        noise: SeededRng::with_stream(cfg.seed, stream::NOISE),
-        cfg: cfg.step,
-        step: 0,
-        device: dev.clone(),
-        base_lr: [cfg.adam_g.lr, cfg.adam_d.lr],
-        last_items: 0,
-    })
+    GanTrainer::new(
+        GanNets {
+            g,
+            d,
+            g_vars,
+            d_vars,
+        },
+        [cfg.adam_g, cfg.adam_d],
+        SeededRng::with_stream(cfg.seed, stream::NOISE),
+        cfg.step,
+        dev,
+    )
 }
 
 /// The fixed noise batch of the sample grids, drawn once from the seed.

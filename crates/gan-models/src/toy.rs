@@ -49,8 +49,8 @@ use crate::registry::RunConfig;
 use crate::run::{write_atomic, RunDir};
 use crate::streams as stream;
 use crate::train::{
-    load_vars, DiscriminatorNet, GanTrainer, GeneratorNet, LoopConfig, Observer, StepConfig,
-    StepMetrics,
+    load_vars, DiscriminatorNet, GanNets, GanTrainer, GeneratorNet, LoopConfig, Observer,
+    StepConfig, StepMetrics,
 };
 use crate::wgan::{CriticSchedule, Lipschitz, WganMetrics, WganOptimizer, WganParts, WganTrainer};
 
@@ -647,24 +647,21 @@ pub fn build_trainer(cfg: &ToyConfig, dev: &Device) -> Result<ToyTrainer> {
         &d_vars,
         &mut SeededRng::with_stream(cfg.seed, stream::INIT_D),
     )?;
-    let opt_g = Adam::from_varmap(&g_vars, cfg.adam_g)?;
-    let opt_d = Adam::from_varmap(&d_vars, cfg.adam_d)?;
-    Ok(GanTrainer {
-        g,
-        d,
-        g_vars,
-        d_vars,
-        opt_g,
-        opt_d,
-        noise: SeededRng::with_stream(cfg.seed, stream::NOISE),
-        cfg: cfg.loss.step_config().ok_or_else(|| {
-            ModelError::Config("a wgan-gp toy run trains with build_wgan_trainer".into())
-        })?,
-        step: 0,
-        device: dev.clone(),
-        base_lr: [cfg.adam_g.lr, cfg.adam_d.lr],
-        last_items: 0,
-    })
+    let step = cfg.loss.step_config().ok_or_else(|| {
+        ModelError::Config("a wgan-gp toy run trains with build_wgan_trainer".into())
+    })?;
+    GanTrainer::new(
+        GanNets {
+            g,
+            d,
+            g_vars,
+            d_vars,
+        },
+        [cfg.adam_g, cfg.adam_d],
+        SeededRng::with_stream(cfg.seed, stream::NOISE),
+        step,
+        dev,
+    )
 }
 
 /// The toy WGAN-GP trainer type: the discriminator MLP read as a critic (its logit is the score).

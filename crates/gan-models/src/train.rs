@@ -139,7 +139,45 @@ impl<G, D> std::fmt::Debug for GanTrainer<G, D> {
     }
 }
 
+/// The networks of a [`GanTrainer`] with their variables.
+#[allow(missing_debug_implementations)] // VarMap has no Debug
+pub struct GanNets<G, D> {
+    /// The generator.
+    pub g: G,
+    /// The discriminator.
+    pub d: D,
+    /// The generator's variables.
+    pub g_vars: VarMap,
+    /// The discriminator's variables.
+    pub d_vars: VarMap,
+}
+
 impl<G: GeneratorNet, D: DiscriminatorNet> GanTrainer<G, D> {
+    /// A trainer at step 0 for initialised networks: Adam with `adam[0]` for G and `adam[1]`
+    /// for D, training noise from `noise`.
+    pub fn new(
+        nets: GanNets<G, D>,
+        adam: [gan_core::optim::AdamConfig; 2],
+        noise: SeededRng,
+        cfg: StepConfig,
+        device: &Device,
+    ) -> Result<Self> {
+        Ok(Self {
+            opt_g: Adam::from_varmap(&nets.g_vars, adam[0])?,
+            opt_d: Adam::from_varmap(&nets.d_vars, adam[1])?,
+            g: nets.g,
+            d: nets.d,
+            g_vars: nets.g_vars,
+            d_vars: nets.d_vars,
+            noise,
+            cfg,
+            step: 0,
+            device: device.clone(),
+            base_lr: [adam[0].lr, adam[1].lr],
+            last_items: 0,
+        })
+    }
+
     /// Draws a noise batch `[n, latent_dim]` from `rng`.
     pub fn noise_batch(&self, rng: &mut SeededRng, n: usize) -> Result<Tensor> {
         Ok(rng.randn((n, self.g.latent_dim()), 0.0, 1.0, &self.device)?)
