@@ -1113,7 +1113,7 @@ fn parse_npy(bytes: &[u8], what: &str) -> std::result::Result<(Vec<usize>, Vec<f
         return Err(bad("not an .npy array (no \\x93NUMPY magic)"));
     }
     let (len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10usize),
         2 | 3 if bytes.len() >= 12 => (
             u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
             12,
