@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use gan_core::eval_metrics::Gaussian;
 use gan_data::{ImageFolder, ImageFolderConfig, ImageSource};
 use gan_models::dcgan_run::{load_generator, parse_device};
-use gan_core::eval_metrics::Gaussian;
 use gan_models::evaluator::{
     dataset_side, embed_dataset, embed_images, evaluator_for_data, load_evaluator, load_fid_stats,
     load_setup, real_reference, save_fid_stats, score_embedding, FeatureNet, ReferenceSet,
@@ -253,9 +253,8 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
         eprintln!("warning: {w}");
     }
     if let Some(p) = &a.save_stats {
-        let g = Gaussian::fit(&embedding.features, embedding.dim).with_context(|| {
-            format!("cannot write the statistics file {}", p.display())
-        })?;
+        let g = Gaussian::fit(&embedding.features, embedding.dim)
+            .with_context(|| format!("cannot write the statistics file {}", p.display()))?;
         save_fid_stats(p, &g)?;
         eprintln!(
             "wrote {} (pytorch-fid statistics of {} images, {} features)",

@@ -90,7 +90,9 @@ fn few_samples_give_values_with_warnings() {
         table.contains("precision/recall not computed: 3 samples against 1000 reference images; k = 3 nearest neighbours need at least 4 in each set"),
         "{table}"
     );
-    assert!(row(&table, "FID (evaluator features)").parse::<f64>().is_ok());
+    assert!(row(&table, "FID (evaluator features)")
+        .parse::<f64>()
+        .is_ok());
 
     // Enough samples: no warning.
     digits(d, "many", 1000);
@@ -119,7 +121,8 @@ fn statistics_files_round_trip_and_zero_prints_unsigned() {
     ));
     assert_eq!(row(&table, "FID (evaluator features)"), "0.000", "{table}");
     assert_eq!(row(&table, "reference"), "ref.npz (pytorch-fid statistics)");
-    assert!(stderr.contains("KID and precision/recall not computed: the reference is a statistics file"));
+    assert!(stderr
+        .contains("KID and precision/recall not computed: the reference is a statistics file"));
     assert_eq!(row(&table, "precision (k=3)"), "n/a");
 
     // Bad statistics files: exit 2, the file and the problem named.
@@ -129,14 +132,23 @@ fn statistics_files_round_trip_and_zero_prints_unsigned() {
         "bad.npz: not an .npz (zip) file",
     );
     fails_with(
-        &gan_cli(&["eval", "--images", "imgs", "--reference", "missing.npz"], d),
+        &gan_cli(
+            &["eval", "--images", "imgs", "--reference", "missing.npz"],
+            d,
+        ),
         "missing.npz",
     );
-    let numpy = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../gan-models/tests/data/fid_stats_numpy.npz");
+    let numpy =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../gan-models/tests/data/fid_stats_numpy.npz");
     fails_with(
         &gan_cli(
-            &["eval", "--images", "imgs", "--reference", numpy.to_str().unwrap()],
+            &[
+                "eval",
+                "--images",
+                "imgs",
+                "--reference",
+                numpy.to_str().unwrap(),
+            ],
             d,
         ),
         "fid_stats_numpy.npz: statistics of 4 features, but the mnist evaluator gives 128",

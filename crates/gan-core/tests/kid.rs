@@ -105,7 +105,10 @@ fn kid_of_whole_sets_is_the_full_estimate_and_sees_a_shift() {
     // Subsets as large as both sets: every subset is the whole set, reordered.
     let Kid { mean, std, .. } = kernel_inception_distance(&real, &fake, dim, 3, 1000, 0).unwrap();
     let want = mmd2_reference(&fake, &real, dim);
-    assert!((mean - want).abs() < 1e-6 && std < 1e-6, "{mean} ± {std} vs {want}");
+    assert!(
+        (mean - want).abs() < 1e-6 && std < 1e-6,
+        "{mean} ± {std} vs {want}"
+    );
     // Same distribution: near 0 (either sign); shifted: clearly positive.
     let shifted = features(22, 40, dim, 1.0);
     let far = kernel_inception_distance(&real, &shifted, dim, 3, 1000, 0).unwrap();

@@ -833,12 +833,7 @@ pub fn score_embedding(
     let classes = if e.probs.is_some() { e.classes } else { 0 };
     Ok(EvalReport {
         kid,
-        warnings: sample_warnings(
-            n,
-            with_features.then_some(reference.len()),
-            e.dim,
-            classes,
-        ),
+        warnings: sample_warnings(n, with_features.then_some(reference.len()), e.dim, classes),
         evaluator: net_name.into(),
         samples: e.len(),
         reference: reference.name.clone(),
@@ -888,10 +883,7 @@ impl EvalReport {
                     format!("{} ({} images)", self.reference, self.reference_samples)
                 },
             ),
-            (
-                "FID (evaluator features)".into(),
-                fmt_fixed(self.fid, 3),
-            ),
+            ("FID (evaluator features)".into(), fmt_fixed(self.fid, 3)),
         ];
         if let Some(kid) = &self.kid {
             rows.push((
@@ -1016,7 +1008,11 @@ pub fn dataset_side(net: &dyn FeatureNet) -> usize {
 
 /// The reference set of `net`: the embedded test split of `data` (`mnist`, `mnist-mini`,
 /// `fashion-mnist`), named `DATA test split`.
-pub fn real_reference(net: &dyn FeatureNet, data: &str, datasets_dir: &Path) -> Result<ReferenceSet> {
+pub fn real_reference(
+    net: &dyn FeatureNet,
+    data: &str,
+    datasets_dir: &Path,
+) -> Result<ReferenceSet> {
     let source = gan_data::ImageSource::resolve(Some(data), datasets_dir)?;
     let test = source.load_test(dataset_side(net))?;
     ReferenceSet::new(net, &test, &format!("{data} test split"))
@@ -1132,7 +1128,11 @@ fn parse_npy(bytes: &[u8], what: &str) -> std::result::Result<(Vec<usize>, Vec<f
         ">f8" => (8, true),
         "<f4" | "=f4" | "f4" => (4, false),
         ">f4" => (4, true),
-        d => return Err(bad(&format!("dtype {d}, expected float64 (<f8) or float32"))),
+        d => {
+            return Err(bad(&format!(
+                "dtype {d}, expected float64 (<f8) or float32"
+            )))
+        }
     };
     let fortran = match npy_header_value(header, "fortran_order") {
         Some("False") => false,
@@ -1193,7 +1193,8 @@ pub fn save_fid_stats(path: &Path, g: &Gaussian) -> Result<()> {
         .large_file(8 * d * d > u32::MAX as usize / 2);
     let zerr = |e: zip::result::ZipError| stats_err(path, format!("cannot write the .npz: {e}"));
     for (name, shape, values) in [("mu", vec![d], &g.mean), ("sigma", vec![d, d], &g.cov)] {
-        zip.start_file(format!("{name}.npy"), options).map_err(zerr)?;
+        zip.start_file(format!("{name}.npy"), options)
+            .map_err(zerr)?;
         zip.write_all(&npy_f64(&shape, values))
             .map_err(|e| ModelError::io(path, e))?;
     }
@@ -1227,7 +1228,12 @@ pub fn load_fid_stats(path: &Path) -> Result<Gaussian> {
     let (sigma_shape, sigma) = read("sigma")?;
     let d = match mu_shape.as_slice() {
         [d] if *d > 0 => *d,
-        s => return Err(stats_err(path, format!("mu has shape {s:?}, expected (d,)"))),
+        s => {
+            return Err(stats_err(
+                path,
+                format!("mu has shape {s:?}, expected (d,)"),
+            ))
+        }
     };
     if sigma_shape != [d, d] {
         return Err(stats_err(

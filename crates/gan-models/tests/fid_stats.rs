@@ -143,7 +143,10 @@ fn bad_files_are_named_with_the_problem() {
     write_npz(
         &huge,
         &[
-            ("mu.npy", &npy("<f8", "(99999999999, 99999999999, 9999999999)", &one)),
+            (
+                "mu.npy",
+                &npy("<f8", "(99999999999, 99999999999, 9999999999)", &one),
+            ),
             ("sigma.npy", &mu),
         ],
     );

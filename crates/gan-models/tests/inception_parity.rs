@@ -80,7 +80,11 @@ fn formula_network() -> FidInception {
     let cfg = InceptionConfig::default();
     // A first build only to learn the tensor names and shapes.
     let vars = VarMap::new();
-    FidInception::new(cfg, VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu)).unwrap();
+    FidInception::new(
+        cfg,
+        VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu),
+    )
+    .unwrap();
     let mut tensors = HashMap::new();
     for (name, var) in vars.data().lock().unwrap().iter() {
         let dims = var.dims().to_vec();
@@ -134,15 +138,15 @@ fn f32s(t: &Tensor) -> Vec<f32> {
 fn rel_max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let diff = a
-        .iter()
-        .zip(b)
-        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    let diff = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
     diff / scale
 }
 
 fn fid(a: &[f32], b: &[f32], dim: usize) -> f64 {
-    let (ga, gb) = (Gaussian::fit(a, dim).unwrap(), Gaussian::fit(b, dim).unwrap());
+    let (ga, gb) = (
+        Gaussian::fit(a, dim).unwrap(),
+        Gaussian::fit(b, dim).unwrap(),
+    );
     frechet_distance(&ga, &gb).unwrap()
 }
 
@@ -202,7 +206,10 @@ fn features_and_fid_match_pytorch_fid() {
     let (a, b) = (set(FID_A), set(FID_B));
     for (ours, key) in [(&a, "fid.a"), (&b, "fid.b")] {
         let rel = rel_max_diff(ours, &f32s(&fx[key]));
-        eprintln!("{key}: {n} images × {} dims, relative max difference {rel:.2e}", dims.len());
+        eprintln!(
+            "{key}: {n} images × {} dims, relative max difference {rel:.2e}",
+            dims.len()
+        );
         assert!(rel <= FEATURE_TOL, "{key}: relative difference {rel}");
         worst = worst.max(rel);
     }
