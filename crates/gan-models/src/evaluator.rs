@@ -1243,3 +1243,30 @@ pub fn load_fid_stats(path: &Path) -> Result<Gaussian> {
     }
     Gaussian::new(mu, sigma).map_err(|e| stats_err(path, e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn npy_round_trip_fortran_order_and_zero_sign() {
+        let (shape, values) = parse_npy(&npy_f64(&[2, 3], &[1., 2., 3., 4., 5., 6.]), "a").unwrap();
+        assert_eq!((shape, values), (vec![2, 3], vec![1., 2., 3., 4., 5., 6.]));
+        // Fortran order: [[1, 2, 3], [4, 5, 6]] is stored column by column.
+        let header = "{'descr': '<f8', 'fortran_order': True, 'shape': (2, 3), }\n";
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        for v in [1f64, 4., 2., 5., 3., 6.] {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        let (shape, values) = parse_npy(&bytes, "a").unwrap();
+        assert_eq!((shape, values), (vec![2, 3], vec![1., 2., 3., 4., 5., 6.]));
+        // numpy aligns the data to 64 bytes.
+        assert_eq!(npy_f64(&[5], &[0.; 5]).len() % 64, 40);
+        assert_eq!(fmt_fixed(-1e-12, 3), "0.000");
+        assert_eq!(fmt_fixed(-0.0004, 3), "0.000");
+        assert_eq!(fmt_fixed(-0.0006, 3), "-0.001");
+        assert_eq!(fmt_fixed(f64::NAN, 3), "n/a");
+    }
+}
