@@ -195,12 +195,13 @@ fn features_and_fid_match_pytorch_fid() {
         .map(|d| d as usize)
         .collect();
     let n = fx["fid.a"].dim(0).unwrap();
+    // One batch per set (the network's batch dimension is checked on the way).
     let set = |(s0, c, h, w): (u64, usize, usize, usize)| -> Vec<f32> {
-        (0..n as u64)
-            .flat_map(|k| {
-                let f = features(&net, (s0 + k, c, h, w));
-                dims.iter().map(|&d| f[d]).collect::<Vec<_>>()
-            })
+        let batch: Vec<Tensor> = (0..n as u64).map(|k| image(s0 + k, c, h, w)).collect();
+        let feats: Vec<f32> = f32s(&net.forward(&Tensor::cat(&batch, 0).unwrap()).unwrap());
+        feats
+            .chunks_exact(feats.len() / n)
+            .flat_map(|f| dims.iter().map(|&d| f[d]).collect::<Vec<_>>())
             .collect()
     };
     let (a, b) = (set(FID_A), set(FID_B));
