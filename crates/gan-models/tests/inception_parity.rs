@@ -152,15 +152,38 @@ fn fid(a: &[f32], b: &[f32], dim: usize) -> f64 {
 
 #[test]
 fn formula_matches_the_script() {
-    // Values the script prints for these names (python: formula_tensor(name, shape)[:3]).
+    // What the script's formula_tensor and image give (float32 values printed by Python).
     let w = formula("Conv2d_1a_3x3.conv.weight", &[32, 3, 3, 3]).unwrap();
     assert_eq!(w.len(), 864);
+    let wide = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
+    let first = [
+        -0.15198442339897156,
+        0.12142249196767807,
+        -0.30463361740112305,
+    ];
+    assert_eq!(wide(&w[..3]), first);
     let a = (6.0f64 / 27.0).sqrt() as f32;
     assert!(w.iter().all(|v| v.abs() <= a));
     let var = formula("Mixed_7c.branch_pool.bn.running_var", &[192]).unwrap();
+    assert_eq!(wide(&var[..2]), [0.9528053998947144, 0.8933947086334229]);
     assert!(var.iter().all(|v| (0.8..=1.2).contains(v)));
-    assert_eq!(mix(0), 0);
-    assert_eq!(fnv1a64(""), 0xcbf2_9ce4_8422_2325);
+    assert_eq!(formula("fc.weight", &[1008, 2048]), None);
+    // image(7, 3, 4, 5)[2, 3, :] in [0, 1]; ours is 2v − 1.
+    let img = f32s(&image(7, 3, 4, 5));
+    let want = [
+        0.7137255072593689f64,
+        0.32549020648002625,
+        0.10196078568696976,
+        0.04313725605607033,
+        0.14901961386203766,
+    ];
+    for (x, (g, v)) in img[2 * 20 + 3 * 5..2 * 20 + 4 * 5]
+        .iter()
+        .zip(want)
+        .enumerate()
+    {
+        assert_eq!(*g, 2.0 * v as f32 - 1.0, "x = {x}");
+    }
 }
 
 #[test]
