@@ -4,6 +4,7 @@ mod bench;
 mod ci;
 mod evaluator;
 mod fetch;
+mod fid_parity;
 mod unpaired;
 
 use std::path::PathBuf;
@@ -43,6 +44,9 @@ enum Task {
     /// Train the evaluator classifier of `gan-cli eval` (mnist or fashion-mnist) and write it
     /// into `datasets/evaluators/`.
     TrainEvaluator(evaluator::TrainEvaluatorArgs),
+    /// Regenerate the pytorch-fid parity fixture of the Inception network (needs a Python with
+    /// torch and pytorch-fid; no weights are downloaded).
+    FidParity(fid_parity::FidParityArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -68,6 +72,7 @@ fn main() -> anyhow::Result<()> {
         Task::Ci => ci::run(&root),
         Task::Bench(args) => bench::run(args),
         Task::TrainEvaluator(args) => evaluator::run(&root, args),
+        Task::FidParity(args) => fid_parity::run(&root, args),
     }
 }
 

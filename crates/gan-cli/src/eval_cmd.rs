@@ -3,13 +3,16 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use gan_core::eval_metrics::Gaussian;
 use gan_data::{ImageFolder, ImageFolderConfig, ImageSource};
 use gan_models::dcgan_run::{load_generator, parse_device};
 use gan_models::evaluator::{
-    evaluate, evaluate_dataset, evaluator_for_data, load_setup, load_setup_with, EvalReport,
+    dataset_side, embed_dataset, embed_images, evaluator_for_data, load_evaluator, load_fid_stats,
+    load_setup, real_reference, save_fid_stats, score_embedding, FeatureNet, ReferenceSet,
 };
 use gan_models::inception::InceptionSource;
 use gan_models::monitor::MonitorConfig;
@@ -54,6 +57,17 @@ pub struct EvalArgs {
     /// Also write the scores as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Also write the mean and covariance of the scored images' features as a pytorch-fid
+    /// statistics file (.npz with float64 `mu` and `sigma`), usable as --reference later and by
+    /// pytorch-fid.
+    #[arg(long)]
+    pub save_stats: Option<PathBuf>,
+    /// Compare with this pytorch-fid statistics file (.npz with `mu` and `sigma`, e.g. from
+    /// `python -m pytorch_fid --save-stats` or --save-stats) instead of the evaluator's real test
+    /// split: FID only (KID and precision/recall need the reference features). Its width must
+    /// be the evaluator's feature width (2048 for inception).
+    #[arg(long)]
+    pub reference: Option<PathBuf>,
     /// Seed of the generator's noise.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -152,20 +166,55 @@ impl EvalArgs {
     }
 }
 
+/// The side to load an image folder at: the network's input side, except for the inception
+/// network, which resizes by itself (bilinear, as pytorch-fid does after loading the files as
+/// they are): there the folder is loaded at the size of its first image when that is square.
+fn folder_side(evaluator: &str, dir: &Path, net_side: usize) -> usize {
+    if evaluator != "inception" {
+        return net_side;
+    }
+    let first = gan_data::image_folder::list_images(dir)
+        .ok()
+        .and_then(|files| files.first().cloned());
+    match first.and_then(|f| image::image_dimensions(f).ok()) {
+        Some((w, h)) if w == h && w > 0 => w as usize,
+        _ => net_side,
+    }
+}
+
 pub fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
     let dev = parse_device(&a.device)?;
     let inception = a.inception_source();
-    let load_setup = |name: &str, dir: &Path, dev: &candle_core::Device| {
-        load_setup_with(name, dir, dev, inception.as_ref())
-    };
-    if a.count < 10 {
-        bail!("--count {} is too small (at least 10)", a.count);
+    if a.count == 0 {
+        bail!("--count 0: nothing to score");
     }
-    let (report, what): (EvalReport, serde_json::Value) = if let Some(dir) = &a.run {
+    // The network, its reference (a pytorch-fid statistics file, or the test split of its
+    // dataset) and that dataset's name.
+    let setup = |name: &str| -> anyhow::Result<(Box<dyn FeatureNet>, ReferenceSet, String)> {
+        let (net, data) = load_evaluator(name, &a.datasets_dir, &dev, inception.as_ref())?;
+        let reference = match &a.reference {
+            Some(path) => {
+                let g = load_fid_stats(path)?;
+                if let Some(width) = net.feature_dim().filter(|&w| w != g.dim()) {
+                    bail!(
+                        "{}: statistics of {} features, but the {name} evaluator gives {width}",
+                        path.display(),
+                        g.dim()
+                    );
+                }
+                let label = format!("{} (pytorch-fid statistics)", path.display());
+                ReferenceSet::from_gaussian(g, &label)
+            }
+            None => real_reference(net.as_ref(), &data, &a.datasets_dir)?,
+        };
+        Ok((net, reference, data))
+    };
+    let started = Instant::now();
+    let (embedding, net, reference, what) = if let Some(dir) = &a.run {
         let run = RunDir::open(dir)?;
         let g = load_generator(&run, &a.checkpoint, &dev)?;
         let name = evaluator_name(a.evaluator.as_deref(), Some(&g.cfg.data.source))?;
-        let setup = load_setup(&name, &a.datasets_dir, &dev)?;
+        let (net, reference, _) = setup(&name)?;
         eprintln!(
             "sampling {} images from {} ({})",
             a.count,
@@ -173,34 +222,22 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
             a.checkpoint
         );
         let images = g.sample(a.count, a.seed)?;
-        let r = evaluate(setup.net.as_ref(), &images, &setup.reference)?;
-        (
-            r,
-            json!({"run": dir, "checkpoint": a.checkpoint, "seed": a.seed}),
-        )
+        let e = embed_images(net.as_ref(), &images)?;
+        let what = json!({"run": dir, "checkpoint": a.checkpoint, "seed": a.seed});
+        (e, net, reference, what)
     } else {
         let name = evaluator_name(a.evaluator.as_deref(), None)?;
-        let setup = load_setup(&name, &a.datasets_dir, &dev)?;
-        let (channels, side) = setup.net.input();
+        let (net, reference, data) = setup(&name)?;
+        let (channels, side) = net.input();
         let (ds, what) = if let Some(dir) = &a.images {
-            let ds = ImageFolder::load(
-                dir,
-                ImageFolderConfig {
-                    size: side,
-                    channels,
-                },
-            )
-            .with_context(|| format!("cannot load the images of {}", dir.display()))?;
+            let size = folder_side(&name, dir, side);
+            let ds = ImageFolder::load(dir, ImageFolderConfig { size, channels })
+                .with_context(|| format!("cannot load the images of {}", dir.display()))?;
             (ds, json!({"images": dir}))
         } else {
             let split = a.real_split.as_deref().unwrap_or("train");
-            let data = setup
-                .reference
-                .name
-                .strip_suffix(" test split")
-                .unwrap_or("mnist")
-                .to_string();
             let src = ImageSource::resolve(Some(&data), &a.datasets_dir)?;
+            let side = dataset_side(net.as_ref());
             let ds = if split == "train" {
                 src.load_train(side, channels)?
             } else {
@@ -218,10 +255,25 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
         }
         order.truncate(a.count.min(len));
         let ds = ds.subset(&order);
-        let r = evaluate_dataset(setup.net.as_ref(), &ds, &setup.reference)?;
-        (r, what)
+        let e = embed_dataset(net.as_ref(), &ds)?;
+        (e, net, reference, what)
     };
+    let report = score_embedding(&net.name(), &embedding, &reference, started)?;
     print!("{}", report.table());
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    if let Some(p) = &a.save_stats {
+        let g = Gaussian::fit(&embedding.features, embedding.dim)
+            .with_context(|| format!("cannot write the statistics file {}", p.display()))?;
+        save_fid_stats(p, &g)?;
+        eprintln!(
+            "wrote {} (pytorch-fid statistics of {} images, {} features)",
+            p.display(),
+            embedding.len(),
+            embedding.dim
+        );
+    }
     if let Some(p) = &a.json {
         write_json(p, &json!({"scored": what, "report": report}))?;
         eprintln!("wrote {}", p.display());

@@ -18,6 +18,14 @@
 //!   manifold is the union of balls around its points with the radius of the k-th nearest
 //!   neighbour in the same set; precision is the share of generated samples inside the real
 //!   manifold, recall the share of real samples inside the generated one.
+//! - [`kernel_inception_distance`]: KID (Bińkowski et al. 2018), the unbiased MMD² estimate with
+//!   the cubic polynomial kernel k(x, y) = (xᵀy / d + 1)³, averaged over random subsets as in
+//!   clean-fid and torch-fidelity (100 subsets of 1,000).
+//!
+//! Sample counts: each metric has a count below which its value is not comparable
+//! ([`fid_min_samples`]: more samples than features; [`inception_score_min_samples`]: enough per
+//! split; [`KID_SUBSET_SIZE`]; precision/recall needs more than k samples or cannot be computed).
+//! The functions here compute whatever is computable; the callers warn below those counts.
 //!
 //! ```
 //! use gan_core::eval_metrics::{frechet_distance, Gaussian};
@@ -31,6 +39,7 @@ use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::kl_divergence;
+use crate::rng::SeededRng;
 
 /// What can go wrong computing a metric.
 #[derive(Debug, thiserror::Error)]
@@ -670,5 +679,133 @@ pub fn precision_recall_given(
         precision: share_inside(fake, real, real_radii, dim)?,
         recall: share_inside(real, fake, &fake_radii, dim)?,
         k,
+    })
+}
+
+/// Samples each set needs for a full-rank covariance of `dim` features (`dim + 1`): below it the
+/// fitted covariances are singular and the FID is dominated by the missing directions (it still
+/// has a value, but not a comparable one).
+pub fn fid_min_samples(dim: usize) -> usize {
+    dim + 1
+}
+
+/// Samples per class and split the Inception Score should see: the split's marginal p(y) is
+/// estimated from its samples, and with few of them its entropy is biased low.
+pub const IS_SAMPLES_PER_CLASS_PER_SPLIT: usize = 10;
+
+/// Samples the Inception Score over `splits` splits of `classes` classes should have:
+/// `splits · classes ·` [`IS_SAMPLES_PER_CLASS_PER_SPLIT`] (1,000 for 10 classes and 10 splits).
+pub fn inception_score_min_samples(classes: usize, splits: usize) -> usize {
+    splits * classes * IS_SAMPLES_PER_CLASS_PER_SPLIT
+}
+
+/// The subset size of the KID in clean-fid and torch-fidelity (their `max_subset_size` /
+/// `kid_subset_size`): each set should hold at least this many samples.
+pub const KID_SUBSET_SIZE: usize = 1000;
+
+/// The number of subsets KID averages over in clean-fid and torch-fidelity.
+pub const KID_SUBSETS: usize = 100;
+
+/// A Kernel Inception Distance: the mean and standard deviation over subsets of the unbiased
+/// MMD² estimate (no unit: the squared RKHS distance of the cubic polynomial kernel).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Kid {
+    /// Mean over the subsets (can be slightly negative: the estimate is unbiased).
+    pub mean: f64,
+    /// Standard deviation over the subsets (population, as torch-fidelity's `np.std`).
+    pub std: f64,
+    /// Subsets averaged.
+    pub subsets: usize,
+    /// Samples drawn from each set per subset: min(requested size, real count, fake count).
+    pub subset_size: usize,
+}
+
+/// The cubic polynomial kernel of KID summed over blocks of a Gram matrix:
+/// k(x, y) = (xᵀy / d + 1)³. Returns (Σ over all entries, Σ over the diagonal) of k(xᵢ, yⱼ),
+/// with the dot products from a float32 matrix product and the kernel and sums in float64.
+fn poly_kernel_sums(x: &[f32], y: &[f32], m: usize, dim: usize) -> Result<(f64, f64)> {
+    let dev = Device::Cpu;
+    let xs = Tensor::from_slice(x, (m, dim), &dev)?;
+    let ys = Tensor::from_slice(y, (m, dim), &dev)?;
+    let gram: Vec<f32> = xs.matmul(&ys.t()?)?.flatten_all()?.to_vec1()?;
+    let d = dim as f64;
+    let k = |g: f32| (g as f64 / d + 1.0).powi(3);
+    let total = gram.iter().map(|&g| k(g)).sum();
+    let diag = (0..m).map(|i| k(gram[i * m + i])).sum();
+    Ok((total, diag))
+}
+
+/// The unbiased estimate of MMD² between the rows of `x` and `y` (both `m × dim`, row-major,
+/// m ≥ 2) under the kernel k(a, b) = (aᵀb / dim + 1)³ (Bińkowski et al. 2018, "Demystifying MMD
+/// GANs", eq. 2 and section 5):
+/// 1/(m(m−1)) Σᵢ≠ⱼ [k(xᵢ, xⱼ) + k(yᵢ, yⱼ)] − 2/m² Σᵢⱼ k(xᵢ, yⱼ).
+pub fn mmd2_unbiased_poly(x: &[f32], y: &[f32], dim: usize) -> Result<f64> {
+    let m = check_rows("KID features", x, dim, 2)?;
+    let my = check_rows("KID features", y, dim, 2)?;
+    if m != my {
+        return Err(EvalError::Shape(format!(
+            "MMD² between {m} and {my} samples (the estimate takes sets of one size)"
+        )));
+    }
+    let (xx, xx_diag) = poly_kernel_sums(x, x, m, dim)?;
+    let (yy, yy_diag) = poly_kernel_sums(y, y, m, dim)?;
+    let (xy, _) = poly_kernel_sums(x, y, m, dim)?;
+    let mf = m as f64;
+    Ok((xx - xx_diag + yy - yy_diag) / (mf * (mf - 1.0)) - 2.0 * xy / (mf * mf))
+}
+
+/// `m` distinct row indices out of `n`, in random order (a partial Fisher–Yates shuffle).
+fn sample_rows(n: usize, m: usize, rng: &mut SeededRng) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..n).collect();
+    for i in 0..m.min(n) {
+        let j = i + (rng.next_u64() % (n - i) as u64) as usize;
+        idx.swap(i, j);
+    }
+    idx.truncate(m);
+    idx
+}
+
+/// The Kernel Inception Distance (Bińkowski et al. 2018) of generated features `fake` against
+/// real features `real` (`n × dim` each, row-major; any counts ≥ 2), as clean-fid's
+/// `kernel_distance` and torch-fidelity compute it: `subsets` times, draw
+/// m = min(`subset_size`, n_real, n_fake) rows of each set without replacement and take
+/// [`mmd2_unbiased_poly`] of them; report the mean and standard deviation. The draws come from a
+/// [`SeededRng`] seeded with `seed`. When both sets hold exactly m rows every subset is the
+/// whole set and the result is the full-set estimate (std 0).
+pub fn kernel_inception_distance(
+    real: &[f32],
+    fake: &[f32],
+    dim: usize,
+    subsets: usize,
+    subset_size: usize,
+    seed: u64,
+) -> Result<Kid> {
+    let nr = check_rows("real features", real, dim, 2)?;
+    let nf = check_rows("generated features", fake, dim, 2)?;
+    if subsets == 0 || subset_size < 2 {
+        return Err(EvalError::Shape(format!(
+            "KID needs at least 1 subset of at least 2 samples, not {subsets} of {subset_size}"
+        )));
+    }
+    let m = subset_size.min(nr).min(nf);
+    let mut rng = SeededRng::new(seed);
+    let gather = |xs: &[f32], idx: &[usize]| -> Vec<f32> {
+        idx.iter()
+            .flat_map(|&i| xs[i * dim..(i + 1) * dim].iter().copied())
+            .collect()
+    };
+    let mut values = Vec::with_capacity(subsets);
+    for _ in 0..subsets {
+        let f = gather(fake, &sample_rows(nf, m, &mut rng));
+        let r = gather(real, &sample_rows(nr, m, &mut rng));
+        values.push(mmd2_unbiased_poly(&f, &r, dim)?);
+    }
+    let mean = values.iter().sum::<f64>() / subsets as f64;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / subsets as f64;
+    Ok(Kid {
+        mean,
+        std: var.sqrt(),
+        subsets,
+        subset_size: m,
     })
 }

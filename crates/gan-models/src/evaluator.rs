@@ -18,8 +18,9 @@ use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Linear, VarBuilder, VarMap};
 use gan_core::conv::{Conv2d, ConvParams};
 use gan_core::eval_metrics::{
-    class_coverage, inception_score, knn_sq_radii, precision_recall_given, ClassCoverage, Gaussian,
-    InceptionScore, PrecisionRecall,
+    class_coverage, fid_min_samples, inception_score, inception_score_min_samples,
+    kernel_inception_distance, knn_sq_radii, precision_recall_given, ClassCoverage, Gaussian,
+    InceptionScore, Kid, PrecisionRecall, KID_SUBSETS, KID_SUBSET_SIZE,
 };
 use gan_core::init::pytorch_default_init;
 use gan_core::optim::{Adam, AdamConfig};
@@ -402,6 +403,10 @@ pub trait FeatureNet: std::fmt::Debug {
     fn batch_size(&self) -> usize {
         500
     }
+    /// The width of its features, when known before embedding anything.
+    fn feature_dim(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// A trained evaluator classifier loaded from `datasets/evaluators/`.
@@ -458,6 +463,10 @@ impl FeatureNet for ClassifierEvaluator {
     fn input(&self) -> (usize, usize) {
         let c = self.net.config();
         (c.channels, c.image_size)
+    }
+
+    fn feature_dim(&self) -> Option<usize> {
+        Some(self.net.config().features)
     }
 
     fn embed(&self, xs: &Tensor) -> Result<Embedding> {
@@ -600,7 +609,28 @@ impl ReferenceSet {
         })
     }
 
-    /// Number of reference images.
+    /// A reference set known only by its Gaussian (a pytorch-fid statistics file, see
+    /// [`load_fid_stats`]): FID only, no precision/recall or KID, which need the features.
+    pub fn from_gaussian(gaussian: Gaussian, name: &str) -> Self {
+        Self {
+            name: name.into(),
+            embedding: Embedding {
+                features: Vec::new(),
+                dim: gaussian.dim(),
+                probs: None,
+                classes: 0,
+            },
+            gaussian,
+            radii: Vec::new(),
+        }
+    }
+
+    /// Whether the reference holds the images' features (not only their Gaussian).
+    pub fn has_features(&self) -> bool {
+        !self.embedding.is_empty()
+    }
+
+    /// Number of reference images (0 for a reference known only by its Gaussian).
     pub fn len(&self) -> usize {
         self.embedding.len()
     }
@@ -622,16 +652,116 @@ pub struct EvalReport {
     pub reference: String,
     /// Images in the reference set.
     pub reference_samples: usize,
-    /// Fréchet distance between the feature Gaussians.
+    /// Fréchet distance between the feature Gaussians (NaN, `null` in JSON, when a set has
+    /// fewer than 2 samples).
     pub fid: f64,
     /// The Inception-Score analogue (10 splits), when the network classifies.
     pub inception_score: Option<InceptionScore>,
     /// Class coverage and KL against uniform, when the network classifies.
     pub coverage: Option<ClassCoverage>,
-    /// Improved precision and recall (k = 3).
+    /// Improved precision and recall (k = 3; NaN when a set has k samples or fewer).
     pub precision_recall: PrecisionRecall,
+    /// Kernel Inception Distance on the same features ([`KID_SUBSETS`] subsets of up to
+    /// [`KID_SUBSET_SIZE`]; none when a set has fewer than 2 samples).
+    #[serde(default)]
+    pub kid: Option<Kid>,
+    /// Why some values above are not comparable or missing: too few samples for a metric (see
+    /// [`sample_warnings`]). Empty when every metric had the samples it needs.
+    #[serde(default)]
+    pub warnings: Vec<String>,
     /// Seconds the scoring took (embedding included).
     pub seconds: f64,
+}
+
+/// The splits of the Inception-Score analogue.
+pub const IS_SPLITS: usize = 10;
+
+/// The warnings of a scoring of `samples` images against `reference` images with features of
+/// width `dim` (and `classes` classes, 0 without): one line per metric whose sample count is
+/// below what it needs.
+///
+/// - FID: each set needs more samples than features ([`fid_min_samples`], `dim + 1`) for a
+///   full-rank covariance, and at least 2 for any value.
+/// - Inception Score: [`inception_score_min_samples`] (10 per class and split).
+/// - KID: [`KID_SUBSET_SIZE`] in each set (the subset size of clean-fid and torch-fidelity),
+///   and at least 2 for any value.
+/// - Precision/recall: more than k = [`PR_K`] samples in each set, or no value.
+///
+/// Below the first count the value is given with its warning; below the second (the least the
+/// formula takes) it is missing, with its warning.
+///
+/// `reference` is `None` for a reference known only by its Gaussian (a statistics file): its
+/// count is unknown, and KID and precision/recall, which need its features, are not computed.
+pub fn sample_warnings(
+    samples: usize,
+    reference: Option<usize>,
+    dim: usize,
+    classes: usize,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let least = samples.min(reference.unwrap_or(usize::MAX));
+    let counts = match reference {
+        Some(r) => format!("{samples} samples against {r} reference images"),
+        None => format!("{samples} samples"),
+    };
+    let fid_need = fid_min_samples(dim);
+    if least < 2 {
+        out.push(format!(
+            "FID not computed: {counts}; a covariance needs at least 2 in each set"
+        ));
+    } else if least < fid_need {
+        out.push(format!(
+            "FID is not comparable: {counts}; a full-rank covariance of {dim} features needs \
+             at least {fid_need} in each set"
+        ));
+    }
+    if classes > 0 {
+        let need = inception_score_min_samples(classes, IS_SPLITS);
+        if samples < need {
+            out.push(format!(
+                "Inception Score is biased low: {samples} samples; {IS_SPLITS} splits of {classes} \
+                 classes need at least {need}"
+            ));
+        }
+    }
+    if reference.is_none() {
+        out.push(
+            "KID and precision/recall not computed: the reference is a statistics file (mean \
+             and covariance only; they need the reference features)"
+                .into(),
+        );
+        return out;
+    }
+    if least < 2 {
+        out.push(format!(
+            "KID not computed: {counts}; the unbiased estimate needs at least 2 in each set"
+        ));
+    } else if least < KID_SUBSET_SIZE {
+        out.push(format!(
+            "KID is not comparable: {counts}; its subsets take {KID_SUBSET_SIZE} from each set"
+        ));
+    }
+    if least <= PR_K {
+        out.push(format!(
+            "precision/recall not computed: {counts}; k = {PR_K} nearest neighbours need at \
+             least {} in each set",
+            PR_K + 1
+        ));
+    }
+    out
+}
+
+/// `v` with `decimals` decimals, without the sign of a value that rounds to zero (`-0.000` is
+/// printed `0.000`), and `n/a` for NaN.
+pub fn fmt_fixed(v: f64, decimals: usize) -> String {
+    if v.is_nan() {
+        return "n/a".into();
+    }
+    let s = format!("{v:.decimals$}");
+    match s.strip_prefix('-') {
+        Some(rest) if rest.chars().all(|c| c == '0' || c == '.') => rest.to_string(),
+        _ => s,
+    }
 }
 
 fn metric_err(e: gan_core::eval_metrics::EvalError) -> ModelError {
@@ -651,25 +781,59 @@ pub fn score_embedding(
             e.dim, reference.embedding.dim
         )));
     }
-    let g = Gaussian::fit(&e.features, e.dim).map_err(metric_err)?;
-    let fid =
-        gan_core::eval_metrics::frechet_distance(&g, &reference.gaussian).map_err(metric_err)?;
+    let n = e.len();
+    if n == 0 {
+        return Err(ModelError::Config("no image to evaluate".into()));
+    }
+    let fid = if n >= 2 {
+        let g = Gaussian::fit(&e.features, e.dim).map_err(metric_err)?;
+        gan_core::eval_metrics::frechet_distance(&g, &reference.gaussian).map_err(metric_err)?
+    } else {
+        f64::NAN
+    };
     let (is, coverage) = match &e.probs {
         Some(p) => (
-            Some(inception_score(p, e.classes, 10).map_err(metric_err)?),
+            Some(inception_score(p, e.classes, IS_SPLITS).map_err(metric_err)?),
             Some(class_coverage(p, e.classes).map_err(metric_err)?),
         ),
         None => (None, None),
     };
-    let pr = precision_recall_given(
-        &reference.embedding.features,
-        &reference.radii,
-        &e.features,
-        e.dim,
-        PR_K,
-    )
-    .map_err(metric_err)?;
+    let with_features = reference.has_features();
+    let pr = if n > PR_K && with_features {
+        precision_recall_given(
+            &reference.embedding.features,
+            &reference.radii,
+            &e.features,
+            e.dim,
+            PR_K,
+        )
+        .map_err(metric_err)?
+    } else {
+        PrecisionRecall {
+            precision: f64::NAN,
+            recall: f64::NAN,
+            k: PR_K,
+        }
+    };
+    let kid = if n >= 2 && with_features {
+        Some(
+            kernel_inception_distance(
+                &reference.embedding.features,
+                &e.features,
+                e.dim,
+                KID_SUBSETS,
+                KID_SUBSET_SIZE,
+                0,
+            )
+            .map_err(metric_err)?,
+        )
+    } else {
+        None
+    };
+    let classes = if e.probs.is_some() { e.classes } else { 0 };
     Ok(EvalReport {
+        kid,
+        warnings: sample_warnings(n, with_features.then_some(reference.len()), e.dim, classes),
         evaluator: net_name.into(),
         samples: e.len(),
         reference: reference.name.clone(),
@@ -713,17 +877,35 @@ impl EvalReport {
             ("samples".into(), self.samples.to_string()),
             (
                 "reference".into(),
-                format!("{} ({} images)", self.reference, self.reference_samples),
+                if self.reference_samples == 0 {
+                    self.reference.clone()
+                } else {
+                    format!("{} ({} images)", self.reference, self.reference_samples)
+                },
             ),
-            (
-                "FID (evaluator features)".into(),
-                format!("{:.3}", self.fid),
-            ),
+            ("FID (evaluator features)".into(), fmt_fixed(self.fid, 3)),
         ];
+        if let Some(kid) = &self.kid {
+            rows.push((
+                "KID (evaluator features)".into(),
+                format!(
+                    "{} ± {} ({} subsets of {})",
+                    fmt_fixed(kid.mean, 5),
+                    fmt_fixed(kid.std, 5),
+                    kid.subsets,
+                    kid.subset_size
+                ),
+            ));
+        }
         if let Some(is) = &self.inception_score {
             rows.push((
                 "Inception Score analogue".into(),
-                format!("{:.3} ± {:.3} ({} splits)", is.mean, is.std, is.splits),
+                format!(
+                    "{} ± {} ({} splits)",
+                    fmt_fixed(is.mean, 3),
+                    fmt_fixed(is.std, 3),
+                    is.splits
+                ),
             ));
         }
         if let Some(c) = &self.coverage {
@@ -736,16 +918,19 @@ impl EvalReport {
             ));
             rows.push((
                 "class KL vs uniform".into(),
-                format!("{:.4} nats", c.kl_uniform),
+                format!("{} nats", fmt_fixed(c.kl_uniform, 4)),
             ));
             rows.push(("class histogram".into(), format!("{:?}", c.histogram)));
         }
         let pr = &self.precision_recall;
         rows.push((
             format!("precision (k={})", pr.k),
-            format!("{:.4}", pr.precision),
+            fmt_fixed(pr.precision, 4),
         ));
-        rows.push((format!("recall (k={})", pr.k), format!("{:.4}", pr.recall)));
+        rows.push((format!("recall (k={})", pr.k), fmt_fixed(pr.recall, 4)));
+        for w in &self.warnings {
+            rows.push(("warning".into(), w.clone()));
+        }
         rows.push(("seconds".into(), format!("{:.1}", self.seconds)));
         rows
     }
@@ -805,14 +990,54 @@ pub fn load_setup_with(
     dev: &Device,
     inception: Option<&crate::inception::InceptionSource>,
 ) -> Result<EvalSetup> {
+    let (net, data) = load_evaluator(kind, datasets_dir, dev, inception)?;
+    let reference = real_reference(net.as_ref(), &data, datasets_dir)?;
+    Ok(EvalSetup { net, reference })
+}
+
+/// The side at which to load dataset images for `net`: its input side, except for a network
+/// that resizes by itself (inception, bilinear as pytorch-fid), which takes the 28-pixel
+/// images as they are.
+pub fn dataset_side(net: &dyn FeatureNet) -> usize {
+    if net.input().1 == crate::inception::INCEPTION_SIDE {
+        28
+    } else {
+        net.input().1
+    }
+}
+
+/// The reference set of `net`: the embedded test split of `data` (`mnist`, `mnist-mini`,
+/// `fashion-mnist`), named `DATA test split`.
+pub fn real_reference(
+    net: &dyn FeatureNet,
+    data: &str,
+    datasets_dir: &Path,
+) -> Result<ReferenceSet> {
+    let source = gan_data::ImageSource::resolve(Some(data), datasets_dir)?;
+    let test = source.load_test(dataset_side(net))?;
+    ReferenceSet::new(net, &test, &format!("{data} test split"))
+}
+
+/// Evaluator network `kind` (`mnist`, `fashion-mnist`, or `inception` with its weights from
+/// `inception`) and the name of the dataset whose test split is its reference (`mnist`, else
+/// `mnist-mini`, for `mnist` and `inception`; `fashion-mnist`).
+pub fn load_evaluator(
+    kind: &str,
+    datasets_dir: &Path,
+    dev: &Device,
+    inception: Option<&crate::inception::InceptionSource>,
+) -> Result<(Box<dyn FeatureNet>, String)> {
     let mnist = if gan_data::mnist::is_complete(&datasets_dir.join("mnist")) {
         "mnist"
     } else {
         "mnist-mini"
     };
-    let data = match kind {
-        "mnist" => mnist,
-        "fashion-mnist" => "fashion-mnist",
+    match kind {
+        "mnist" | "fashion-mnist" => {
+            let net = ClassifierEvaluator::load(&evaluators_dir(datasets_dir), kind, dev)?;
+            let data = if kind == "mnist" { mnist } else { kind };
+            Ok((Box::new(net), data.into()))
+        }
         "inception" => {
             let source = inception.ok_or_else(|| {
                 ModelError::Config(
@@ -823,27 +1048,225 @@ pub fn load_setup_with(
                 )
             })?;
             let net = crate::inception::load_inception(source, dev)?;
-            let src = gan_data::ImageSource::resolve(Some(mnist), datasets_dir)?;
-            let test = src.load_test(28)?;
-            let reference = ReferenceSet::new(&net, &test, &format!("{mnist} test split"))?;
-            return Ok(EvalSetup {
-                net: Box::new(net),
-                reference,
-            });
+            Ok((Box::new(net), mnist.into()))
         }
-        other => {
-            return Err(ModelError::Config(format!(
-                "unknown evaluator {other:?} (expected mnist, fashion-mnist or inception)"
+        other => Err(ModelError::Config(format!(
+            "unknown evaluator {other:?} (expected mnist, fashion-mnist or inception)"
+        ))),
+    }
+}
+
+/// A statistics file that is not what pytorch-fid writes: an error naming the file.
+fn stats_err(path: &Path, reason: impl Into<String>) -> ModelError {
+    ModelError::Io {
+        path: path.to_path_buf(),
+        error: std::io::Error::new(std::io::ErrorKind::InvalidData, reason.into()),
+    }
+}
+
+/// An `.npy` array of float64 values: its shape and values in C (row-major) order.
+fn npy_f64(shape: &[usize], values: &[f64]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let mut header =
+        format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}").into_bytes();
+    // numpy pads the header with spaces and a newline so that the data starts 64-aligned.
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(b' ');
+    }
+    header.push(b'\n');
+    let mut out = Vec::with_capacity(10 + header.len() + 8 * values.len());
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(&header);
+    for v in values {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+/// The value of `key` in an `.npy` header dictionary (`{'descr': '<f8', 'fortran_order': False,
+/// 'shape': (3, 3), }`), up to the next top-level comma.
+fn npy_header_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
+    let start = header.find(&format!("'{key}'"))? + key.len() + 2;
+    let rest = header[start..].trim_start().strip_prefix(':')?.trim_start();
+    let end = if rest.starts_with('(') {
+        rest.find(')')? + 1
+    } else {
+        rest.find([',', '}']).unwrap_or(rest.len())
+    };
+    Some(rest[..end].trim())
+}
+
+/// Parses an `.npy` array of floats (`<f8`, `>f8`, `<f4`, `>f4`; C or Fortran order) into its
+/// shape and float64 values in C order. `what` names the array in errors.
+fn parse_npy(bytes: &[u8], what: &str) -> std::result::Result<(Vec<usize>, Vec<f64>), String> {
+    let bad = |r: &str| format!("{what}: {r}");
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(bad("not an .npy array (no \\x93NUMPY magic)"));
+    }
+    let (len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10usize),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        v => return Err(bad(&format!("unsupported .npy version {v}"))),
+    };
+    let header = bytes
+        .get(start..start.saturating_add(len))
+        .ok_or_else(|| bad("truncated .npy header"))?;
+    let header = std::str::from_utf8(header).map_err(|_| bad("the .npy header is not text"))?;
+    let descr = npy_header_value(header, "descr")
+        .ok_or_else(|| bad("no 'descr' in the .npy header"))?
+        .trim_matches(|c| c == '\'' || c == '"');
+    let (size, big) = match descr {
+        "<f8" | "=f8" | "f8" => (8, false),
+        ">f8" => (8, true),
+        "<f4" | "=f4" | "f4" => (4, false),
+        ">f4" => (4, true),
+        d => {
+            return Err(bad(&format!(
+                "dtype {d}, expected float64 (<f8) or float32"
             )))
         }
     };
-    let net = ClassifierEvaluator::load(&evaluators_dir(datasets_dir), kind, dev)?;
-    let source = gan_data::ImageSource::resolve(Some(data), datasets_dir)?;
-    let (_, side) = net.input();
-    let test = source.load_test(side)?;
-    let reference = ReferenceSet::new(&net, &test, &format!("{data} test split"))?;
-    Ok(EvalSetup {
-        net: Box::new(net),
-        reference,
-    })
+    let fortran = match npy_header_value(header, "fortran_order") {
+        Some("False") => false,
+        Some("True") => true,
+        _ => return Err(bad("no valid 'fortran_order' in the .npy header")),
+    };
+    let shape_text = npy_header_value(header, "shape")
+        .and_then(|s| s.strip_prefix('('))
+        .and_then(|s| s.strip_suffix(')'))
+        .ok_or_else(|| bad("no 'shape' tuple in the .npy header"))?;
+    let shape = shape_text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<usize>())
+        .collect::<std::result::Result<Vec<usize>, _>>()
+        .map_err(|_| bad(&format!("bad shape ({shape_text})")))?;
+    let count = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| bad("shape too large"))?;
+    let data = &bytes[start + len..];
+    if Some(data.len()) != count.checked_mul(size) {
+        return Err(bad(&format!(
+            "{} bytes of data for shape {shape:?} of {descr}",
+            data.len()
+        )));
+    }
+    let mut values: Vec<f64> = data
+        .chunks_exact(size)
+        .map(|c| match (size, big) {
+            (8, false) => f64::from_le_bytes(c.try_into().unwrap_or_default()),
+            (8, true) => f64::from_be_bytes(c.try_into().unwrap_or_default()),
+            (_, false) => f32::from_le_bytes(c.try_into().unwrap_or_default()) as f64,
+            (_, true) => f32::from_be_bytes(c.try_into().unwrap_or_default()) as f64,
+        })
+        .collect();
+    if fortran && shape.len() == 2 {
+        let (r, c) = (shape[0], shape[1]);
+        let f = values;
+        values = (0..r * c).map(|k| f[(k % c) * r + k / c]).collect();
+    } else if fortran && shape.len() > 2 {
+        return Err(bad("Fortran-order arrays of more than 2 dimensions"));
+    }
+    Ok((shape, values))
+}
+
+/// Writes the Gaussian `g` as pytorch-fid's statistics file: an `.npz` holding `mu` (float64,
+/// shape `(d,)`) and `sigma` (float64, `(d, d)`), which `pytorch_fid.fid_score` (and
+/// `python -m pytorch_fid --save-stats`) reads and writes, and [`load_fid_stats`] reads back.
+pub fn save_fid_stats(path: &Path, g: &Gaussian) -> Result<()> {
+    use std::io::Write;
+    let d = g.dim();
+    let file = std::fs::File::create(path).map_err(|e| ModelError::io(path, e))?;
+    let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .large_file(8 * d * d > u32::MAX as usize / 2);
+    let zerr = |e: zip::result::ZipError| stats_err(path, format!("cannot write the .npz: {e}"));
+    for (name, shape, values) in [("mu", vec![d], &g.mean), ("sigma", vec![d, d], &g.cov)] {
+        zip.start_file(format!("{name}.npy"), options)
+            .map_err(zerr)?;
+        zip.write_all(&npy_f64(&shape, values))
+            .map_err(|e| ModelError::io(path, e))?;
+    }
+    let mut inner = zip.finish().map_err(zerr)?;
+    inner.flush().map_err(|e| ModelError::io(path, e))?;
+    Ok(())
+}
+
+/// Reads pytorch-fid's statistics file (an `.npz` with `mu` of shape `(d,)` and `sigma` of
+/// shape `(d, d)`, float64 or float32, stored or deflated, as `numpy.savez` and
+/// `numpy.savez_compressed` write it). Errors name the file and what is wrong with it.
+pub fn load_fid_stats(path: &Path) -> Result<Gaussian> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
+        .map_err(|e| stats_err(path, format!("not an .npz (zip) file: {e}")))?;
+    let mut read = |name: &str| -> Result<(Vec<usize>, Vec<f64>)> {
+        let mut entry = zip.by_name(&format!("{name}.npy")).map_err(|_| {
+            stats_err(
+                path,
+                format!("no array {name:?}: pytorch-fid's statistics hold mu and sigma"),
+            )
+        })?;
+        let mut bytes = Vec::with_capacity(entry.size().min(1 << 30) as usize);
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(|e| stats_err(path, format!("cannot read {name}: {e}")))?;
+        parse_npy(&bytes, name).map_err(|e| stats_err(path, e))
+    };
+    let (mu_shape, mu) = read("mu")?;
+    let (sigma_shape, sigma) = read("sigma")?;
+    let d = match mu_shape.as_slice() {
+        [d] if *d > 0 => *d,
+        s => {
+            return Err(stats_err(
+                path,
+                format!("mu has shape {s:?}, expected (d,)"),
+            ))
+        }
+    };
+    if sigma_shape != [d, d] {
+        return Err(stats_err(
+            path,
+            format!("sigma has shape {sigma_shape:?}, expected ({d}, {d}) for mu of {d}"),
+        ));
+    }
+    Gaussian::new(mu, sigma).map_err(|e| stats_err(path, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn npy_round_trip_fortran_order_and_zero_sign() {
+        let (shape, values) = parse_npy(&npy_f64(&[2, 3], &[1., 2., 3., 4., 5., 6.]), "a").unwrap();
+        assert_eq!((shape, values), (vec![2, 3], vec![1., 2., 3., 4., 5., 6.]));
+        // Fortran order: [[1, 2, 3], [4, 5, 6]] is stored column by column.
+        let header = "{'descr': '<f8', 'fortran_order': True, 'shape': (2, 3), }\n";
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        for v in [1f64, 4., 2., 5., 3., 6.] {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        let (shape, values) = parse_npy(&bytes, "a").unwrap();
+        assert_eq!((shape, values), (vec![2, 3], vec![1., 2., 3., 4., 5., 6.]));
+        // numpy aligns the data to 64 bytes.
+        assert_eq!(npy_f64(&[5], &[0.; 5]).len() % 64, 40);
+        assert_eq!(fmt_fixed(-1e-12, 3), "0.000");
+        assert_eq!(fmt_fixed(-0.0004, 3), "0.000");
+        assert_eq!(fmt_fixed(-0.0006, 3), "-0.001");
+        assert_eq!(fmt_fixed(f64::NAN, 3), "n/a");
+    }
 }

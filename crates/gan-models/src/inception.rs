@@ -626,4 +626,8 @@ impl FeatureNet for InceptionEvaluator {
     fn batch_size(&self) -> usize {
         50
     }
+
+    fn feature_dim(&self) -> Option<usize> {
+        Some(self.net.config().features())
+    }
 }

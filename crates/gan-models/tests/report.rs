@@ -44,6 +44,8 @@ fn eval(covered: usize, histogram: Vec<usize>, kl: f64, fid: f64) -> EvalReport 
             recall: 0.4,
             k: 3,
         },
+        kid: None,
+        warnings: Vec::new(),
         seconds: 1.0,
     }
 }
