@@ -138,6 +138,31 @@ pub trait StatefulOptimizer {
     fn load_state(&mut self, tensors: &HashMap<String, Tensor>) -> Result<()>;
 }
 
+/// A boxed optimizer is an optimizer (trainers that pick Adam or RMSprop at run time hold one).
+impl StatefulOptimizer for Box<dyn StatefulOptimizer> {
+    fn step(&mut self, grads: &GradStore) -> Result<()> {
+        (**self).step(grads)
+    }
+    fn backward_step(&mut self, loss: &Tensor) -> Result<()> {
+        (**self).backward_step(loss)
+    }
+    fn lr(&self) -> f64 {
+        (**self).lr()
+    }
+    fn set_lr(&mut self, lr: f64) {
+        (**self).set_lr(lr)
+    }
+    fn step_count(&self) -> u64 {
+        (**self).step_count()
+    }
+    fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        (**self).state_tensors()
+    }
+    fn load_state(&mut self, tensors: &HashMap<String, Tensor>) -> Result<()> {
+        (**self).load_state(tensors)
+    }
+}
+
 /// A per-parameter buffer (a moment estimate): a host vector for the fused CPU path, or a tensor
 /// on the parameter's device for the tensor-op path. It moves between the two lazily.
 #[derive(Debug)]

@@ -34,9 +34,7 @@ use crate::cyclegan::{
     PatchDiscriminator, ResnetGenerator, Trained,
 };
 use crate::dcgan_run::parse_device;
-use crate::engine::{
-    fit, BatchSource, DataPosition, FitConfig, FitOutcome, LrSchedule, Part, PartMut, Trainer,
-};
+use crate::engine::{fit, BatchSource, DataPosition, FitConfig, FitOutcome, LrSchedule, Trainer};
 use crate::error::{ModelError, Result};
 use crate::grid::{save_grid, save_images};
 use crate::registry::RunConfig;
@@ -277,61 +275,11 @@ impl Trainer for CycleGanTrainer {
     fn items(&self, _m: &CycleStepMetrics) -> usize {
         self.last_items
     }
-    fn parts(&self) -> Vec<Part<'_>> {
-        vec![
-            Part {
-                file: "generator_ab",
-                opt_key: "g_ab",
-                vars: &self.g_ab.vars,
-                opt: &self.g_ab.opt,
-            },
-            Part {
-                file: "generator_ba",
-                opt_key: "g_ba",
-                vars: &self.g_ba.vars,
-                opt: &self.g_ba.opt,
-            },
-            Part {
-                file: "discriminator_a",
-                opt_key: "d_a",
-                vars: &self.d_a.vars,
-                opt: &self.d_a.opt,
-            },
-            Part {
-                file: "discriminator_b",
-                opt_key: "d_b",
-                vars: &self.d_b.vars,
-                opt: &self.d_b.opt,
-            },
-        ]
-    }
-    fn parts_mut(&mut self) -> Vec<PartMut<'_>> {
-        vec![
-            PartMut {
-                file: "generator_ab",
-                opt_key: "g_ab",
-                vars: &mut self.g_ab.vars,
-                opt: &mut self.g_ab.opt,
-            },
-            PartMut {
-                file: "generator_ba",
-                opt_key: "g_ba",
-                vars: &mut self.g_ba.vars,
-                opt: &mut self.g_ba.opt,
-            },
-            PartMut {
-                file: "discriminator_a",
-                opt_key: "d_a",
-                vars: &mut self.d_a.vars,
-                opt: &mut self.d_a.opt,
-            },
-            PartMut {
-                file: "discriminator_b",
-                opt_key: "d_b",
-                vars: &mut self.d_b.vars,
-                opt: &mut self.d_b.opt,
-            },
-        ]
+    crate::engine::trainer_parts! {
+        "generator_ab", "g_ab" => g_ab.vars, g_ab.opt;
+        "generator_ba", "g_ba" => g_ba.vars, g_ba.opt;
+        "discriminator_a", "d_a" => d_a.vars, d_a.opt;
+        "discriminator_b", "d_b" => d_b.vars, d_b.opt;
     }
     fn extra_tensors(&self) -> Result<Option<(&'static str, HashMap<String, Tensor>)>> {
         let mut pools = HashMap::new();

@@ -156,6 +156,30 @@ impl Debug for PartMut<'_> {
     }
 }
 
+/// Writes [`Trainer::parts`] and [`Trainer::parts_mut`] from one list of
+/// `"file", "opt_key" => vars field, optimizer field;` (fields as paths from `self`).
+macro_rules! trainer_parts {
+    ($($file:literal, $key:literal => $($vars:ident).+, $($opt:ident).+;)+) => {
+        fn parts(&self) -> Vec<$crate::engine::Part<'_>> {
+            vec![$($crate::engine::Part {
+                file: $file,
+                opt_key: $key,
+                vars: &self.$($vars).+,
+                opt: &self.$($opt).+,
+            }),+]
+        }
+        fn parts_mut(&mut self) -> Vec<$crate::engine::PartMut<'_>> {
+            vec![$($crate::engine::PartMut {
+                file: $file,
+                opt_key: $key,
+                vars: &mut self.$($vars).+,
+                opt: &mut self.$($opt).+,
+            }),+]
+        }
+    };
+}
+pub(crate) use trainer_parts;
+
 /// A model's training state and step; see the [module docs](self).
 pub trait Trainer {
     /// What one step consumes from its [`BatchSource`] (possibly several times).

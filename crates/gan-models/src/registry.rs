@@ -31,6 +31,19 @@ pub enum RunConfig {
     CycleGan(CycleGanRunConfig),
 }
 
+/// Written as the model's own configuration (which records its `model`), so that a
+/// `config.json` written from a [`RunConfig`] reads back as the same variant.
+impl serde::Serialize for RunConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Self::Dcgan(c) => c.serialize(s),
+            Self::Wgan(c) => c.serialize(s),
+            Self::Toy(c) => c.serialize(s),
+            Self::CycleGan(c) => c.serialize(s),
+        }
+    }
+}
+
 /// The models [`RunConfig`] knows, by the name `config.json` records.
 pub const MODELS: [&str; 5] = ["dcgan", "wgan", "wgan-gp", "toy", "cyclegan"];
 

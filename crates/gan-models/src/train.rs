@@ -19,7 +19,7 @@ use gan_core::optim::Adam;
 use gan_core::rng::{RngState, SeededRng};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{BatchSource, Part, PartMut, Signals, StepRecord, Trainer};
+use crate::engine::{BatchSource, Signals, StepRecord, Trainer};
 use crate::error::Result;
 
 pub use crate::engine::{load_vars, FitOutcome, TrainState};
@@ -240,37 +240,9 @@ impl<G: GeneratorNet, D: DiscriminatorNet> Trainer for GanTrainer<G, D> {
     fn items(&self, _m: &StepMetrics) -> usize {
         self.last_items
     }
-    fn parts(&self) -> Vec<Part<'_>> {
-        vec![
-            Part {
-                file: "generator",
-                opt_key: "generator",
-                vars: &self.g_vars,
-                opt: &self.opt_g,
-            },
-            Part {
-                file: "discriminator",
-                opt_key: "discriminator",
-                vars: &self.d_vars,
-                opt: &self.opt_d,
-            },
-        ]
-    }
-    fn parts_mut(&mut self) -> Vec<PartMut<'_>> {
-        vec![
-            PartMut {
-                file: "generator",
-                opt_key: "generator",
-                vars: &mut self.g_vars,
-                opt: &mut self.opt_g,
-            },
-            PartMut {
-                file: "discriminator",
-                opt_key: "discriminator",
-                vars: &mut self.d_vars,
-                opt: &mut self.opt_d,
-            },
-        ]
+    crate::engine::trainer_parts! {
+        "generator", "generator" => g_vars, opt_g;
+        "discriminator", "discriminator" => d_vars, opt_d;
     }
     fn noise_state(&self) -> Option<RngState> {
         Some(self.noise.state())

@@ -58,9 +58,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dcgan::{DcganConfig, DcganGenerator};
 use crate::dcgan_run::{build_generator, parse_device, DataConfig, DcganRunConfig, GRID_SAMPLES};
-use crate::engine::{
-    fit, BatchSource, FitConfig, FitOutcome, Part, PartMut, Signals, StepRecord, Trainer,
-};
+use crate::engine::{fit, BatchSource, FitConfig, FitOutcome, Signals, StepRecord, Trainer};
 use crate::error::{ModelError, Result};
 use crate::grid::save_grid;
 use crate::run::RunDir;
@@ -780,37 +778,9 @@ impl<G: GeneratorNet, C: DiscriminatorNet> Trainer for WganTrainer<G, C> {
     fn items(&self, m: &WganMetrics) -> usize {
         m.critic_iters as usize * self.batch_size
     }
-    fn parts(&self) -> Vec<Part<'_>> {
-        vec![
-            Part {
-                file: "generator",
-                opt_key: "generator",
-                vars: &self.g_vars,
-                opt: self.opt_g.as_ref(),
-            },
-            Part {
-                file: "critic",
-                opt_key: "critic",
-                vars: &self.c_vars,
-                opt: self.opt_c.as_ref(),
-            },
-        ]
-    }
-    fn parts_mut(&mut self) -> Vec<PartMut<'_>> {
-        vec![
-            PartMut {
-                file: "generator",
-                opt_key: "generator",
-                vars: &mut self.g_vars,
-                opt: self.opt_g.as_mut(),
-            },
-            PartMut {
-                file: "critic",
-                opt_key: "critic",
-                vars: &mut self.c_vars,
-                opt: self.opt_c.as_mut(),
-            },
-        ]
+    crate::engine::trainer_parts! {
+        "generator", "generator" => g_vars, opt_g;
+        "critic", "critic" => c_vars, opt_c;
     }
     fn noise_state(&self) -> Option<RngState> {
         Some(self.noise.state())
