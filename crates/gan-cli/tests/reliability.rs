@@ -222,6 +222,31 @@ fn relative_data_folder_resumes_from_another_directory() {
         &other,
     ));
     assert!(stdout.contains("step 3:"), "{stdout}");
+    // WGAN stores and finds its data the same way.
+    let mut args = vec![
+        "train",
+        "wgan",
+        "--data",
+        "imgs",
+        "--steps",
+        "1",
+        "--n-critic",
+        "1",
+        "--no-burst",
+        "--out",
+        "wrun",
+    ];
+    args.extend_from_slice(&tiny);
+    ok(&gan_cli(&args, &work));
+    assert_eq!(
+        config(&work.join("wrun"))["data"]["path"],
+        imgs.to_str().unwrap()
+    );
+    let stdout = ok(&gan_cli(
+        &["train", "wgan", "--resume", "../work/wrun", "--steps", "2"],
+        &other,
+    ));
+    assert!(stdout.contains("step 2:"), "{stdout}");
     // Sampling needs no data, and works from there too.
     ok(&gan_cli(
         &[
