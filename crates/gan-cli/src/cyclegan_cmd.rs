@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use gan_models::cyclegan_run::{
     eval_thin2thick, load_cyclegan, load_train, train_cyclegan, CycleGanRunConfig, Direction,
 };
@@ -175,6 +175,7 @@ pub fn train(a: TrainCycleganArgs) -> anyhow::Result<ExitCode> {
                 unreachable!("open_for_resume accepts only cyclegan runs")
             };
             a.run.apply_divergence(&mut cfg.schedule);
+            cfg.data.dataroot = crate::locate_stored_data(run.root(), &cfg.data.dataroot)?;
             let data = load_train(&cfg)?;
             cfg.epochs = a.epochs.unwrap_or(cfg.epochs);
             cfg.epochs_decay = a.epochs_decay.unwrap_or(cfg.epochs_decay);
@@ -188,7 +189,8 @@ pub fn train(a: TrainCycleganArgs) -> anyhow::Result<ExitCode> {
             (run, cfg, data, true)
         }
         None => {
-            let root = a.dataroot.clone().context("--dataroot is required")?;
+            let root = a.dataroot.as_deref().context("--dataroot is required")?;
+            let root = crate::absolute_data_path(root);
             let mut cfg = new_config(&a, root);
             cfg.validate()?;
             parse_device(&cfg.device)?; // before anything is written
@@ -233,6 +235,13 @@ pub fn train(a: TrainCycleganArgs) -> anyhow::Result<ExitCode> {
 
 pub fn translate(a: TranslateArgs) -> anyhow::Result<ExitCode> {
     let dir: Direction = a.direction.parse()?;
+    if a.out.extension().is_some() && !a.out.is_dir() {
+        bail!(
+            "--out {}: translate writes one PNG per input image into a folder: give a folder \
+             path (without extension)",
+            a.out.display()
+        );
+    }
     let run = RunDir::open(&a.run)?;
     let dev = parse_device(&a.device)?;
     let model = load_cyclegan(&run, &a.checkpoint, &dev)?;

@@ -32,8 +32,8 @@ pub fn train(a: TrainDcgan) -> anyhow::Result<ExitCode> {
                 cfg.schedule.steps = epochs * steps_per_epoch(cfg.data.items, cfg.batch_size);
             }
             a.run.apply_divergence(&mut cfg.schedule);
-            let source =
-                ImageSource::resolve(Some(&cfg.data.path.to_string_lossy()), Path::new("."))?;
+            let path = crate::locate_stored_data(run.root(), &cfg.data.path)?;
+            let source = ImageSource::resolve(Some(&path.to_string_lossy()), Path::new("."))?;
             let data = load_data(&source, &cfg.dcgan)?;
             (run, cfg, data, true)
         }
@@ -73,7 +73,8 @@ pub fn train(a: TrainDcgan) -> anyhow::Result<ExitCode> {
 /// The configuration of a new run from the flags, and its training data (loaded before anything
 /// is written, so that bad data leaves no run folder behind).
 fn new_config(a: &TrainDcgan) -> anyhow::Result<(DcganRunConfig, gan_data::TensorDataset)> {
-    let source = ImageSource::resolve(a.net.data.as_deref(), &a.net.datasets_dir)?;
+    let mut source = ImageSource::resolve(a.net.data.as_deref(), &a.net.datasets_dir)?;
+    source.path = crate::absolute_data_path(&source.path);
     if a.net.data.is_none() {
         tracing::info!(
             "no --data given: training on {} ({})",

@@ -13,7 +13,7 @@ mod toy_cmd;
 mod train_cmd;
 mod wgan_cmd;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -113,6 +113,94 @@ pub(crate) fn fresh_run_dir(base: &str) -> PathBuf {
     dir
 }
 
+/// `path` made absolute and canonical (links and `..` resolved), the form in which a new run
+/// stores its data paths in `config.json`, so that the run can be resumed, sampled and reported
+/// from any working directory. A path that does not exist is returned as given: the loader then
+/// reports it, before anything is written.
+pub(crate) fn absolute_data_path(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// The data folder `stored` recorded in the `config.json` of the run `run_root`, found from the
+/// current directory. Runs written before data paths were stored absolute hold them as typed,
+/// relative to the folder the command ran in: such a path is tried from the current directory,
+/// then from each folder above the run (a run made in `/x` as `runs/dcgan` with `--data imgs`
+/// finds `/x/imgs`). Refused, naming the path and how to fix it, when none holds it.
+pub(crate) fn locate_stored_data(run_root: &Path, stored: &Path) -> anyhow::Result<PathBuf> {
+    if stored.is_absolute() || stored.exists() {
+        return Ok(stored.to_path_buf());
+    }
+    if let Ok(run) = std::fs::canonicalize(run_root) {
+        for above in run.ancestors().skip(1) {
+            let candidate = above.join(stored);
+            if candidate.exists() {
+                tracing::info!(
+                    "the run's data folder {} (relative, as typed when it was created) is {}",
+                    stored.display(),
+                    candidate.display()
+                );
+                return Ok(candidate);
+            }
+        }
+    }
+    let cwd = std::env::current_dir().unwrap_or_default();
+    bail!(
+        "{}: the run's config.json records its data folder as {}, relative to the folder the run \
+         was created in, and it is found neither from the current directory {} nor from a folder \
+         above the run: run this command from the folder the run was created in",
+        run_root.join("config.json").display(),
+        stored.display(),
+        cwd.display()
+    )
+}
+
+/// What an image command writes at an `--out` path, told by its extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ImageOut {
+    /// One PNG grid (a path ending in `.png`).
+    Grid,
+    /// A folder of PNGs (an existing folder, or a path without extension).
+    Folder,
+}
+
+/// Reads what `out` asks for from its extension: `.png` (any case) is a grid, an existing folder
+/// or a path without extension a folder; anything else (`x.csv`, `x.jpg`) is refused, naming
+/// the path and the extensions expected, rather than written in a format its name belies.
+/// `folder_ok` is false for commands that write only a grid.
+pub(crate) fn image_out(out: &std::path::Path, folder_ok: bool) -> anyhow::Result<ImageOut> {
+    let ext = out.extension().map(|e| e.to_string_lossy().into_owned());
+    let kind = match ext.as_deref() {
+        _ if out.is_dir() => ImageOut::Folder,
+        Some(e) if e.eq_ignore_ascii_case("png") => ImageOut::Grid,
+        None => ImageOut::Folder,
+        Some(e) => {
+            if folder_ok {
+                bail!(
+                    "--out {}: cannot write images as .{e}: give a path ending in .png for one \
+                     grid, or a folder (a path without extension) for one PNG per image",
+                    out.display()
+                )
+            }
+            bail!(
+                "--out {}: cannot write images as .{e}: give a path ending in .png",
+                out.display()
+            )
+        }
+    };
+    if kind == ImageOut::Folder && !folder_ok {
+        bail!(
+            "--out {}: this command writes one PNG grid: give a path ending in .png{}",
+            out.display(),
+            if out.is_dir() {
+                " (this is a folder)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(kind)
+}
+
 fn sample(a: SampleArgs) -> anyhow::Result<ExitCode> {
     let run = RunDir::open(&a.run)?;
     match RunConfig::read(&run)? {
@@ -127,14 +215,11 @@ fn sample(a: SampleArgs) -> anyhow::Result<ExitCode> {
         ),
         _ => {}
     }
+    let kind = image_out(&a.out, true)?;
     let dev = parse_device(&a.device)?;
     let g = load_generator(&run, &a.checkpoint, &dev)?;
     let imgs = g.sample(a.count, a.seed)?;
-    let is_png = a
-        .out
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
-    if is_png {
+    if kind == ImageOut::Grid {
         let nrow = (a.count as f64).sqrt().ceil() as usize;
         save_grid(&imgs, nrow, &a.out)?;
         println!("wrote a grid of {} samples to {}", a.count, a.out.display());
@@ -147,6 +232,7 @@ fn sample(a: SampleArgs) -> anyhow::Result<ExitCode> {
 
 fn interpolate(a: InterpolateArgs) -> anyhow::Result<ExitCode> {
     let run = RunDir::open(&a.run)?;
+    image_out(&a.out, false)?;
     let dev = parse_device(&a.device)?;
     let g = load_generator(&run, &a.checkpoint, &dev)?;
     let imgs = g.latent_walk(a.rows, a.steps, a.dim, a.seed)?;

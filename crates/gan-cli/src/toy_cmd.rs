@@ -253,6 +253,16 @@ pub fn sample(
     out: &Path,
     seed: u64,
 ) -> anyhow::Result<ExitCode> {
+    if !out
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+    {
+        anyhow::bail!(
+            "--out {}: a toy run samples 2D points, written as CSV text: give a path ending in \
+             .csv",
+            out.display()
+        );
+    }
     let run = RunDir::open(run)?;
     let g = load_toy_generator(&run, checkpoint, &parse_device("cpu")?)?;
     let points = g.sample(count, seed)?;

@@ -101,7 +101,8 @@ pub fn train(a: TrainWganArgs, gp: bool) -> anyhow::Result<ExitCode> {
             (run, cfg, None, true)
         }
         None => {
-            let source = ImageSource::resolve(a.net.data.as_deref(), &a.net.datasets_dir)?;
+            let mut source = ImageSource::resolve(a.net.data.as_deref(), &a.net.datasets_dir)?;
+            source.path = crate::absolute_data_path(&source.path);
             if a.net.data.is_none() {
                 tracing::info!(
                     "no --data given: training on {} ({})",
@@ -172,8 +173,8 @@ pub fn train(a: TrainWganArgs, gp: bool) -> anyhow::Result<ExitCode> {
     let data = match data {
         Some(d) => d,
         None => {
-            let source =
-                ImageSource::resolve(Some(&cfg.data.path.to_string_lossy()), Path::new("."))?;
+            let path = crate::locate_stored_data(run.root(), &cfg.data.path)?;
+            let source = ImageSource::resolve(Some(&path.to_string_lossy()), Path::new("."))?;
             gan_models::dcgan_run::load_data(&source, &cfg.dcgan)?
         }
     };

@@ -36,7 +36,7 @@ use crate::cyclegan::{
 use crate::dcgan_run::parse_device;
 use crate::engine::{fit, BatchSource, DataPosition, FitConfig, FitOutcome, LrSchedule, Trainer};
 use crate::error::{ModelError, Result};
-use crate::grid::{save_grid, save_images};
+use crate::grid::{pad_rows, save_grid, save_images};
 use crate::registry::RunConfig;
 use crate::run::RunDir;
 use crate::streams as stream;
@@ -437,17 +437,23 @@ impl BatchSource for UnpairedSampler<'_> {
 /// How a CycleGAN training call ended.
 pub type CycleFitOutcome = FitOutcome<CycleStepMetrics>;
 
-/// The sample grid: rows real A, G(A), F(G(A)), real B, F(B), G(F(B)), `n` images each.
+/// The sample grid: six rows, real A, G(A), F(G(A)), real B, F(B), G(F(B)), of
+/// [`translation_grid_width`] tiles each (write it with that many images per row). When the
+/// domains hold different numbers of grid images, the shorter domain's rows end in blank tiles
+/// ([`pad_rows`]), so each row stands alone.
 pub fn translation_grid(t: &CycleGanTrainer, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let (g, f) = (&t.g_ab.net, &t.g_ba.net);
     let fake_b = g.forward(a)?;
     let rec_a = f.forward(&fake_b)?;
     let fake_a = f.forward(b)?;
     let rec_b = g.forward(&fake_a)?;
-    Ok(Tensor::cat(
-        &[a, &fake_b, &rec_a, b, &fake_a, &rec_b].map(|t| t.detach()),
-        0,
-    )?)
+    let rows = [a, &fake_b, &rec_a, b, &fake_a, &rec_b].map(|t| t.detach());
+    pad_rows(&rows.each_ref(), translation_grid_width(a, b)?)
+}
+
+/// The width in tiles of [`translation_grid`]: the larger domain's count of grid images.
+pub fn translation_grid_width(a: &Tensor, b: &Tensor) -> Result<usize> {
+    Ok(a.dim(0)?.max(b.dim(0)?).max(1))
 }
 
 /// [`GRID_IMAGES`] images of each domain, evenly spaced in sorted order (test split if present,
@@ -498,7 +504,7 @@ pub fn train_cyclegan(
         crate::engine::resume(&mut trainer, &mut sampler, run, observer)?;
     }
     let (grid_a, grid_b) = grid_inputs(cfg, data, &dev)?;
-    let nrow = grid_a.dim(0)?.max(grid_b.dim(0)?);
+    let nrow = translation_grid_width(&grid_a, &grid_b)?;
     let mut write = |t: &CycleGanTrainer, p: &Path| -> Result<()> {
         save_grid(&translation_grid(t, &grid_a, &grid_b)?, nrow, p)
     };
@@ -601,8 +607,13 @@ impl LoadedCycleGan {
     }
 
     /// Translates every image (PNG or JPEG) in `input` to a PNG of the same stem in `out`,
-    /// at the run's crop size and channels; returns the files written. A file that cannot be
-    /// decoded stops with an error naming it, before anything is written.
+    /// at the run's crop size and channels; returns the files written, one per input. A file
+    /// that cannot be decoded stops with an error naming it, before anything is written.
+    ///
+    /// Refused before anything is read or written: `out` being `input` itself (the translations
+    /// would replace the images they come from), and two inputs whose output names clash
+    /// (`photo.png`, `photo.jpg` and `photo.PNG` all give `photo.png`; names are compared
+    /// without case, as macOS and Windows file systems do), listing every clashing file.
     pub fn translate_folder(
         &self,
         dir: Direction,
@@ -610,6 +621,17 @@ impl LoadedCycleGan {
         out: &Path,
     ) -> Result<Vec<PathBuf>> {
         let files = list_images(input)?;
+        if same_folder(input, out) {
+            return Err(ModelError::Image {
+                path: out.into(),
+                reason: format!(
+                    "it is the input folder {}: the translations would replace the images they \
+                     come from; write them to another folder",
+                    input.display()
+                ),
+            });
+        }
+        let names = translated_names(&files, out)?;
         let icfg = self.cfg.image_cfg(self.cfg.data.crop_size);
         let mut values = Vec::new();
         for f in &files {
@@ -621,10 +643,9 @@ impl LoadedCycleGan {
         std::fs::create_dir_all(out).map_err(|e| ModelError::io(out, e))?;
         let tmp = tempdir_in(out)?;
         let mut written = Vec::new();
-        for (i, f) in files.iter().enumerate() {
+        for (i, name) in names.iter().enumerate() {
             save_images(&translated.narrow(0, i, 1)?, &tmp, 0)?;
-            let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned());
-            let dest = out.join(format!("{}.png", stem.unwrap_or_else(|| format!("{i:06}"))));
+            let dest = out.join(name);
             let src = tmp.join("000000.png");
             std::fs::rename(&src, &dest).map_err(|e| ModelError::io(&dest, e))?;
             written.push(dest);
@@ -632,6 +653,53 @@ impl LoadedCycleGan {
         let _ = std::fs::remove_dir_all(&tmp);
         Ok(written)
     }
+}
+
+/// Whether `a` and `b` name one folder (compared after resolving links and `..`; a folder that
+/// does not exist yet is no existing one).
+fn same_folder(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// The output file name of each input (`<stem>.png`), or an error naming `out` and listing the
+/// inputs whose output names clash, compared without case.
+fn translated_names(files: &[PathBuf], out: &Path) -> Result<Vec<String>> {
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| {
+            let stem = f.file_stem().unwrap_or_default().to_string_lossy();
+            format!("{stem}.png")
+        })
+        .collect();
+    let mut by_name: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
+    for (i, name) in names.iter().enumerate() {
+        by_name.entry(name.to_lowercase()).or_default().push(i);
+    }
+    let clashes: Vec<String> = by_name
+        .values()
+        .filter(|group| group.len() > 1)
+        .map(|group| {
+            let inputs: Vec<String> = group
+                .iter()
+                .map(|&i| files[i].display().to_string())
+                .collect();
+            format!("{} -> {}", inputs.join(", "), names[group[0]])
+        })
+        .collect();
+    if clashes.is_empty() {
+        return Ok(names);
+    }
+    Err(ModelError::Image {
+        path: out.into(),
+        reason: format!(
+            "inputs that differ only in extension or case would be written to one file, one \
+             over the other: {}; rename them or translate them from separate folders",
+            clashes.join("; ")
+        ),
+    })
 }
 
 fn tempdir_in(dir: &Path) -> Result<PathBuf> {

@@ -43,6 +43,29 @@ pub fn save_grid(images: &Tensor, nrow: usize, path: &Path) -> Result<()> {
     write_png(path, gw, gh, 3, canvas)
 }
 
+/// Lays `rows` (each `[n_k, c, h, w]`) out as the rows of one grid of `width` columns: each row
+/// is followed by blank tiles (value -1, black like the gutter) up to `width`, so that row `k`
+/// of [`save_grid`]`(.., width, ..)` holds exactly `rows[k]` whatever the counts. A row longer
+/// than `width` is an error, since it would run into the next one.
+pub fn pad_rows(rows: &[&Tensor], width: usize) -> Result<Tensor> {
+    let mut tiles = Vec::with_capacity(rows.len() * 2);
+    for (k, row) in rows.iter().enumerate() {
+        let (n, c, h, w) = row.dims4()?;
+        if n > width {
+            return Err(ModelError::Config(format!(
+                "grid row {k} holds {n} images, more than the grid's width of {width}"
+            )));
+        }
+        tiles.push((*row).clone());
+        if n < width {
+            tiles.push(
+                Tensor::full(-1f32, (width - n, c, h, w), row.device())?.to_dtype(row.dtype())?,
+            );
+        }
+    }
+    Ok(Tensor::cat(&tiles, 0)?)
+}
+
 /// Writes each image of `images` (`[n, c, h, w]` in [-1, 1]) as its own PNG into `dir`,
 /// named `000000.png`, `000001.png`, ...; grayscale when c = 1.
 pub fn save_images(images: &Tensor, dir: &Path, first_index: usize) -> Result<()> {

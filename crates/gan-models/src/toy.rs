@@ -1019,8 +1019,22 @@ impl LoadedToyGenerator {
     }
 }
 
-/// Writes `points` as a CSV file with the header `x,y` and one row per point.
+/// Writes `points` as a CSV file with the header `x,y` and one row per point. `path` must end
+/// in `.csv` (any case): CSV text written under another extension (`x.png`) would be a file
+/// that does not hold what its name says.
 pub fn write_points_csv(path: &Path, points: &[[f32; 2]]) -> Result<()> {
+    if !path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+    {
+        return Err(ModelError::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "points are written as CSV text: give a path ending in .csv",
+            ),
+        ));
+    }
     let mut text = String::with_capacity(16 * points.len() + 4);
     text.push_str("x,y\n");
     for p in points {
