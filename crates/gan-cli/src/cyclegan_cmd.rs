@@ -13,7 +13,10 @@ use gan_models::dcgan_run::parse_device;
 use gan_models::registry::RunConfig;
 use gan_models::run::RunDir;
 
-use crate::train_cmd::{open_for_resume, run_training, Session};
+use crate::train_cmd::{
+    apply_on_resume, check_resume_flags, given, open_for_resume, record_changes, run_training,
+    Session,
+};
 
 /// Flags of `gan-cli train cyclegan`. The defaults are the reference's for 256-pixel photos;
 /// for 28-pixel digits see the README (`--channels 1 --load-size 28 --crop-size 28 --no-flip`
@@ -174,8 +177,14 @@ pub fn train(a: TrainCycleganArgs) -> anyhow::Result<ExitCode> {
             let RunConfig::CycleGan(mut cfg) = cfg else {
                 unreachable!("open_for_resume accepts only cyclegan runs")
             };
-            a.run.apply_divergence(&mut cfg.schedule);
+            check_resume_flags(dir, &["lr"])?;
             cfg.data.dataroot = crate::locate_stored_data(run.root(), &cfg.data.dataroot)?;
+            let before = RunConfig::CycleGan(cfg.clone());
+            let cadences = [a.sample_every, a.checkpoint_every, a.log_every].map(Some);
+            apply_on_resume(&a.run, &mut cfg.schedule, &mut cfg.device, cadences);
+            if given("lr") {
+                cfg.adam.lr = a.lr;
+            }
             let data = load_train(&cfg)?;
             cfg.epochs = a.epochs.unwrap_or(cfg.epochs);
             cfg.epochs_decay = a.epochs_decay.unwrap_or(cfg.epochs_decay);
@@ -186,6 +195,7 @@ pub fn train(a: TrainCycleganArgs) -> anyhow::Result<ExitCode> {
                     .then_some(cfg.schedule.steps)
             });
             cfg.finish(&data, cap);
+            record_changes(&run, &before, &RunConfig::CycleGan(cfg.clone()))?;
             (run, cfg, data, true)
         }
         None => {

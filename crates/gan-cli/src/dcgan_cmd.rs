@@ -13,7 +13,10 @@ use gan_models::registry::RunConfig;
 use gan_models::run::RunDir;
 
 use crate::args::TrainDcgan;
-use crate::train_cmd::{open_for_resume, run_training, Session};
+use crate::train_cmd::{
+    apply_on_resume, check_resume_flags, given, open_for_resume, record_changes, run_training,
+    Session,
+};
 
 /// Runs `gan-cli train dcgan`.
 pub fn train(a: TrainDcgan) -> anyhow::Result<ExitCode> {
@@ -23,6 +26,8 @@ pub fn train(a: TrainDcgan) -> anyhow::Result<ExitCode> {
             let RunConfig::Dcgan(mut cfg) = cfg else {
                 unreachable!("open_for_resume accepts only dcgan runs")
             };
+            check_resume_flags(dir, &["lr"])?;
+            let before = RunConfig::Dcgan(cfg.clone());
             // Extending a run: a new length replaces the saved one.
             if let Some(steps) = a.net.steps {
                 cfg.schedule.steps = steps;
@@ -31,7 +36,14 @@ pub fn train(a: TrainDcgan) -> anyhow::Result<ExitCode> {
                 cfg.epochs = Some(epochs);
                 cfg.schedule.steps = epochs * steps_per_epoch(cfg.data.items, cfg.batch_size);
             }
-            a.run.apply_divergence(&mut cfg.schedule);
+            let n = &a.net;
+            let cadences = [n.sample_every, n.checkpoint_every, n.log_every].map(Some);
+            apply_on_resume(&a.run, &mut cfg.schedule, &mut cfg.device, cadences);
+            if given("lr") {
+                cfg.adam_g.lr = a.lr;
+                cfg.adam_d.lr = a.lr;
+            }
+            record_changes(&run, &before, &RunConfig::Dcgan(cfg.clone()))?;
             let path = crate::locate_stored_data(run.root(), &cfg.data.path)?;
             let source = ImageSource::resolve(Some(&path.to_string_lossy()), Path::new("."))?;
             let data = load_data(&source, &cfg.dcgan)?;

@@ -12,7 +12,9 @@ use gan_models::toy::{
     load_toy_generator, train_toy, write_points_csv, Activation, ToyConfig, ToyLoss,
 };
 
-use crate::train_cmd::{open_for_resume, run_training, Session};
+use crate::train_cmd::{
+    apply_on_resume, check_resume_flags, open_for_resume, record_changes, run_training, Session,
+};
 
 fn parse_dist(s: &str) -> Result<ToyDistribution, String> {
     s.parse().map_err(|e: gan_data::DataError| e.to_string())
@@ -185,10 +187,21 @@ pub fn train(a: TrainToyArgs) -> anyhow::Result<ExitCode> {
             let RunConfig::Toy(mut cfg) = cfg else {
                 unreachable!("open_for_resume accepts only toy runs")
             };
-            a.run.apply_divergence(&mut cfg.schedule);
+            check_resume_flags(dir, &["lr", "d_lr", "threads"])?;
+            let before = RunConfig::Toy(cfg.clone());
+            let cadences = [a.sample_every, a.checkpoint_every, a.log_every];
+            apply_on_resume(&a.run, &mut cfg.schedule, &mut cfg.device, cadences);
+            if let Some(lr) = a.lr {
+                cfg.adam_g.lr = lr;
+                cfg.adam_d.lr = lr;
+            }
+            if let Some(lr) = a.d_lr {
+                cfg.adam_d.lr = lr;
+            }
             if let Some(steps) = a.steps {
                 cfg.schedule.steps = steps;
             }
+            record_changes(&run, &before, &RunConfig::Toy(cfg.clone()))?;
             (run, cfg, true)
         }
         None => {

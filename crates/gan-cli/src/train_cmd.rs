@@ -6,6 +6,7 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
 use anyhow::bail;
 use gan_models::engine::{FitOutcome, StepRecord};
@@ -16,6 +17,184 @@ use gan_models::train::Observer;
 
 use crate::eval_cmd::TrainEvalArgs;
 use crate::progress::TrainProgress;
+
+/// The flags of the `train` subcommand given on the command line (clap ids: `batch_size`, …),
+/// not from a default or the environment.
+static GIVEN: OnceLock<Vec<String>> = OnceLock::new();
+
+/// Records which flags of `gan-cli train <model>` were typed (call once, from `main`).
+pub fn set_given_flags(matches: &clap::ArgMatches) {
+    let mut given = Vec::new();
+    if let Some(("train", m)) = matches.subcommand() {
+        if let Some((model, m)) = m.subcommand() {
+            // Arguments only: the derive also records its flattened groups (`RunFlags`) as ids.
+            let cli = <crate::args::Cli as clap::CommandFactory>::command();
+            let args: Vec<String> = cli
+                .find_subcommand("train")
+                .and_then(|t| t.find_subcommand(model))
+                .map(|c| c.get_arguments().map(|a| a.get_id().to_string()).collect())
+                .unwrap_or_default();
+            for id in m.ids() {
+                let typed =
+                    m.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine);
+                if typed && args.iter().any(|a| a == id.as_str()) {
+                    given.push(id.as_str().to_string());
+                }
+            }
+        }
+    }
+    let _ = GIVEN.set(given);
+}
+
+fn flag(id: &str) -> String {
+    format!("--{}", id.replace('_', "-"))
+}
+
+/// Flags that may be given with `--resume` by every train command: the length, the cadences,
+/// evaluation, the device and `--keep-going`. A command adds the ones it applies (its learning
+/// rates).
+pub const RESUMABLE: [&str; 13] = [
+    "resume",
+    "steps",
+    "epochs",
+    "epochs_decay",
+    "keep_going",
+    "eval_every",
+    "eval_count",
+    "evaluator",
+    "datasets_dir",
+    "sample_every",
+    "checkpoint_every",
+    "log_every",
+    "device",
+];
+
+/// Refuses the flags given with `--resume` that cannot apply to a run in progress (its networks,
+/// data, batch size, losses, seed were fixed when it started), naming the first such flag.
+/// `also` lists the command's own flags that it applies on resume.
+pub fn check_resume_flags(dir: &Path, also: &[&str]) -> anyhow::Result<Vec<String>> {
+    let given = GIVEN.get().cloned().unwrap_or_default();
+    let mut fixed: Vec<String> = given
+        .iter()
+        .filter(|g| !RESUMABLE.contains(&g.as_str()) && !also.contains(&g.as_str()))
+        .map(|g| flag(g))
+        .collect();
+    fixed.sort();
+    if !fixed.is_empty() {
+        let mut ok: Vec<String> = RESUMABLE[1..].iter().map(|f| flag(f)).collect();
+        ok.extend(also.iter().map(|f| flag(f)));
+        bail!(
+            "{} cannot change when resuming {}: the run's networks, data and training settings \
+             were fixed when it started and its checkpoint holds them (start a new run with --out \
+             to change them); with --resume you may give {}",
+            fixed.join(", "),
+            dir.display(),
+            ok.join(", ")
+        );
+    }
+    Ok(given)
+}
+
+/// Whether flag `id` (a clap id: `sample_every`) was typed on the command line.
+pub fn given(id: &str) -> bool {
+    GIVEN.get().is_some_and(|g| g.iter().any(|x| x == id))
+}
+
+/// Applies the flags every command takes on resume, where typed: `--keep-going` (or its
+/// absence), `--device`, and the cadences `[sample_every, checkpoint_every, log_every]`.
+pub fn apply_on_resume(
+    run: &crate::args::RunFlags,
+    schedule: &mut gan_models::train::LoopConfig,
+    device: &mut String,
+    cadences: [Option<u64>; 3],
+) {
+    run.apply_divergence(schedule);
+    if given("device") {
+        device.clone_from(&run.device);
+    }
+    let [sample, checkpoint, log] = cadences;
+    for (id, value, field) in [
+        ("sample_every", sample, &mut schedule.sample_every),
+        (
+            "checkpoint_every",
+            checkpoint,
+            &mut schedule.checkpoint_every,
+        ),
+        ("log_every", log, &mut schedule.log_every),
+    ] {
+        if let (true, Some(v)) = (given(id), value) {
+            *field = v;
+        }
+    }
+}
+
+/// Rewrites `config.json` of a resumed run with the values changed by flags (the configuration
+/// `after`, against `before`) and appends to its `history` what changed at which step:
+/// `{"step": 300, "changed": {"schedule.steps": [1000, 2000], "adam_g.lr": [0.0002, 0.0001]}}`.
+pub fn record_changes(run: &RunDir, before: &RunConfig, after: &RunConfig) -> anyhow::Result<()> {
+    let old = serde_json::to_value(before)?;
+    let new = serde_json::to_value(after)?;
+    let mut changed = serde_json::Map::new();
+    diff("", &old, &new, &mut changed);
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let step = run
+        .checkpoint(LATEST)
+        .ok()
+        .and_then(|d| std::fs::read_to_string(d.join("state.json")).ok())
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v.get("step").and_then(serde_json::Value::as_u64))
+        .unwrap_or(0);
+    let mut written: serde_json::Value = run.config()?;
+    let history = written
+        .get("history")
+        .cloned()
+        .unwrap_or_else(|| serde_json::Value::Array(Vec::new()));
+    let mut history = match history {
+        serde_json::Value::Array(h) => h,
+        _ => Vec::new(),
+    };
+    let text: Vec<String> = changed
+        .iter()
+        .map(|(k, v)| format!("{k} {} → {}", v[0], v[1]))
+        .collect();
+    tracing::info!("resuming at step {step} with {}", text.join(", "));
+    history.push(serde_json::json!({ "step": step, "changed": changed }));
+    written = new;
+    written["history"] = serde_json::Value::Array(history);
+    gan_models::run::write_json(&run.root().join("config.json"), &written)?;
+    Ok(())
+}
+
+fn diff(
+    path: &str,
+    a: &serde_json::Value,
+    b: &serde_json::Value,
+    out: &mut serde_json::Map<String, serde_json::Value>,
+) {
+    match (a, b) {
+        (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
+            for (k, vb) in y {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match x.get(k) {
+                    Some(va) => diff(&p, va, vb, out),
+                    None => {
+                        out.insert(p, serde_json::json!([null, vb]));
+                    }
+                }
+            }
+        }
+        _ if a != b => {
+            out.insert(path.to_string(), serde_json::json!([a, b]));
+        }
+        _ => {}
+    }
+}
 
 /// Opens `dir` to resume it with `gan-cli train <command>`, which trains the models `accepts`;
 /// a run of another kind is refused with the command that resumes it.

@@ -14,7 +14,9 @@ use gan_models::wgan::{
     steps_for_epochs, train_wgan, CriticNorm, CriticSchedule, Lipschitz, WganRunConfig,
 };
 
-use crate::train_cmd::{open_for_resume, run_training, Session};
+use crate::train_cmd::{
+    apply_on_resume, check_resume_flags, open_for_resume, record_changes, run_training, Session,
+};
 
 /// The critic's normalisation.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -89,7 +91,14 @@ pub fn train(a: TrainWganArgs, gp: bool) -> anyhow::Result<ExitCode> {
             let RunConfig::Wgan(mut cfg) = cfg else {
                 unreachable!("open_for_resume accepts only {model} runs")
             };
-            a.run.apply_divergence(&mut cfg.schedule);
+            check_resume_flags(dir, &["lr"])?;
+            let before = RunConfig::Wgan(cfg.clone());
+            let n = &a.net;
+            let cadences = [n.sample_every, n.checkpoint_every, n.log_every].map(Some);
+            apply_on_resume(&a.run, &mut cfg.schedule, &mut cfg.device, cadences);
+            if let Some(lr) = a.lr {
+                cfg.optimizer.set_lr(lr);
+            }
             if let Some(steps) = a.net.steps {
                 cfg.schedule.steps = steps;
             }
@@ -98,6 +107,7 @@ pub fn train(a: TrainWganArgs, gp: bool) -> anyhow::Result<ExitCode> {
                 cfg.schedule.steps =
                     steps_for_epochs(epochs, cfg.data.items, cfg.batch_size, cfg.critic.n_critic);
             }
+            record_changes(&run, &before, &RunConfig::Wgan(cfg.clone()))?;
             (run, cfg, None, true)
         }
         None => {

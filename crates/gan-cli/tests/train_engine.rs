@@ -186,3 +186,78 @@ fn wgan_gp_evaluates_and_reports_its_own_numbers() {
     assert!(html.contains("Critic scores"));
     assert!(!html.contains("Discriminator outputs"));
 }
+
+/// Flags given with `--resume` are applied and recorded in config.json's `history` when they can
+/// change in a run (learning rate, length, cadences), and refused, naming the flag, when they
+/// cannot (the networks' widths, the batch size).
+#[test]
+fn resume_flags_are_applied_and_recorded_or_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut args = vec![
+        "train",
+        "dcgan",
+        "--data",
+        "mnist-mini",
+        "--out",
+        "run",
+        "--steps",
+        "2",
+    ];
+    args.extend(TINY);
+    ok(&gan_cli(&args, d));
+    let out = gan_cli(
+        &[
+            "train",
+            "dcgan",
+            "--resume",
+            "run",
+            "--ngf",
+            "16",
+            "--batch-size",
+            "4",
+        ],
+        d,
+    );
+    let stderr = fails_with(
+        &out,
+        2,
+        "--batch-size, --ngf cannot change when resuming run",
+    );
+    assert!(
+        stderr.contains("--lr"),
+        "the message lists what may change: {stderr}"
+    );
+    let out = gan_cli(
+        &[
+            "train",
+            "dcgan",
+            "--resume",
+            "run",
+            "--steps",
+            "3",
+            "--lr",
+            "1e-4",
+            "--sample-every",
+            "1",
+        ],
+        d,
+    );
+    let stdout = ok(&out);
+    assert!(stdout.contains("step 3:"), "{stdout}");
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("run/config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["adam_g"]["lr"], 1e-4);
+    assert_eq!(cfg["adam_d"]["lr"], 1e-4);
+    assert_eq!(cfg["schedule"]["steps"], 3);
+    assert_eq!(cfg["schedule"]["sample_every"], 1);
+    let h = &cfg["history"][0];
+    assert_eq!(h["step"], 2, "{cfg}");
+    assert_eq!(
+        h["changed"]["adam_g.lr"],
+        serde_json::json!([0.0002, 0.0001])
+    );
+    assert_eq!(h["changed"]["schedule.steps"], serde_json::json!([2, 3]));
+    assert!(h["changed"].get("dcgan.ngf").is_none());
+    assert!(d.join("run/samples/step-000003.png").is_file());
+}
