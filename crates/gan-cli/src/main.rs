@@ -19,7 +19,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use clap::Parser;
 use gan_models::dcgan_run::{load_generator, parse_device};
 use gan_models::grid::{save_grid, save_images};
 use gan_models::registry::RunConfig;
