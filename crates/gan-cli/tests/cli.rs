@@ -1,30 +1,13 @@
 //! The `gan-cli` binary end to end: train a tiny run, then sample and interpolate from the run
 //! folder alone; bad input exits with code 2 and a message naming the problem.
 
+#[allow(dead_code)] // not every test file uses every helper
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn gan_cli(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gan-cli"))
-        .args(args)
-        .current_dir(cwd)
-        .env(
-            "GAN_DATASETS",
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets"),
-        )
-        .output()
-        .expect("gan-cli runs")
-}
-
-fn ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use common::{gan_cli, ok};
 
 fn png_size(path: &Path) -> (u32, u32) {
     image::image_dimensions(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))

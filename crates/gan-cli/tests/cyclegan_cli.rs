@@ -1,27 +1,13 @@
 //! `gan-cli train cyclegan`, `translate` and `eval-translation` end to end on a tiny dataset the
 //! test writes; bad input exits with code 2 and a message naming the file, without a panic.
 
+#[allow(dead_code)] // not every test file uses every helper
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn gan_cli(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gan-cli"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("gan-cli runs")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::{gan_cli, ok};
 
 /// Exit code 2, no panic, and stderr containing `needle`.
 fn fails_with(out: &Output, needle: &str) {

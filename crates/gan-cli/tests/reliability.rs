@@ -2,31 +2,13 @@
 //! other or their inputs and follow their extension (item 7), and a run made with relative data
 //! paths works from any working directory (item 4).
 
+#[allow(dead_code)] // not every test file uses every helper
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn gan_cli(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gan-cli"))
-        .args(args)
-        .current_dir(cwd)
-        .env(
-            "GAN_DATASETS",
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets"),
-        )
-        .output()
-        .expect("gan-cli runs")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::{gan_cli, ok};
 
 /// Asserts exit code 2, no panic, and each of `needles` in stderr.
 fn fails_with(out: &Output, needles: &[&str]) {

@@ -3,31 +3,12 @@
 //! with the command that resumes it, and a WGAN-GP run gets evaluations, health checks and a
 //! report of its own numbers.
 
-use std::path::Path;
-use std::process::{Command, Output};
+#[allow(dead_code)] // not every test file uses every helper
+mod common;
 
-fn gan_cli(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gan-cli"))
-        .args(args)
-        .current_dir(cwd)
-        .env(
-            "GAN_DATASETS",
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets"),
-        )
-        .output()
-        .expect("gan-cli runs")
-}
+use std::process::Output;
 
-fn ok(out: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
+use common::{gan_cli, ok};
 
 fn fails_with(out: &Output, code: i32, needle: &str) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();

@@ -1,0 +1,29 @@
+//! Helpers of the end-to-end tests: run the built `gan-cli` and check how it ended.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Runs `gan-cli args` in `cwd`, with `GAN_DATASETS` pointing at the repository's `datasets/`.
+pub fn gan_cli(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gan-cli"))
+        .args(args)
+        .current_dir(cwd)
+        .env(
+            "GAN_DATASETS",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets"),
+        )
+        .output()
+        .expect("gan-cli runs")
+}
+
+/// Asserts success (printing both streams if not) and returns stdout.
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
