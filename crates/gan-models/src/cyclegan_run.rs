@@ -24,7 +24,7 @@ use candle_nn::{VarBuilder, VarMap};
 use gan_core::init::dcgan_init;
 use gan_core::optim::{Adam, AdamConfig};
 use gan_core::rng::SeededRng;
-use gan_data::image_folder::{list_images, load_image};
+use gan_data::image_folder::list_images;
 use gan_data::morphology::{dilate_batch, THIN2THICK_RADIUS};
 use gan_data::{Dataset, ImageFolderConfig, Split, TensorDataset, Unpaired};
 use serde::{Deserialize, Serialize};
@@ -479,12 +479,19 @@ fn grid_inputs(
         }
         Ok(Tensor::from_vec(v, (n, c, s, s), dev)?)
     };
-    match load_test(cfg) {
-        Ok(test) => Ok((pick(&test.a, s)?, pick(&test.b, s)?)),
-        Err(_) => {
-            let l = cfg.data.load_size;
-            Ok((pick(&train.a, l)?, pick(&train.b, l)?))
-        }
+    // The test split when the data has one; a test folder that exists but cannot be read is an
+    // error, not silently replaced by training images.
+    let root = &cfg.data.dataroot;
+    if root.join("testA").is_dir() || root.join("testB").is_dir() {
+        let test = load_test(cfg)?;
+        Ok((pick(&test.a, s)?, pick(&test.b, s)?))
+    } else {
+        tracing::debug!(
+            "{}: no testA/testB, the sample grids show training images",
+            root.display()
+        );
+        let l = cfg.data.load_size;
+        Ok((pick(&train.a, l)?, pick(&train.b, l)?))
     }
 }
 
@@ -633,10 +640,8 @@ impl LoadedCycleGan {
         }
         let names = translated_names(&files, out)?;
         let icfg = self.cfg.image_cfg(self.cfg.data.crop_size);
-        let mut values = Vec::new();
-        for f in &files {
-            values.extend(load_image(f, icfg)?);
-        }
+        // Every file is tried, and an error lists all those that cannot be read.
+        let values = gan_data::image_folder::load_images(&files, icfg)?;
         let (c, s) = (icfg.channels, icfg.size);
         let images = Tensor::from_vec(values, (files.len(), c, s, s), &self.device)?;
         let translated = self.translate(dir, &images)?;

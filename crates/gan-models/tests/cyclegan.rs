@@ -458,3 +458,28 @@ fn resume_continues_exactly_and_eval_runs() {
     assert!((e.ratio - e.mae_translation / e.mae_identity).abs() < 1e-9);
     assert!(load_cyclegan(&full, "step-3", &dev).is_err());
 }
+
+/// An unreadable image in the test split is reported (naming the file), not silently replaced
+/// by training images in the sample grids; without test folders the grids use training images.
+#[test]
+fn unreadable_test_image_is_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("data");
+    tiny_dataset(&root);
+    std::fs::write(root.join("testB/broken.png"), b"not a png").unwrap();
+    let mut cfg = tiny_config(&root);
+    let data = load_train(&cfg).unwrap();
+    cfg.finish(&data, Some(1));
+    let run = RunDir::create(tmp.path().join("run"), &cfg).unwrap();
+    let e = train_cyclegan(&run, &cfg, &data, false, &mut Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("broken.png"), "{e}");
+
+    std::fs::remove_dir_all(root.join("testA")).unwrap();
+    std::fs::remove_dir_all(root.join("testB")).unwrap();
+    let run = RunDir::create(tmp.path().join("run2"), &cfg).unwrap();
+    let out = train_cyclegan(&run, &cfg, &data, false, &mut Silent).unwrap();
+    assert_eq!(out.step, 1);
+    assert!(run.sample_path(1).is_file());
+}
