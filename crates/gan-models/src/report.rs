@@ -418,10 +418,11 @@ pub fn render_report(run: &RunDir) -> Result<String> {
     // on a probability axis.
     let losses: Vec<&String> = keys.iter().filter(|k| k.starts_with("loss")).collect();
     let d_out: Vec<&String> = keys.iter().filter(|k| k.starts_with("d_")).collect();
-    let critic: Vec<&String> = keys.iter().filter(|k| k.starts_with("critic_")).collect();
+    let is_score = |k: &str| k == "critic_real" || k == "critic_fake";
+    let critic: Vec<&String> = keys.iter().filter(|k| is_score(k)).collect();
     let others: Vec<&String> = keys
         .iter()
-        .filter(|k| !k.starts_with("loss") && !k.starts_with("d_") && !k.starts_with("critic_"))
+        .filter(|k| !k.starts_with("loss") && !k.starts_with("d_") && !is_score(k))
         .collect();
     if !losses.is_empty() {
         out.push_str(&chart_img("Losses", "loss", named(&losses))?);
