@@ -114,6 +114,34 @@ pub struct ImageGanFlags {
 }
 
 impl ImageGanFlags {
+    /// Resolves `--data` (saying which dataset the default picked) into the source, its
+    /// [`DataConfig`](gan_models::dcgan_run::DataConfig) with the path made absolute (the item
+    /// count still 0), and the channel count (1 for IDX data, else `--channels`).
+    pub fn data_config(
+        &self,
+    ) -> anyhow::Result<(
+        gan_data::ImageSource,
+        gan_models::dcgan_run::DataConfig,
+        usize,
+    )> {
+        let mut source = gan_data::ImageSource::resolve(self.data.as_deref(), &self.datasets_dir)?;
+        source.path = crate::absolute_data_path(&source.path);
+        if self.data.is_none() {
+            tracing::info!(
+                "no --data given: training on {} ({})",
+                source.name,
+                source.path.display()
+            );
+        }
+        let channels = if source.idx { 1 } else { self.channels };
+        let data = gan_models::dcgan_run::DataConfig {
+            source: source.name.clone(),
+            path: source.path.clone(),
+            items: 0,
+        };
+        Ok((source, data, channels))
+    }
+
     /// Sets the networks' size and widths and the run's cadences from the flags.
     pub fn apply(
         &self,

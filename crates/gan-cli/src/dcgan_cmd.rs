@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::bail;
 use gan_data::ImageSource;
 use gan_models::dcgan_run::{
-    load_data, parse_device, steps_per_epoch, train_dcgan, DataConfig, DcganRunConfig,
+    load_data, parse_device, steps_per_epoch, train_dcgan, DcganRunConfig,
 };
 use gan_models::registry::RunConfig;
 use gan_models::run::RunDir;
@@ -85,24 +85,8 @@ pub fn train(a: TrainDcgan) -> anyhow::Result<ExitCode> {
 /// The configuration of a new run from the flags, and its training data (loaded before anything
 /// is written, so that bad data leaves no run folder behind).
 fn new_config(a: &TrainDcgan) -> anyhow::Result<(DcganRunConfig, gan_data::TensorDataset)> {
-    let mut source = ImageSource::resolve(a.net.data.as_deref(), &a.net.datasets_dir)?;
-    source.path = crate::absolute_data_path(&source.path);
-    if a.net.data.is_none() {
-        tracing::info!(
-            "no --data given: training on {} ({})",
-            source.name,
-            source.path.display()
-        );
-    }
-    let channels = if source.idx { 1 } else { a.net.channels };
-    let mut cfg = DcganRunConfig::new(
-        DataConfig {
-            source: source.name.clone(),
-            path: source.path.clone(),
-            items: 0,
-        },
-        channels,
-    );
+    let (source, data, channels) = a.net.data_config()?;
+    let mut cfg = DcganRunConfig::new(data, channels);
     cfg.adam_g.lr = a.lr;
     cfg.adam_d.lr = a.lr;
     cfg.step.loss = a.loss.into();

@@ -126,7 +126,7 @@ fn evaluator_name(explicit: Option<&str>, data: Option<&str>) -> anyhow::Result<
     }
 }
 
-/// The monitor of a DCGAN training run: evaluation every N steps (with its evaluator loaded) and
+/// The monitor of a training run: evaluation every N steps (with its evaluator loaded) and
 /// the report.
 pub fn monitor_setup(
     a: &TrainEvalArgs,

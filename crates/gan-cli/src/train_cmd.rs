@@ -259,18 +259,14 @@ fn train_and_report<M: StepRecord>(
     train: impl FnOnce(&RunDir, bool, &mut dyn Observer<M>) -> gan_models::Result<FitOutcome<M>>,
 ) -> anyhow::Result<ExitCode> {
     let steps = cfg.schedule().steps;
-    let (monitor_cfg, setup) = match eval {
-        Some(e) => {
-            crate::eval_cmd::monitor_setup(e, &cfg.data_name(), datasets_dir, cfg.device(), steps)?
-        }
-        None => crate::eval_cmd::monitor_setup(
-            &TrainEvalArgs::none(),
-            "",
-            datasets_dir,
-            cfg.device(),
-            steps,
-        )?,
-    };
+    let no_eval = TrainEvalArgs::none();
+    let (monitor_cfg, setup) = crate::eval_cmd::monitor_setup(
+        eval.unwrap_or(&no_eval),
+        &cfg.data_name(),
+        datasets_dir,
+        cfg.device(),
+        steps,
+    )?;
     let stop = crate::stop_on_ctrl_c()?;
     let mut progress = TrainProgress::<M>::new(steps, cfg.item_unit(), stop);
     let dev = gan_models::dcgan_run::parse_device(cfg.device())?;

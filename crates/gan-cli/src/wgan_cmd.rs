@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::ValueEnum;
 use gan_data::ImageSource;
-use gan_models::dcgan_run::{parse_device, DataConfig};
+use gan_models::dcgan_run::parse_device;
 use gan_models::registry::RunConfig;
 use gan_models::run::RunDir;
 use gan_models::wgan::{
@@ -111,21 +111,7 @@ pub fn train(a: TrainWganArgs, gp: bool) -> anyhow::Result<ExitCode> {
             (run, cfg, None, true)
         }
         None => {
-            let mut source = ImageSource::resolve(a.net.data.as_deref(), &a.net.datasets_dir)?;
-            source.path = crate::absolute_data_path(&source.path);
-            if a.net.data.is_none() {
-                tracing::info!(
-                    "no --data given: training on {} ({})",
-                    source.name,
-                    source.path.display()
-                );
-            }
-            let channels = if source.idx { 1 } else { a.net.channels };
-            let data = DataConfig {
-                source: source.name.clone(),
-                path: source.path.clone(),
-                items: 0,
-            };
+            let (source, data, channels) = a.net.data_config()?;
             let mut cfg = if gp {
                 WganRunConfig::wgan_gp(data, channels)
             } else {

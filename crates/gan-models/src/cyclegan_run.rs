@@ -9,7 +9,7 @@
 //! Each image is loaded at `load_size` and randomly cropped to `crop_size`, then flipped
 //! horizontally with probability ½ when `flip` is on (off for digits, whose mirror image is not a
 //! digit). The learning rate is constant for `epochs` epochs, then decays linearly
-//! ([`lr_factor`]).
+//! ([`lr_factor`](crate::cyclegan::lr_factor)).
 //!
 //! Every random choice of a step (the B index, crops, flips, pool swaps) comes from a generator
 //! seeded by the run's seed and the step number, and the A order from one seeded by the epoch,
@@ -30,7 +30,7 @@ use gan_data::{Dataset, ImageFolderConfig, Split, TensorDataset, Unpaired};
 use serde::{Deserialize, Serialize};
 
 use crate::cyclegan::{
-    lr_factor, CycleGanConfig, CycleGanTrainer, CycleLossConfig, CycleStepMetrics, ImagePool,
+    CycleGanConfig, CycleGanTrainer, CycleLossConfig, CycleStepMetrics, ImagePool,
     PatchDiscriminator, ResnetGenerator, Trained,
 };
 use crate::dcgan_run::parse_device;
@@ -168,10 +168,18 @@ impl CycleGanRunConfig {
             steps.unwrap_or((self.epochs + self.epochs_decay) * self.steps_per_epoch);
     }
 
+    /// The reference's rule: the initial rate for `epochs` epochs, then linear decay.
+    pub fn lr_schedule(&self) -> LrSchedule {
+        LrSchedule::LinearDecay {
+            steps_per_epoch: self.steps_per_epoch,
+            epochs: self.epochs,
+            epochs_decay: self.epochs_decay,
+        }
+    }
+
     /// The learning rate of step `step` (1-based).
     pub fn lr_at(&self, step: u64) -> f64 {
-        let epoch = step.saturating_sub(1) / self.steps_per_epoch.max(1);
-        self.adam.lr * lr_factor(epoch, self.epochs, self.epochs_decay)
+        self.adam.lr * self.lr_schedule().factor(step.saturating_sub(1))
     }
 
     fn image_cfg(&self, size: usize) -> ImageFolderConfig {
@@ -281,17 +289,17 @@ impl Trainer for CycleGanTrainer {
         "discriminator_a", "d_a" => d_a.vars, d_a.opt;
         "discriminator_b", "d_b" => d_b.vars, d_b.opt;
     }
-    fn extra_tensors(&self) -> Result<Option<(&'static str, HashMap<String, Tensor>)>> {
+    fn extra_file(&self) -> Option<&'static str> {
+        Some("pools")
+    }
+    fn extra_tensors(&self) -> Result<HashMap<String, Tensor>> {
         let mut pools = HashMap::new();
         for (k, pool) in [("pool_a", &self.pool_a), ("pool_b", &self.pool_b)] {
             if let Some(t) = pool.to_tensor()? {
                 pools.insert(k.to_string(), t);
             }
         }
-        Ok(Some(("pools", pools)))
-    }
-    fn extra_file(&self) -> Option<&'static str> {
-        Some("pools")
+        Ok(pools)
     }
     fn restore_extra(&mut self, tensors: HashMap<String, Tensor>) -> Result<()> {
         self.pool_a.restore(tensors.get("pool_a"))?;
@@ -516,11 +524,7 @@ pub fn train_cyclegan(
         save_grid(&translation_grid(t, &grid_a, &grid_b)?, nrow, p)
     };
     let fit_cfg = FitConfig {
-        lr: LrSchedule::LinearDecay {
-            steps_per_epoch: cfg.steps_per_epoch,
-            epochs: cfg.epochs,
-            epochs_decay: cfg.epochs_decay,
-        },
+        lr: cfg.lr_schedule(),
         ..FitConfig::new(cfg.schedule)
     };
     fit(

@@ -98,15 +98,9 @@ impl DcganRunConfig {
         }
     }
 
-    /// How the batches are drawn: shuffled each epoch from the batch-order stream, incomplete
-    /// batches dropped.
+    /// How the batches are drawn ([`stream::batch_config`]).
     pub fn batch_config(&self) -> BatchConfig {
-        BatchConfig {
-            batch_size: self.batch_size,
-            shuffle: true,
-            drop_last: true,
-            seed: stream::batch_seed(self.seed, self.streams),
-        }
+        stream::batch_config(self.batch_size, self.seed, self.streams)
     }
 }
 

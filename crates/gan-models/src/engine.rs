@@ -209,13 +209,13 @@ pub trait Trainer {
     }
     /// Restores the noise generator.
     fn restore_noise(&mut self, _state: &RngState) {}
-    /// Extra tensors to save (file stem and tensors), such as CycleGAN's image pools.
-    fn extra_tensors(&self) -> Result<Option<(&'static str, HashMap<String, Tensor>)>> {
-        Ok(None)
-    }
-    /// The file stem of the extra tensors, if the trainer has any.
+    /// The file stem of the extra tensors, if the trainer has any (CycleGAN's image pools).
     fn extra_file(&self) -> Option<&'static str> {
         None
+    }
+    /// The extra tensors to save in [`Trainer::extra_file`].
+    fn extra_tensors(&self) -> Result<HashMap<String, Tensor>> {
+        Ok(HashMap::new())
     }
     /// Restores the extra tensors.
     fn restore_extra(&mut self, _tensors: HashMap<String, Tensor>) -> Result<()> {
@@ -281,9 +281,9 @@ pub fn save_checkpoint<T: Trainer + ?Sized>(
     }
     let p = dir.join("optimizers.safetensors");
     candle_core::safetensors::save(&opt, &p).map_err(|e| ck_err(&p, e))?;
-    if let Some((file, tensors)) = trainer.extra_tensors()? {
+    if let Some(file) = trainer.extra_file() {
         let p = dir.join(format!("{file}.safetensors"));
-        candle_core::safetensors::save(&tensors, &p).map_err(|e| ck_err(&p, e))?;
+        candle_core::safetensors::save(&trainer.extra_tensors()?, &p).map_err(|e| ck_err(&p, e))?;
     }
     write_json(&dir.join("state.json"), state)
 }
@@ -352,7 +352,9 @@ impl LrSchedule {
                 steps_per_epoch,
                 epochs,
                 epochs_decay,
-            } => crate::cyclegan::lr_factor(done / steps_per_epoch.max(&1), *epochs, *epochs_decay),
+            } => {
+                crate::cyclegan::lr_factor(done / (*steps_per_epoch).max(1), *epochs, *epochs_decay)
+            }
         }
     }
 
@@ -380,17 +382,14 @@ pub struct FitConfig {
     pub schedule: LoopConfig,
     /// The learning-rate schedule.
     pub lr: LrSchedule,
-    /// What to do on divergence.
-    pub on_divergence: OnDivergence,
 }
 
 impl FitConfig {
-    /// A constant learning rate; divergence handled as `schedule` says.
+    /// A constant learning rate.
     pub fn new(schedule: LoopConfig) -> Self {
         Self {
             schedule,
             lr: LrSchedule::Constant,
-            on_divergence: schedule.on_divergence,
         }
     }
 }
@@ -506,22 +505,23 @@ pub fn fit<T: Trainer>(
         let m = trainer.train_step(data)?;
         let step = m.step();
         items += trainer.items(&m);
-        let finite = m.is_finite();
+        let values = m.values();
+        let finite = values.iter().all(|(_, v)| v.is_finite());
         let log_now = sched.log_every > 0 && (step % sched.log_every == 0 || step == 1);
         if log_now || (!finite && diverged.is_none()) {
             run.append_metrics(&m)?;
         }
         let rate = items as f64 / start.elapsed().as_secs_f64().max(1e-9);
         observer.on_step(&m, rate);
-        if let Some(mut w) = health.observe(step, &m.values(), m.signals()) {
+        if let Some(mut w) = health.observe(step, &values, m.signals()) {
             if !finite && diverged.is_none() {
-                w.message = divergence_message(run, &m, last_checkpoint, cfg.on_divergence);
+                w.message = divergence_message(run, &m, last_checkpoint, sched.on_divergence);
                 diverged = Some(w.clone());
             }
             log_warning(run, observer, &w);
         }
         last = Some(m);
-        if diverged.is_some() && cfg.on_divergence == OnDivergence::Stop {
+        if diverged.is_some() && sched.on_divergence == OnDivergence::Stop {
             break;
         }
         if let Some(g) = trainer.generator() {
@@ -575,10 +575,7 @@ pub fn fit<T: Trainer>(
 /// Creates the folder of a sample file (a run folder copied without its empty `samples/`).
 fn ensure_parent(path: &Path) -> Result<()> {
     match path.parent() {
-        Some(dir) => std::fs::create_dir_all(dir).map_err(|e| ModelError::Io {
-            path: dir.into(),
-            error: e,
-        }),
+        Some(dir) => std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e)),
         None => Ok(()),
     }
 }

@@ -181,27 +181,6 @@ impl HealthMonitor {
         None
     }
 
-    /// Feeds the values of a cross-entropy GAN step.
-    pub fn observe_values(
-        &mut self,
-        step: u64,
-        loss_d: f32,
-        loss_g: f32,
-        d_x: f32,
-        d_g_z: f32,
-    ) -> Option<Warning> {
-        self.observe(
-            step,
-            &[
-                ("Loss_D", loss_d),
-                ("Loss_G", loss_g),
-                ("D(x)", d_x),
-                ("D(G(z))", d_g_z),
-            ],
-            Signals::Probabilities { d_x, d_g_z },
-        )
-    }
-
     /// Feeds an evaluation made at `step`; may raise several warnings.
     pub fn observe_eval(&mut self, step: u64, r: &EvalReport) -> Vec<Warning> {
         let mut out = Vec::new();

@@ -53,6 +53,17 @@ pub fn batch_seed(seed: u64, version: u32) -> u64 {
     }
 }
 
+/// How the image and toy models draw batches: shuffled each epoch by the batch-order seed
+/// ([`batch_seed`]), incomplete batches dropped.
+pub fn batch_config(batch_size: usize, seed: u64, version: u32) -> gan_data::BatchConfig {
+    gan_data::BatchConfig {
+        batch_size,
+        shuffle: true,
+        drop_last: true,
+        seed: batch_seed(seed, version),
+    }
+}
+
 /// CycleGAN's initialisation streams of G (A→B), F (B→A), D_A and D_B.
 pub fn cyclegan_init(version: u32) -> [u64; 4] {
     if version < 2 {

@@ -35,7 +35,7 @@ use gan_core::loss::GeneratorLoss;
 use gan_core::metrics::{mode_metrics, ModeMetrics};
 use gan_core::optim::{Adam, AdamConfig};
 use gan_core::rng::SeededRng;
-use gan_data::{BatchConfig, Batcher, ToyDistribution};
+use gan_data::{Batcher, ToyDistribution};
 use serde::{Deserialize, Serialize};
 
 use crate::dcgan_run::parse_device;
@@ -917,12 +917,7 @@ pub fn train_toy(
         cfg.train_points,
         SeededRng::with_stream(cfg.seed, stream::TOY_DATA).next_u64(),
     )?;
-    let batch_cfg = BatchConfig {
-        batch_size: cfg.batch_size,
-        shuffle: true,
-        drop_last: true,
-        seed: stream::batch_seed(cfg.seed, cfg.streams),
-    };
+    let batch_cfg = stream::batch_config(cfg.batch_size, cfg.seed, cfg.streams);
     let mut batcher = Batcher::new(&data, batch_cfg, &dev)?;
     if resume {
         crate::engine::resume(&mut trainer, &mut batcher, run, observer)?;

@@ -53,7 +53,7 @@ use gan_core::norm::LayerNorm;
 use gan_core::optim::{Adam, AdamConfig, RmsProp, RmsPropConfig, StatefulOptimizer};
 use gan_core::penalty::{ensure_second_order, gradient_penalty};
 use gan_core::rng::{RngState, SeededRng};
-use gan_data::{BatchConfig, Batcher, TensorDataset};
+use gan_data::{Batcher, TensorDataset};
 use serde::{Deserialize, Serialize};
 
 use crate::dcgan::{DcganConfig, DcganGenerator};
@@ -63,7 +63,7 @@ use crate::error::{ModelError, Result};
 use crate::grid::save_grid;
 use crate::run::RunDir;
 use crate::streams as stream;
-use crate::train::{DiscriminatorNet, GeneratorNet, LoopConfig, Observer, StepConfig, StepMetrics};
+use crate::train::{DiscriminatorNet, GeneratorNet, LoopConfig, Observer, StepConfig};
 
 /// The normalisation after the critic's inner convolutions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -513,24 +513,6 @@ impl StepRecord for WganMetrics {
     }
 }
 
-impl WganMetrics {
-    /// The same numbers in the shape of a cross-entropy GAN's [`StepMetrics`]: `loss_d` and
-    /// `loss_g` as they are, `d_x` = mean f(x), `d_g_z1` = mean f(G(z)) in the critic iterations
-    /// and `d_g_z2` = −`loss_g`. They are raw critic scores, not probabilities: only for code
-    /// that knows this.
-    pub fn as_step_metrics(&self) -> StepMetrics {
-        StepMetrics {
-            step: self.step,
-            epoch: self.epoch,
-            loss_d: self.loss_d,
-            loss_g: self.loss_g,
-            d_x: self.critic_real,
-            d_g_z1: self.critic_fake,
-            d_g_z2: -self.loss_g,
-        }
-    }
-}
-
 /// The generator, the critic, their variables and optimizers, and the noise source.
 ///
 /// Generic over the networks, so that other generators and critics (the 2D toy's MLPs) train
@@ -834,12 +816,7 @@ pub fn train_wgan(
 ) -> Result<FitOutcome<WganMetrics>> {
     let dev = parse_device(&cfg.device)?;
     let mut trainer = WganTrainer::new(cfg, &dev)?;
-    let batch_cfg = BatchConfig {
-        batch_size: cfg.batch_size,
-        shuffle: true,
-        drop_last: true,
-        seed: stream::batch_seed(cfg.seed, cfg.streams),
-    };
+    let batch_cfg = stream::batch_config(cfg.batch_size, cfg.seed, cfg.streams);
     let mut batcher = Batcher::new(data, batch_cfg, &dev)?;
     if resume {
         crate::engine::resume(&mut trainer, &mut batcher, run, observer)?;
