@@ -256,13 +256,15 @@ struct ConvBnOp {
     z: OnceLock<Tensor>,
 }
 
-impl ConvBnOp {
-    fn fwd<T: Real + Elem>(
+impl SliceOp3 for ConvBnOp {
+    const NAME: &'static str = "gan-conv-batch-norm";
+
+    fn fwd_slices<T: Real + Elem>(
         &self,
         x: (&[T], &Shape),
         w: (&[T], &Shape),
         gb: &[T],
-    ) -> Result<(CpuStorage, Shape)> {
+    ) -> Result<(Vec<T>, Shape)> {
         let (z, shape) = self.conv.forward(x, w)?;
         let c = shape.dims4()?.1;
         if gb.len() != 2 * c {
@@ -275,41 +277,10 @@ impl ConvBnOp {
         let z = Tensor::from_vec(z, shape.clone(), &candle_core::Device::Cpu)?;
         // Only the first forward pass of this op instance keeps its output.
         let _ = self.z.set(z);
-        Ok((T::to_cpu_storage_owned(y), shape))
-    }
-}
-
-impl CustomOp3 for ConvBnOp {
-    fn name(&self) -> &'static str {
-        "gan-conv-batch-norm"
+        Ok((y, shape))
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (xs, ws) = (l1.shape(), l2.shape());
-        match (s1, s2, s3) {
-            (CpuStorage::F32(_), CpuStorage::F32(_), CpuStorage::F32(_)) => self.fwd::<f32>(
-                (contiguous(s1, l1)?, xs),
-                (contiguous(s2, l2)?, ws),
-                contiguous(s3, l3)?,
-            ),
-            (CpuStorage::F64(_), CpuStorage::F64(_), CpuStorage::F64(_)) => self.fwd::<f64>(
-                (contiguous(s1, l1)?, xs),
-                (contiguous(s2, l2)?, ws),
-                contiguous(s3, l3)?,
-            ),
-            _ => bail!("gan conv-batch-norm: only f32 or f64, all the same"),
-        }
-    }
-
-    fn bwd(
+    fn grads(
         &self,
         x: &Tensor,
         w: &Tensor,
@@ -385,6 +356,85 @@ pub(crate) fn leaky_relu_grad(res: &Tensor, grad: &Tensor, slope: f64) -> Result
 trait Real: WithDType {}
 impl Real for f32 {}
 impl Real for f64 {}
+
+/// A three-argument CPU op written once over f32 and f64 slices; [`slice_custom_op3!`] makes
+/// it a candle [`CustomOp3`].
+trait SliceOp3 {
+    /// The op's name, for errors.
+    const NAME: &'static str;
+    /// The output and its shape, from the contiguous arguments (the first two with shapes).
+    fn fwd_slices<T: Real + Elem>(
+        &self,
+        a: (&[T], &Shape),
+        b: (&[T], &Shape),
+        c: &[T],
+    ) -> Result<(Vec<T>, Shape)>;
+    /// The gradients of the three arguments from the gradient `grad` of the output `res`.
+    fn grads(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        c: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)>;
+}
+
+/// [`SliceOp3::fwd_slices`] on candle's storages, dispatched on the element type.
+fn cpu_fwd3<O: SliceOp3>(
+    op: &O,
+    (s1, l1): (&CpuStorage, &Layout),
+    (s2, l2): (&CpuStorage, &Layout),
+    (s3, l3): (&CpuStorage, &Layout),
+) -> Result<(CpuStorage, Shape)> {
+    fn run<O: SliceOp3, T: Real + Elem>(
+        op: &O,
+        (s1, l1): (&CpuStorage, &Layout),
+        (s2, l2): (&CpuStorage, &Layout),
+        (s3, l3): (&CpuStorage, &Layout),
+    ) -> Result<(CpuStorage, Shape)> {
+        let (y, shape) = op.fwd_slices::<T>(
+            (contiguous(s1, l1)?, l1.shape()),
+            (contiguous(s2, l2)?, l2.shape()),
+            contiguous(s3, l3)?,
+        )?;
+        Ok((T::to_cpu_storage_owned(y), shape))
+    }
+    let f = match (s1, s2, s3) {
+        (CpuStorage::F32(_), CpuStorage::F32(_), CpuStorage::F32(_)) => run::<O, f32>,
+        (CpuStorage::F64(_), CpuStorage::F64(_), CpuStorage::F64(_)) => run::<O, f64>,
+        _ => bail!("{}: only f32 or f64, all the same", O::NAME),
+    };
+    f(op, (s1, l1), (s2, l2), (s3, l3))
+}
+
+/// The candle custom op of each [`SliceOp3`].
+macro_rules! slice_custom_op3 {
+    ($($ty:ty),*) => {$(
+        impl CustomOp3 for $ty {
+            fn name(&self) -> &'static str {
+                Self::NAME
+            }
+
+            #[rustfmt::skip]
+            fn cpu_fwd(
+                &self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout,
+                s3: &CpuStorage, l3: &Layout,
+            ) -> Result<(CpuStorage, Shape)> {
+                cpu_fwd3(self, (s1, l1), (s2, l2), (s3, l3))
+            }
+
+            #[rustfmt::skip]
+            fn bwd(
+                &self, a: &Tensor, b: &Tensor, c: &Tensor, res: &Tensor, grad: &Tensor,
+            ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+                self.grads(a, b, c, res, grad)
+            }
+        }
+    )*};
+}
+
+slice_custom_op3!(ConvBnOp, BatchNormOp);
 
 /// Lanes of the manual reductions: enough independent sums for the compiler to vectorise.
 const LANES: usize = 8;
@@ -663,40 +713,19 @@ impl BatchNormOp {
     }
 }
 
-impl CustomOp3 for BatchNormOp {
-    fn name(&self) -> &'static str {
-        "gan-batch-norm"
-    }
+impl SliceOp3 for BatchNormOp {
+    const NAME: &'static str = "gan-batch-norm";
 
-    fn cpu_fwd(
+    fn fwd_slices<T: Real + Elem>(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let shape = l1.shape().clone();
-        let y = match s1 {
-            CpuStorage::F32(_) => f32::to_cpu_storage_owned(self.fwd::<f32>(
-                contiguous(s1, l1)?,
-                contiguous(s2, l2)?,
-                contiguous(s3, l3)?,
-                &shape,
-            )?),
-            CpuStorage::F64(_) => f64::to_cpu_storage_owned(self.fwd::<f64>(
-                contiguous(s1, l1)?,
-                contiguous(s2, l2)?,
-                contiguous(s3, l3)?,
-                &shape,
-            )?),
-            _ => bail!("gan batch-norm: only f32 and f64"),
-        };
-        Ok((y, shape))
+        (x, shape): (&[T], &Shape),
+        (w, _): (&[T], &Shape),
+        bias: &[T],
+    ) -> Result<(Vec<T>, Shape)> {
+        Ok((self.fwd(x, w, bias, shape)?, shape.clone()))
     }
 
-    fn bwd(
+    fn grads(
         &self,
         x: &Tensor,
         w: &Tensor,

@@ -505,6 +505,104 @@ fn adam_update_imp(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: Ad
     }
 }
 
+/// The methods an optimizer over a [`ParamSet`] shares, as inherent methods (no trait import
+/// needed) and as its [`StatefulOptimizer`] implementation; the type writes only its `step`.
+macro_rules! param_set_optimizer {
+    ($ty:ident, $cfg:ty, $bufs:expr, $name:literal, $state_doc:literal) => {
+        impl $ty {
+            /// An optimizer for the named variables, with zeroed state buffers. Names must be
+            /// unique; they key the saved state.
+            pub fn new(vars: Vec<(String, Var)>, cfg: $cfg) -> Result<Self> {
+                Ok(Self {
+                    set: ParamSet::new(vars, $bufs, $name)?,
+                    cfg,
+                })
+            }
+
+            /// An optimizer for every variable of `varmap`, sorted by name so that the order
+            /// (and the saved state) does not depend on hash order.
+            pub fn from_varmap(varmap: &candle_nn::VarMap, cfg: $cfg) -> Result<Self> {
+                Self::new(sorted_vars(varmap)?, cfg)
+            }
+
+            /// The hyper-parameters, with the current learning rate.
+            pub fn config(&self) -> $cfg {
+                self.cfg
+            }
+
+            /// Uses the fused CPU loop (the default) or forces candle tensor ops everywhere;
+            /// the results agree to float rounding. Meant for tests and benchmarks.
+            pub fn set_fused(&mut self, enabled: bool) {
+                self.set.fused = enabled;
+            }
+
+            /// The variables updated by this optimizer, in update order, with their names.
+            pub fn vars(&self) -> Vec<(String, Var)> {
+                self.set
+                    .params
+                    .iter()
+                    .map(|p| (p.name.clone(), p.var.clone()))
+                    .collect()
+            }
+
+            /// Back-propagates `loss` and applies one update.
+            pub fn backward_step(&mut self, loss: &Tensor) -> Result<()> {
+                let grads = loss.backward()?;
+                self.step(&grads)
+            }
+
+            /// The current learning rate.
+            pub fn lr(&self) -> f64 {
+                self.cfg.lr
+            }
+
+            /// Changes the learning rate; the state buffers are kept.
+            pub fn set_lr(&mut self, lr: f64) {
+                self.cfg.lr = lr;
+            }
+
+            /// How many times `step` has been called.
+            pub fn step_count(&self) -> u64 {
+                self.set.step_count
+            }
+
+            #[doc = $state_doc]
+            pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
+                self.set.state_tensors()
+            }
+
+            /// Restores a state saved by `state_tensors` (tensors may be on any device and of
+            /// any float dtype). `step` and every buffer `<name>.<buffer>` are required and must
+            /// have the variable's shape; a missing `<name>.step` defaults to `step`. Extra
+            /// entries are ignored. On error the optimizer is left unchanged.
+            pub fn load_state(&mut self, tensors: &HashMap<String, Tensor>) -> Result<()> {
+                self.set.load_state(tensors)
+            }
+        }
+
+        impl StatefulOptimizer for $ty {
+            fn step(&mut self, grads: &GradStore) -> Result<()> {
+                $ty::step(self, grads)
+            }
+            fn lr(&self) -> f64 {
+                $ty::lr(self)
+            }
+            fn set_lr(&mut self, lr: f64) {
+                $ty::set_lr(self, lr)
+            }
+            fn step_count(&self) -> u64 {
+                $ty::step_count(self)
+            }
+            fn state_tensors(&self) -> Vec<(String, Tensor)> {
+                $ty::state_tensors(self)
+            }
+            fn load_state(&mut self, tensors: &HashMap<String, Tensor>) -> Result<()> {
+                $ty::load_state(self, tensors)
+            }
+        }
+    };
+}
+
 /// Adam with PyTorch's semantics and a state that can be saved; see the [module docs](self).
 #[derive(Debug)]
 pub struct Adam {
@@ -514,42 +612,17 @@ pub struct Adam {
 
 const ADAM_BUFS: &[&str] = &["exp_avg", "exp_avg_sq"];
 
+param_set_optimizer!(
+    Adam,
+    AdamConfig,
+    ADAM_BUFS,
+    "adam",
+    "The state as named tensors: `step` (the step count, an f64 of shape `[1]`), and for each \
+     variable `<name>.exp_avg`, `<name>.exp_avg_sq` (the moments, shaped like the variable, on \
+     its device) and `<name>.step` (its own step count, f64 `[1]`)."
+);
+
 impl Adam {
-    /// An optimizer for the named variables, with zero moments. Names must be unique; they key
-    /// the saved state.
-    pub fn new(vars: Vec<(String, Var)>, cfg: AdamConfig) -> Result<Self> {
-        Ok(Self {
-            set: ParamSet::new(vars, ADAM_BUFS, "adam")?,
-            cfg,
-        })
-    }
-
-    /// An optimizer for every variable of `varmap`, sorted by name so that the order (and the
-    /// saved state) does not depend on hash order.
-    pub fn from_varmap(varmap: &candle_nn::VarMap, cfg: AdamConfig) -> Result<Self> {
-        Self::new(sorted_vars(varmap)?, cfg)
-    }
-
-    /// The hyper-parameters, with the current learning rate.
-    pub fn config(&self) -> AdamConfig {
-        self.cfg
-    }
-
-    /// Uses the fused CPU loop (the default) or forces candle tensor ops everywhere; the results
-    /// agree to float rounding. Meant for tests and benchmarks.
-    pub fn set_fused(&mut self, enabled: bool) {
-        self.set.fused = enabled;
-    }
-
-    /// The variables updated by this optimizer, in update order, with their names.
-    pub fn vars(&self) -> Vec<(String, Var)> {
-        self.set
-            .params
-            .iter()
-            .map(|p| (p.name.clone(), p.var.clone()))
-            .collect()
-    }
-
     /// Applies one Adam update from the gradients in `grads`; variables without a gradient are
     /// skipped (their step count does not advance).
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
@@ -595,63 +668,6 @@ impl Adam {
             Ok(())
         };
         self.set.step(grads, fused, tensor_ops)
-    }
-
-    /// Back-propagates `loss` and applies one update.
-    pub fn backward_step(&mut self, loss: &Tensor) -> Result<()> {
-        let grads = loss.backward()?;
-        self.step(&grads)
-    }
-
-    /// The current learning rate.
-    pub fn lr(&self) -> f64 {
-        self.cfg.lr
-    }
-
-    /// Changes the learning rate; the moments are kept.
-    pub fn set_lr(&mut self, lr: f64) {
-        self.cfg.lr = lr;
-    }
-
-    /// How many times [`Adam::step`] has been called.
-    pub fn step_count(&self) -> u64 {
-        self.set.step_count
-    }
-
-    /// The state as named tensors: `step` (the step count, an f64 of shape `[1]`), and for each
-    /// variable `<name>.exp_avg`, `<name>.exp_avg_sq` (the moments, shaped like the variable, on
-    /// its device) and `<name>.step` (its own step count, f64 `[1]`).
-    pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
-        self.set.state_tensors()
-    }
-
-    /// Restores a state saved by [`Adam::state_tensors`] (tensors may be on any device and of
-    /// any float dtype). `step` and every `<name>.exp_avg`/`<name>.exp_avg_sq` are required and
-    /// must have the variable's shape; a missing `<name>.step` defaults to `step`. Extra entries
-    /// are ignored. On error the optimizer is left unchanged.
-    pub fn load_state(&mut self, tensors: &HashMap<String, Tensor>) -> Result<()> {
-        self.set.load_state(tensors)
-    }
-}
-
-impl StatefulOptimizer for Adam {
-    fn step(&mut self, grads: &GradStore) -> Result<()> {
-        Adam::step(self, grads)
-    }
-    fn lr(&self) -> f64 {
-        Adam::lr(self)
-    }
-    fn set_lr(&mut self, lr: f64) {
-        Adam::set_lr(self, lr)
-    }
-    fn step_count(&self) -> u64 {
-        Adam::step_count(self)
-    }
-    fn state_tensors(&self) -> Vec<(String, Tensor)> {
-        Adam::state_tensors(self)
-    }
-    fn load_state(&mut self, tensors: &HashMap<String, Tensor>) -> Result<()> {
-        Adam::load_state(self, tensors)
     }
 }
 
@@ -714,40 +730,16 @@ pub struct RmsProp {
 
 const RMSPROP_BUFS: &[&str] = &["square_avg"];
 
+param_set_optimizer!(
+    RmsProp,
+    RmsPropConfig,
+    RMSPROP_BUFS,
+    "rmsprop",
+    "The state as named tensors: `step` (f64 `[1]`), and for each variable `<name>.square_avg` \
+     (shaped like the variable) and `<name>.step` (f64 `[1]`)."
+);
+
 impl RmsProp {
-    /// An optimizer for the named variables, with zero square averages. Names must be unique;
-    /// they key the saved state.
-    pub fn new(vars: Vec<(String, Var)>, cfg: RmsPropConfig) -> Result<Self> {
-        Ok(Self {
-            set: ParamSet::new(vars, RMSPROP_BUFS, "rmsprop")?,
-            cfg,
-        })
-    }
-
-    /// An optimizer for every variable of `varmap`, sorted by name.
-    pub fn from_varmap(varmap: &candle_nn::VarMap, cfg: RmsPropConfig) -> Result<Self> {
-        Self::new(sorted_vars(varmap)?, cfg)
-    }
-
-    /// The hyper-parameters, with the current learning rate.
-    pub fn config(&self) -> RmsPropConfig {
-        self.cfg
-    }
-
-    /// Uses the fused CPU loop (the default) or forces candle tensor ops everywhere.
-    pub fn set_fused(&mut self, enabled: bool) {
-        self.set.fused = enabled;
-    }
-
-    /// The variables updated by this optimizer, in update order, with their names.
-    pub fn vars(&self) -> Vec<(String, Var)> {
-        self.set
-            .params
-            .iter()
-            .map(|p| (p.name.clone(), p.var.clone()))
-            .collect()
-    }
-
     /// Applies one RMSprop update; variables without a gradient are skipped.
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
         let cfg = self.cfg;
@@ -778,59 +770,6 @@ impl RmsProp {
             Ok(())
         };
         self.set.step(grads, fused, tensor_ops)
-    }
-
-    /// Back-propagates `loss` and applies one update.
-    pub fn backward_step(&mut self, loss: &Tensor) -> Result<()> {
-        let grads = loss.backward()?;
-        self.step(&grads)
-    }
-
-    /// The current learning rate.
-    pub fn lr(&self) -> f64 {
-        self.cfg.lr
-    }
-
-    /// Changes the learning rate; the square averages are kept.
-    pub fn set_lr(&mut self, lr: f64) {
-        self.cfg.lr = lr;
-    }
-
-    /// How many times [`RmsProp::step`] has been called.
-    pub fn step_count(&self) -> u64 {
-        self.set.step_count
-    }
-
-    /// The state as named tensors: `step` (f64 `[1]`), and for each variable
-    /// `<name>.square_avg` (shaped like the variable) and `<name>.step` (f64 `[1]`).
-    pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
-        self.set.state_tensors()
-    }
-
-    /// Restores a state saved by [`RmsProp::state_tensors`]; same rules as [`Adam::load_state`].
-    pub fn load_state(&mut self, tensors: &HashMap<String, Tensor>) -> Result<()> {
-        self.set.load_state(tensors)
-    }
-}
-
-impl StatefulOptimizer for RmsProp {
-    fn step(&mut self, grads: &GradStore) -> Result<()> {
-        RmsProp::step(self, grads)
-    }
-    fn lr(&self) -> f64 {
-        RmsProp::lr(self)
-    }
-    fn set_lr(&mut self, lr: f64) {
-        RmsProp::set_lr(self, lr)
-    }
-    fn step_count(&self) -> u64 {
-        RmsProp::step_count(self)
-    }
-    fn state_tensors(&self) -> Vec<(String, Tensor)> {
-        RmsProp::state_tensors(self)
-    }
-    fn load_state(&mut self, tensors: &HashMap<String, Tensor>) -> Result<()> {
-        RmsProp::load_state(self, tensors)
     }
 }
 

@@ -161,9 +161,7 @@ impl SeededRng {
         std: f64,
         dev: &Device,
     ) -> Result<Tensor> {
-        let shape = shape.into();
-        let data = self.normal_vec(shape.elem_count(), mean as f32, std as f32);
-        Tensor::from_vec(data, shape, dev)
+        self.randn_dtype(shape, mean, std, DType::F32, dev)
     }
 
     /// Like [`SeededRng::randn`] with the given dtype: f32 gives the same values as `randn`;
@@ -176,12 +174,13 @@ impl SeededRng {
         dtype: DType,
         dev: &Device,
     ) -> Result<Tensor> {
-        let shape = shape.into();
-        if dtype == DType::F32 {
-            return self.randn(shape, mean, std, dev);
-        }
-        let data = self.normal_vec_f64(shape.elem_count(), mean, std);
-        Tensor::from_vec(data, shape, dev)?.to_dtype(dtype)
+        self.tensor(
+            shape.into(),
+            dtype,
+            dev,
+            |r, n| r.normal_vec(n, mean as f32, std as f32),
+            |r, n| r.normal_vec_f64(n, mean, std),
+        )
     }
 
     /// An f32 tensor of samples uniform in `[lo, hi)` on `dev`, filled in row-major order.
@@ -192,9 +191,7 @@ impl SeededRng {
         hi: f64,
         dev: &Device,
     ) -> Result<Tensor> {
-        let shape = shape.into();
-        let data = self.uniform_vec(shape.elem_count(), lo as f32, hi as f32);
-        Tensor::from_vec(data, shape, dev)
+        self.rand_dtype(shape, lo, hi, DType::F32, dev)
     }
 
     /// Like [`SeededRng::rand`] with the given dtype: f32 gives the same values as `rand`; other
@@ -207,11 +204,29 @@ impl SeededRng {
         dtype: DType,
         dev: &Device,
     ) -> Result<Tensor> {
-        let shape = shape.into();
+        self.tensor(
+            shape.into(),
+            dtype,
+            dev,
+            |r, n| r.uniform_vec(n, lo as f32, hi as f32),
+            |r, n| r.uniform_vec_f64(n, lo, hi),
+        )
+    }
+
+    /// A tensor of `shape` and `dtype` on `dev` filled by `draw_f32` (f32) or by `draw_f64`
+    /// and converted (other dtypes); each is given the element count.
+    fn tensor(
+        &mut self,
+        shape: Shape,
+        dtype: DType,
+        dev: &Device,
+        draw_f32: impl FnOnce(&mut Self, usize) -> Vec<f32>,
+        draw_f64: impl FnOnce(&mut Self, usize) -> Vec<f64>,
+    ) -> Result<Tensor> {
+        let n = shape.elem_count();
         if dtype == DType::F32 {
-            return self.rand(shape, lo, hi, dev);
+            return Tensor::from_vec(draw_f32(self, n), shape, dev);
         }
-        let data = self.uniform_vec_f64(shape.elem_count(), lo, hi);
-        Tensor::from_vec(data, shape, dev)?.to_dtype(dtype)
+        Tensor::from_vec(draw_f64(self, n), shape, dev)?.to_dtype(dtype)
     }
 }

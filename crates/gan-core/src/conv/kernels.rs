@@ -17,6 +17,7 @@ use candle_core::WithDType;
 use gemm::Parallelism;
 use rayon::prelude::*;
 use std::cell::RefCell;
+use std::ops::Range;
 use std::sync::OnceLock;
 use std::thread::LocalKey;
 
@@ -187,36 +188,40 @@ avx2_fn! {
 
 #[inline(always)]
 fn im2col_imp<T: Elem>(x: &[T], g: &Geom, offs: &[u32], nb: usize, row0: usize, col: &mut [T]) {
-    let (l, img) = (g.l(), g.img());
-    if l == 0 {
-        return;
-    }
-    let rows = row_taps(g, offs, nb, row0, col.len(), x.len());
-    for ((c, t), dst_row) in rows.zip(col.chunks_exact_mut(nb * l)) {
-        for (j, dst) in dst_row.chunks_exact_mut(l).enumerate() {
-            gather_plane(&x[(j * g.c + c) * img..][..img], t, dst);
-        }
+    for (cols, img, t) in block_planes(g, offs, nb, row0, col.len(), x.len()) {
+        gather_plane(&x[img], t, &mut col[cols]);
     }
 }
 
 /// For each row `row0..` of a block of `block_len` values of the column matrix of `nb` images
-/// (`img_len` values): its channel and its kernel tap's part of `offs`. Checks in debug builds
-/// that the block and the images fit the geometry. `g.l()` must not be 0.
-fn row_taps<'a>(
+/// (`img_len` values), and each image `j`: the block's range of that row's values for image
+/// `j`, the range of the image plane they come from (the row's channel of image `j`), and the
+/// row's kernel tap's part of `offs`. Empty when `nb · g.l()` is 0. Checks in debug builds that the
+/// block and the images fit the geometry.
+#[inline(always)]
+fn block_planes<'a>(
     g: &Geom,
     offs: &'a [u32],
     nb: usize,
     row0: usize,
     block_len: usize,
     img_len: usize,
-) -> impl Iterator<Item = (usize, &'a [u32])> {
-    let (l, ncols, taps) = (g.l(), nb * g.l(), g.kh * g.kw);
+) -> impl Iterator<Item = (Range<usize>, Range<usize>, &'a [u32])> {
+    let (l, img, c, ncols, taps) = (g.l(), g.img(), g.c, nb * g.l(), g.kh * g.kw);
     debug_assert_eq!(img_len, nb * g.c * g.img());
     debug_assert_eq!(block_len % ncols.max(1), 0);
     debug_assert!(row0 * ncols + block_len <= g.k() * ncols);
     debug_assert_eq!(offs.len(), taps * l);
-    (row0..row0 + block_len / ncols.max(1))
-        .map(move |row| (row / taps, &offs[(row % taps) * l..][..l]))
+    let rows = if ncols == 0 { 0 } else { block_len / ncols };
+    (0..rows).flat_map(move |r| {
+        let row = row0 + r;
+        let (ch, t) = (row / taps, &offs[(row % taps) * l..][..l]);
+        (0..nb).map(move |j| {
+            let at = r * ncols + j * l;
+            let from = (j * c + ch) * img;
+            (at..at + l, from..from + img, t)
+        })
+    })
 }
 
 /// Builds the column matrix of the `nb` images in `x` a block of rows at a time
@@ -253,15 +258,8 @@ avx2_fn! {
 
 #[inline(always)]
 fn col2im_add_imp<T: Elem>(col: &[T], g: &Geom, offs: &[u32], nb: usize, row0: usize, x: &mut [T]) {
-    let (l, img) = (g.l(), g.img());
-    if l == 0 {
-        return;
-    }
-    let rows = row_taps(g, offs, nb, row0, col.len(), x.len());
-    for ((c, t), src_row) in rows.zip(col.chunks_exact(nb * l)) {
-        for (j, src) in src_row.chunks_exact(l).enumerate() {
-            scatter_add_plane(src, t, &mut x[(j * g.c + c) * img..][..img]);
-        }
+    for (cols, img, t) in block_planes(g, offs, nb, row0, col.len(), x.len()) {
+        scatter_add_plane(&col[cols], t, &mut x[img]);
     }
 }
 

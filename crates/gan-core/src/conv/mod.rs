@@ -219,13 +219,77 @@ fn use_fast(xs: &Tensor, w: &Tensor) -> bool {
         && w.dtype() == xs.dtype()
 }
 
-/// A 2-D convolution layer with the weight names and shapes of candle-nn and PyTorch
-/// (`weight`: `[out_c, in_c, k, k]`, `bias`: `[out_c]`), running [`conv2d`].
+/// A convolution layer's weight, optional bias and stride/padding; the two layers are
+/// [`Conv2d`] (`K` = [`Forward`]) and [`ConvTranspose2d`] (`K` = [`Transpose`]).
 #[derive(Clone, Debug)]
-pub struct Conv2d {
+pub struct ConvLayerOf<K> {
     weight: Tensor,
     bias: Option<Tensor>,
     params: ConvParams,
+    kind: std::marker::PhantomData<K>,
+}
+
+/// The kind of [`Conv2d`].
+#[derive(Clone, Copy, Debug)]
+pub struct Forward;
+
+/// The kind of [`ConvTranspose2d`].
+#[derive(Clone, Copy, Debug)]
+pub struct Transpose;
+
+/// A 2-D convolution layer with the weight names and shapes of candle-nn and PyTorch
+/// (`weight`: `[out_c, in_c, k, k]`, `bias`: `[out_c]`), running [`conv2d`].
+pub type Conv2d = ConvLayerOf<Forward>;
+
+/// A 2-D transposed convolution layer with the weight names and shapes of candle-nn and PyTorch
+/// (`weight`: `[in_c, out_c, k, k]`, `bias`: `[out_c]`), running [`conv_transpose2d`].
+pub type ConvTranspose2d = ConvLayerOf<Transpose>;
+
+impl<K> ConvLayerOf<K> {
+    /// Fetches or initialises `weight` (of `weight_shape`, with `weight_init`) and, when
+    /// `bias_init` is given, `bias` (`[out_c]`) from `vb`.
+    fn with_vars(
+        vb: &candle_nn::VarBuilder,
+        weight_shape: (usize, usize, usize, usize),
+        weight_init: candle_nn::Init,
+        bias_init: Option<candle_nn::Init>,
+        out_c: usize,
+        params: ConvParams,
+    ) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get_with_hints(weight_shape, "weight", weight_init)?,
+            bias: match bias_init {
+                Some(init) => Some(vb.get_with_hints(out_c, "bias", init)?),
+                None => None,
+            },
+            params,
+            kind: std::marker::PhantomData,
+        })
+    }
+
+    /// The weight: `[out_c, in_c, k, k]` for [`Conv2d`], `[in_c, out_c, k, k]` for
+    /// [`ConvTranspose2d`].
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The bias, `[out_c]`, if the layer has one.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
+    /// The stride, padding and output padding.
+    pub fn params(&self) -> ConvParams {
+        self.params
+    }
+}
+
+/// PyTorch's default uniform initialisation in `±bound`.
+fn uniform(bound: f64) -> candle_nn::Init {
+    candle_nn::Init::Uniform {
+        lo: -bound,
+        up: bound,
+    }
 }
 
 impl Conv2d {
@@ -239,41 +303,16 @@ impl Conv2d {
         bias: bool,
         vb: candle_nn::VarBuilder,
     ) -> Result<Self> {
-        let weight = vb.get_with_hints(
+        let bias_init = bias.then(|| uniform(1. / (in_c as f64).sqrt()));
+        let init = candle_nn::init::DEFAULT_KAIMING_NORMAL;
+        Self::with_vars(
+            &vb,
             (out_c, in_c, kernel, kernel),
-            "weight",
-            candle_nn::init::DEFAULT_KAIMING_NORMAL,
-        )?;
-        let bias = if bias {
-            let bound = 1. / (in_c as f64).sqrt();
-            let init = candle_nn::Init::Uniform {
-                lo: -bound,
-                up: bound,
-            };
-            Some(vb.get_with_hints(out_c, "bias", init)?)
-        } else {
-            None
-        };
-        Ok(Self {
-            weight,
-            bias,
-            params: p,
-        })
-    }
-
-    /// The weight, `[out_c, in_c, k, k]`.
-    pub fn weight(&self) -> &Tensor {
-        &self.weight
-    }
-
-    /// The bias, `[out_c]`, if the layer has one.
-    pub fn bias(&self) -> Option<&Tensor> {
-        self.bias.as_ref()
-    }
-
-    /// The stride and padding.
-    pub fn params(&self) -> ConvParams {
-        self.params
+            init,
+            bias_init,
+            out_c,
+            p,
+        )
     }
 
     /// The layer followed by [`leaky_relu`](crate::batchnorm::leaky_relu), fused into one op
@@ -294,15 +333,6 @@ impl Module for Conv2d {
     }
 }
 
-/// A 2-D transposed convolution layer with the weight names and shapes of candle-nn and PyTorch
-/// (`weight`: `[in_c, out_c, k, k]`, `bias`: `[out_c]`), running [`conv_transpose2d`].
-#[derive(Clone, Debug)]
-pub struct ConvTranspose2d {
-    weight: Tensor,
-    bias: Option<Tensor>,
-    params: ConvParams,
-}
-
 impl ConvTranspose2d {
     /// Creates the layer, fetching or initialising `weight` and `bias` (both uniform in
     /// ±1/(√out_c·k)) from `vb` as candle-nn does.
@@ -314,37 +344,9 @@ impl ConvTranspose2d {
         bias: bool,
         vb: candle_nn::VarBuilder,
     ) -> Result<Self> {
-        let bound = 1. / (out_c as f64).sqrt() / kernel as f64;
-        let init = candle_nn::Init::Uniform {
-            lo: -bound,
-            up: bound,
-        };
-        let weight = vb.get_with_hints((in_c, out_c, kernel, kernel), "weight", init)?;
-        let bias = if bias {
-            Some(vb.get_with_hints(out_c, "bias", init)?)
-        } else {
-            None
-        };
-        Ok(Self {
-            weight,
-            bias,
-            params: p,
-        })
-    }
-
-    /// The weight, `[in_c, out_c, k, k]`.
-    pub fn weight(&self) -> &Tensor {
-        &self.weight
-    }
-
-    /// The bias, `[out_c]`, if the layer has one.
-    pub fn bias(&self) -> Option<&Tensor> {
-        self.bias.as_ref()
-    }
-
-    /// The stride, padding and output padding.
-    pub fn params(&self) -> ConvParams {
-        self.params
+        let init = uniform(1. / (out_c as f64).sqrt() / kernel as f64);
+        let shape = (in_c, out_c, kernel, kernel);
+        Self::with_vars(&vb, shape, init, bias.then_some(init), out_c, p)
     }
 }
 

@@ -27,15 +27,88 @@ fn slice<'a, T: Elem>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
     }
 }
 
-/// Runs `$f::<T>` on the storages' element type (f32 or f64).
-macro_rules! dispatch {
-    ($name:expr, $s1:expr, $s2:expr, $f:ident) => {
-        match ($s1, $s2) {
-            (CpuStorage::F32(_), CpuStorage::F32(_)) => $f::<f32>,
-            (CpuStorage::F64(_), CpuStorage::F64(_)) => $f::<f64>,
-            _ => bail!("{}: only f32 or f64, both the same", $name),
+/// The gradients of a two-argument op's arguments.
+type Grads2 = Result<(Option<Tensor>, Option<Tensor>)>;
+
+/// What the three ops share: a geometry read from the two argument shapes, a kernel on slices,
+/// and an output shape. `cpu_fwd` and [`ConvSpec::forward`] are written once over it.
+pub(crate) trait BilinearConv {
+    /// The op's name, for errors.
+    const NAME: &'static str;
+    /// `(batch, the channel count the kernel takes apart from the geometry, geometry)`.
+    fn geom(&self, a: &Shape, b: &Shape) -> Result<(usize, usize, Geom)>;
+    /// The kernel on contiguous slices of the two arguments, with the geometry's `(n, c, g)`:
+    /// the output and its shape.
+    fn kernel<T: Elem>(&self, a: &[T], b: &[T], n: usize, c: usize, g: &Geom) -> (Vec<T>, Shape);
+    /// The gradients of both arguments from the gradient `grad` of the output `res`, written
+    /// with these same ops so that they can be differentiated again (`None` for an argument
+    /// that carries no gradient).
+    fn grads(&self, a: &Tensor, b: &Tensor, res: &Tensor, grad: &Tensor) -> Grads2;
+
+    /// The op on slices with the shapes `sa` and `sb`: its output and the output's shape.
+    fn forward<T: Elem>(
+        &self,
+        (a, sa): (&[T], &Shape),
+        (b, sb): (&[T], &Shape),
+    ) -> Result<(Vec<T>, Shape)> {
+        let (n, c, g) = self.geom(sa, sb)?;
+        Ok(self.kernel(a, b, n, c, &g))
+    }
+
+    /// `cpu_fwd` of the custom op: dispatches on the element type (f32 or f64, both the same).
+    fn cpu_forward(
+        &self,
+        (s1, l1): (&CpuStorage, &Layout),
+        (s2, l2): (&CpuStorage, &Layout),
+    ) -> Result<(CpuStorage, Shape)> {
+        fn run<O: BilinearConv + ?Sized, T: Elem>(
+            op: &O,
+            (s1, l1): (&CpuStorage, &Layout),
+            (s2, l2): (&CpuStorage, &Layout),
+        ) -> Result<(CpuStorage, Shape)> {
+            let (y, shape) = op.forward(
+                (slice::<T>(s1, l1)?, l1.shape()),
+                (slice::<T>(s2, l2)?, l2.shape()),
+            )?;
+            Ok((T::to_cpu_storage_owned(y), shape))
         }
-    };
+        match (s1, s2) {
+            (CpuStorage::F32(_), CpuStorage::F32(_)) => run::<Self, f32>(self, (s1, l1), (s2, l2)),
+            (CpuStorage::F64(_), CpuStorage::F64(_)) => run::<Self, f64>(self, (s1, l1), (s2, l2)),
+            _ => bail!("{}: only f32 or f64, both the same", Self::NAME),
+        }
+    }
+}
+
+/// `f()` when `t` carries a gradient (`track_op`), else `None`: an argument that is neither a
+/// variable nor computed from one needs no gradient.
+fn grad_if_tracked(t: &Tensor, f: impl FnOnce() -> Result<Tensor>) -> Result<Option<Tensor>> {
+    t.track_op().then(f).transpose()
+}
+
+impl Geom {
+    /// The geometry of a convolution of `c` channels of `h × w` with a `kh × kw` kernel at
+    /// stride `s` and padding `p`, giving `oh × ow`.
+    pub(crate) fn of(
+        c: usize,
+        (h, w): (usize, usize),
+        (kh, kw): (usize, usize),
+        s: usize,
+        p: usize,
+        (oh, ow): (usize, usize),
+    ) -> Self {
+        Self {
+            c,
+            h,
+            w,
+            kh,
+            kw,
+            s,
+            p,
+            oh,
+            ow,
+        }
+    }
 }
 
 /// conv2d on `(x [b, c_in, h, w], w [c_out, c_in, kh, kw])`, followed by a LeakyReLU of slope
@@ -52,7 +125,9 @@ pub(crate) struct Conv2dOp {
     pub leaky: Option<f64>,
 }
 
-impl Conv2dOp {
+impl BilinearConv for Conv2dOp {
+    const NAME: &'static str = "gan-conv2d";
+
     fn geom(&self, x: &Shape, w: &Shape) -> Result<(usize, usize, Geom)> {
         let (b, c_in, h, wd) = x.dims4()?;
         let (c_out, c_in_w, kh, kw) = w.dims4()?;
@@ -63,88 +138,36 @@ impl Conv2dOp {
         let (Some(oh), Some(ow)) = (conv_out(h, kh, s, p), conv_out(wd, kw, s, p)) else {
             bail!("gan conv2d: kernel {kh}x{kw} larger than padded input {h}x{wd} (padding {p})")
         };
-        let g = Geom {
-            c: c_in,
-            h,
-            w: wd,
-            kh,
-            kw,
-            s,
-            p,
-            oh,
-            ow,
-        };
-        Ok((b, c_out, g))
-    }
-}
-
-impl CustomOp2 for Conv2dOp {
-    fn name(&self) -> &'static str {
-        "gan-conv2d"
+        Ok((b, c_out, Geom::of(c_in, (h, wd), (kh, kw), s, p, (oh, ow))))
     }
 
-    fn cpu_fwd(
+    fn kernel<T: Elem>(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (b, c_out, g) = self.geom(l1.shape(), l2.shape())?;
-        fn run<T: Elem>(
-            (s1, l1): (&CpuStorage, &Layout),
-            (s2, l2): (&CpuStorage, &Layout),
-            b: usize,
-            c_out: usize,
-            g: &Geom,
-            leaky: Option<f64>,
-        ) -> Result<CpuStorage> {
-            let (x, w) = (slice::<T>(s1, l1)?, slice::<T>(s2, l2)?);
-            let y = kernels::conv2d(x, w, b, c_out, g, leaky.map(T::from_f64));
-            Ok(T::to_cpu_storage_owned(y))
-        }
-        let f = dispatch!(self.name(), s1, s2, run);
-        let y = f((s1, l1), (s2, l2), b, c_out, &g, self.leaky)?;
-        Ok((y, Shape::from((b, c_out, g.oh, g.ow))))
+        x: &[T],
+        w: &[T],
+        b: usize,
+        c_out: usize,
+        g: &Geom,
+    ) -> (Vec<T>, Shape) {
+        (
+            kernels::conv2d(x, w, b, c_out, g, self.leaky.map(T::from_f64)),
+            Shape::from((b, c_out, g.oh, g.ow)),
+        )
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn grads(&self, x: &Tensor, w: &Tensor, res: &Tensor, grad: &Tensor) -> Grads2 {
         let (_, _, h, wd) = x.dims4()?;
         let (_, _, kh, kw) = w.dims4()?;
+        let (s, p) = (self.stride, self.padding);
         // The gradient of the convolution's own output, before the activation.
         let grad = &match self.leaky {
             Some(slope) => crate::batchnorm::leaky_relu_grad(res, grad, slope)?,
             None => grad.clone(),
         };
-        let gx = if x.track_op() {
-            Some(conv_transpose2d(
-                grad,
-                w,
-                self.stride,
-                self.padding,
-                (h, wd),
-            )?)
-        } else {
-            None
-        };
-        let gw = if w.track_op() {
-            Some(conv2d_weight_grad(
-                x,
-                grad,
-                self.stride,
-                self.padding,
-                (kh, kw),
-            )?)
-        } else {
-            None
-        };
-        Ok((gx, gw))
+        Ok((
+            grad_if_tracked(x, || conv_transpose2d(grad, w, s, p, (h, wd)))?,
+            grad_if_tracked(w, || conv2d_weight_grad(x, grad, s, p, (kh, kw)))?,
+        ))
     }
 }
 
@@ -156,7 +179,9 @@ pub(crate) struct ConvTranspose2dOp {
     pub out_hw: (usize, usize),
 }
 
-impl ConvTranspose2dOp {
+impl BilinearConv for ConvTranspose2dOp {
+    const NAME: &'static str = "gan-conv-transpose2d";
+
     fn geom(&self, x: &Shape, w: &Shape) -> Result<(usize, usize, Geom)> {
         let (b, c_in, h, wd) = x.dims4()?;
         let (c_in_w, c_out, kh, kw) = w.dims4()?;
@@ -171,18 +196,35 @@ impl ConvTranspose2dOp {
                  (kernel {kh}x{kw}, stride {s}, padding {p})"
             )
         }
-        let g = Geom {
-            c: c_out,
-            h: oh,
-            w: ow,
-            kh,
-            kw,
-            s,
-            p,
-            oh: h,
-            ow: wd,
-        };
-        Ok((b, c_in, g))
+        Ok((b, c_in, Geom::of(c_out, (oh, ow), (kh, kw), s, p, (h, wd))))
+    }
+
+    fn kernel<T: Elem>(
+        &self,
+        x: &[T],
+        w: &[T],
+        b: usize,
+        c_in: usize,
+        g: &Geom,
+    ) -> (Vec<T>, Shape) {
+        (
+            kernels::conv_transpose2d(x, w, b, c_in, g),
+            Shape::from((b, g.c, g.h, g.w)),
+        )
+    }
+
+    fn grads(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Grads2 {
+        if x.track_op() && w.track_op() {
+            if let Some((gx, gw)) = self.fused_grads(x, w, grad)? {
+                return Ok((Some(gx), Some(gw)));
+            }
+        }
+        let (_, _, kh, kw) = w.dims4()?;
+        let (s, p) = (self.stride, self.padding);
+        Ok((
+            grad_if_tracked(x, || conv2d(grad, w, s, p))?,
+            grad_if_tracked(w, || conv2d_weight_grad(grad, x, s, p, (kh, kw)))?,
+        ))
     }
 }
 
@@ -250,69 +292,6 @@ impl ConvTranspose2dOp {
     }
 }
 
-impl CustomOp2 for ConvTranspose2dOp {
-    fn name(&self) -> &'static str {
-        "gan-conv-transpose2d"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (b, c_in, g) = self.geom(l1.shape(), l2.shape())?;
-        fn run<T: Elem>(
-            s1: &CpuStorage,
-            l1: &Layout,
-            s2: &CpuStorage,
-            l2: &Layout,
-            b: usize,
-            c_in: usize,
-            g: &Geom,
-        ) -> Result<CpuStorage> {
-            let y = kernels::conv_transpose2d(slice::<T>(s1, l1)?, slice::<T>(s2, l2)?, b, c_in, g);
-            Ok(T::to_cpu_storage_owned(y))
-        }
-        let f = dispatch!(self.name(), s1, s2, run);
-        let y = f(s1, l1, s2, l2, b, c_in, &g)?;
-        Ok((y, Shape::from((b, g.c, g.h, g.w))))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        if x.track_op() && w.track_op() {
-            if let Some((gx, gw)) = self.fused_grads(x, w, grad)? {
-                return Ok((Some(gx), Some(gw)));
-            }
-        }
-        let (_, _, kh, kw) = w.dims4()?;
-        let gx = if x.track_op() {
-            Some(conv2d(grad, w, self.stride, self.padding)?)
-        } else {
-            None
-        };
-        let gw = if w.track_op() {
-            Some(conv2d_weight_grad(
-                grad,
-                x,
-                self.stride,
-                self.padding,
-                (kh, kw),
-            )?)
-        } else {
-            None
-        };
-        Ok((gx, gw))
-    }
-}
-
 /// Weight gradient of conv2d on `(x [b, c, h, w], gy [b, c_g, oh, ow])`, giving
 /// `[c_g, c, kh, kw]`.
 #[derive(Clone, Copy, Debug)]
@@ -322,7 +301,9 @@ pub(crate) struct Conv2dWeightGradOp {
     pub kernel: (usize, usize),
 }
 
-impl Conv2dWeightGradOp {
+impl BilinearConv for Conv2dWeightGradOp {
+    const NAME: &'static str = "gan-conv2d-weight-grad";
+
     fn geom(&self, x: &Shape, gy: &Shape) -> Result<(usize, usize, Geom)> {
         let (b, c, h, wd) = x.dims4()?;
         let (b_g, c_g, oh, ow) = gy.dims4()?;
@@ -333,79 +314,59 @@ impl Conv2dWeightGradOp {
                  {b}x{c}x{h}x{wd} (kernel {kh}x{kw}, stride {s}, padding {p})"
             )
         }
-        let g = Geom {
-            c,
-            h,
-            w: wd,
-            kh,
-            kw,
-            s,
-            p,
-            oh,
-            ow,
-        };
-        Ok((b, c_g, g))
-    }
-}
-
-impl CustomOp2 for Conv2dWeightGradOp {
-    fn name(&self) -> &'static str {
-        "gan-conv2d-weight-grad"
+        Ok((b, c_g, Geom::of(c, (h, wd), (kh, kw), s, p, (oh, ow))))
     }
 
-    fn cpu_fwd(
+    fn kernel<T: Elem>(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (b, c_g, g) = self.geom(l1.shape(), l2.shape())?;
-        fn run<T: Elem>(
-            s1: &CpuStorage,
-            l1: &Layout,
-            s2: &CpuStorage,
-            l2: &Layout,
-            b: usize,
-            c_g: usize,
-            g: &Geom,
-        ) -> Result<CpuStorage> {
-            let gw =
-                kernels::conv2d_weight_grad(slice::<T>(s1, l1)?, slice::<T>(s2, l2)?, b, c_g, g);
-            Ok(T::to_cpu_storage_owned(gw))
-        }
-        let f = dispatch!(self.name(), s1, s2, run);
-        let gw = f(s1, l1, s2, l2, b, c_g, &g)?;
-        Ok((gw, Shape::from((c_g, g.c, g.kh, g.kw))))
+        x: &[T],
+        gy: &[T],
+        b: usize,
+        c_g: usize,
+        g: &Geom,
+    ) -> (Vec<T>, Shape) {
+        (
+            kernels::conv2d_weight_grad(x, gy, b, c_g, g),
+            Shape::from((c_g, g.c, g.kh, g.kw)),
+        )
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        gy: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn grads(&self, x: &Tensor, gy: &Tensor, _res: &Tensor, grad: &Tensor) -> Grads2 {
         let (_, _, h, wd) = x.dims4()?;
-        let gx = if x.track_op() {
-            Some(conv_transpose2d(
-                gy,
-                grad,
-                self.stride,
-                self.padding,
-                (h, wd),
-            )?)
-        } else {
-            None
-        };
-        let ggy = if gy.track_op() {
-            Some(conv2d(x, grad, self.stride, self.padding)?)
-        } else {
-            None
-        };
-        Ok((gx, ggy))
+        let (s, p) = (self.stride, self.padding);
+        Ok((
+            grad_if_tracked(x, || conv_transpose2d(gy, grad, s, p, (h, wd)))?,
+            grad_if_tracked(gy, || conv2d(x, grad, s, p))?,
+        ))
     }
 }
+
+/// The candle custom op of each [`BilinearConv`].
+macro_rules! bilinear_custom_op2 {
+    ($($ty:ty),*) => {$(
+        impl CustomOp2 for $ty {
+            fn name(&self) -> &'static str {
+                Self::NAME
+            }
+
+            #[rustfmt::skip]
+            fn cpu_fwd(
+                &self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout,
+            ) -> Result<(CpuStorage, Shape)> {
+                self.cpu_forward((s1, l1), (s2, l2))
+            }
+
+            #[rustfmt::skip]
+            fn bwd(
+                &self, a: &Tensor, b: &Tensor, res: &Tensor, grad: &Tensor,
+            ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+                self.grads(a, b, res, grad)
+            }
+        }
+    )*};
+}
+
+bilinear_custom_op2!(Conv2dOp, ConvTranspose2dOp, Conv2dWeightGradOp);
 
 /// Applies [`Conv2dOp`] (arguments made contiguous first).
 pub(crate) fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
@@ -492,21 +453,13 @@ impl ConvSpec {
     /// The convolution of `x` (shape `xs`) with `w` (shape `ws`), and its shape.
     pub(crate) fn forward<T: Elem>(
         &self,
-        (x, xs): (&[T], &Shape),
-        (w, ws): (&[T], &Shape),
+        x: (&[T], &Shape),
+        w: (&[T], &Shape),
     ) -> Result<(Vec<T>, Shape)> {
-        Ok(match self {
-            Self::Conv(op) => {
-                let (b, c_out, g) = op.geom(xs, ws)?;
-                let y = kernels::conv2d(x, w, b, c_out, &g, None);
-                (y, Shape::from((b, c_out, g.oh, g.ow)))
-            }
-            Self::Transpose(op) => {
-                let (b, c_in, g) = op.geom(xs, ws)?;
-                let y = kernels::conv_transpose2d(x, w, b, c_in, &g);
-                (y, Shape::from((b, g.c, g.h, g.w)))
-            }
-        })
+        match self {
+            Self::Conv(op) => op.forward(x, w),
+            Self::Transpose(op) => op.forward(x, w),
+        }
     }
 
     /// The gradients of `x` and `w` from the gradient `grad` of the convolution's output, as the
@@ -518,8 +471,8 @@ impl ConvSpec {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         match self {
-            Self::Conv(op) => op.bwd(x, w, grad, grad),
-            Self::Transpose(op) => op.bwd(x, w, grad, grad),
+            Self::Conv(op) => op.grads(x, w, grad, grad),
+            Self::Transpose(op) => op.grads(x, w, grad, grad),
         }
     }
 }
