@@ -186,13 +186,18 @@ pub struct SampleArgs {
     /// latest or step-N.
     #[arg(long, default_value = "latest")]
     pub checkpoint: String,
+    /// How many samples to draw.
     #[arg(long, default_value_t = 64)]
     pub count: usize,
-    /// A .png path gets one grid; any other path is a folder that gets one PNG per sample.
+    /// A .png path gets one grid; a path without extension is a folder that gets one PNG per
+    /// sample (toy runs: a .csv of points). Default: a new `sample-<checkpoint>.png` (toy:
+    /// `.csv`) in the run folder.
     #[arg(long)]
-    pub out: PathBuf,
+    pub out: Option<PathBuf>,
+    /// Seed of the noise the samples are drawn from.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "cpu")]
     pub device: String,
 }
@@ -202,21 +207,26 @@ pub struct InterpolateArgs {
     /// The run folder.
     #[arg(long)]
     pub run: PathBuf,
+    /// latest or step-N.
     #[arg(long, default_value = "latest")]
     pub checkpoint: String,
-    /// The grid to write (PNG).
+    /// The grid to write (PNG). Default: a new `walk-<checkpoint>[-dimK].png` in the run
+    /// folder.
     #[arg(long)]
-    pub out: PathBuf,
+    pub out: Option<PathBuf>,
     /// Sweep this latent dimension; without it, interpolate between two random z per row.
     #[arg(long)]
     pub dim: Option<usize>,
     /// Images per row.
     #[arg(long, default_value_t = 10)]
     pub steps: usize,
+    /// Rows: walks from different noise vectors.
     #[arg(long, default_value_t = 8)]
     pub rows: usize,
+    /// Seed of the noise vectors the walks start from.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "cpu")]
     pub device: String,
 }

@@ -54,7 +54,8 @@ pub struct EvalArgs {
     /// The file of --inception-repo.
     #[arg(long, default_value = "model.safetensors")]
     pub inception_file: String,
-    /// Also write the scores as JSON here.
+    /// Also write the scores as JSON here. Default with --run: a new
+    /// `scores-<checkpoint>.json` in the run folder.
     #[arg(long)]
     pub json: Option<PathBuf>,
     /// Also write the mean and covariance of the scored images' features as a pytorch-fid
@@ -274,7 +275,13 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
             embedding.dim
         );
     }
-    if let Some(p) = &a.json {
+    let json_out = a.json.clone().or_else(|| {
+        let stem = format!("scores-{}", a.checkpoint);
+        a.run
+            .as_deref()
+            .map(|r| crate::unused_path(r, &stem, "json"))
+    });
+    if let Some(p) = &json_out {
         write_json(p, &json!({"scored": what, "report": report}))?;
         eprintln!("wrote {}", p.display());
     }

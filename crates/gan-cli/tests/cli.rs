@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::{gan_cli, ok};
 
@@ -179,25 +178,26 @@ fn ctrl_c_checkpoints_and_exits_130() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("runs/toy");
     let run_arg = run.to_str().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_gan-cli"))
-        .args(["train", "toy", "--dist", "ring8", "--steps", "1000000"])
-        .args(["--width", "8", "--batch-size", "16", "--out", run_arg])
-        .current_dir(dir.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("gan-cli starts");
-    // Wait until training is under way (metrics are logged every 10 steps).
+    // Once training is under way (metrics are logged every 10 steps), Ctrl-C.
     let metrics = run.join("metrics.jsonl");
-    let start = std::time::Instant::now();
-    while !metrics.is_file() {
-        assert!(start.elapsed().as_secs() < 120, "training never started");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let pid = child.id().to_string();
-    let kill = Command::new("kill").args(["-INT", &pid]).status().unwrap();
-    assert!(kill.success());
-    let out = child.wait_with_output().unwrap();
+    let out = common::interrupt_when(
+        &[
+            "train",
+            "toy",
+            "--dist",
+            "ring8",
+            "--steps",
+            "1000000",
+            "--width",
+            "8",
+            "--batch-size",
+            "16",
+            "--out",
+            run_arg,
+        ],
+        dir.path(),
+        || metrics.is_file(),
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -206,12 +206,8 @@ fn ctrl_c_checkpoints_and_exits_130() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("--resume"), "{stdout}");
-    let state: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(run.join("checkpoints/latest/state.json")).unwrap(),
-    )
-    .unwrap();
-    let step = state["step"].as_u64().unwrap();
-    assert!(step > 0 && step < 1_000_000, "{state}");
+    let step = common::latest_step(&run);
+    assert!(step > 0 && step < 1_000_000, "{step}");
     // Finish it from the checkpoint: five more steps.
     let out = gan_cli(
         &[
