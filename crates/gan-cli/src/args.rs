@@ -71,7 +71,7 @@ pub struct ImageGanFlags {
     /// fetched, else the embedded mnist-mini.
     #[arg(long)]
     pub data: Option<String>,
-    /// Where named datasets live.
+    /// Where named datasets live (mnist-mini and the evaluators are built in as well).
     #[arg(long, default_value = "datasets", env = "GAN_DATASETS")]
     pub datasets_dir: PathBuf,
     /// Epochs to train (default 5 when --steps is not given; wgan and wgan-gp count real
@@ -124,7 +124,8 @@ impl ImageGanFlags {
         gan_models::dcgan_run::DataConfig,
         usize,
     )> {
-        let mut source = gan_data::ImageSource::resolve(self.data.as_deref(), &self.datasets_dir)?;
+        let datasets = crate::embedded::datasets_dir(&self.datasets_dir)?;
+        let mut source = gan_data::ImageSource::resolve(self.data.as_deref(), &datasets)?;
         source.path = crate::absolute_data_path(&source.path);
         if self.data.is_none() {
             tracing::info!(

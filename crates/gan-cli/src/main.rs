@@ -7,6 +7,7 @@
 mod args;
 mod cyclegan_cmd;
 mod dcgan_cmd;
+mod embedded;
 mod eval_cmd;
 mod progress;
 mod toy_cmd;

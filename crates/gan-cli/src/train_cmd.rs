@@ -276,10 +276,11 @@ fn train_and_report<M: StepRecord>(
         );
     }
     let no_eval = TrainEvalArgs::none();
+    let datasets_dir = crate::embedded::datasets_dir(datasets_dir)?;
     let (monitor_cfg, setup) = crate::eval_cmd::monitor_setup(
         eval.unwrap_or(&no_eval),
         &cfg.data_name(),
-        datasets_dir,
+        &datasets_dir,
         cfg.device(),
         steps,
     )?;

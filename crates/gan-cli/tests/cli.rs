@@ -117,6 +117,33 @@ fn train_sample_interpolate() {
     ));
     assert_eq!(png_size(&d.join("dim.png")), (10 * 30 + 2, 2 * 30 + 2));
 
+    // Without --out, outputs about a run go into its folder, never over an earlier one, and
+    // nothing lands in the working directory.
+    let elsewhere = d.join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let run_arg = run.to_str().unwrap();
+    for _ in 0..2 {
+        for args in [
+            &["sample", "--run", run_arg, "--count", "4"][..],
+            &["interpolate", "--run", run_arg, "--dim", "4", "--rows", "1"][..],
+        ] {
+            ok(&gan_cli(args, &elsewhere));
+        }
+    }
+    for f in [
+        "sample-latest.png",
+        "sample-latest-2.png",
+        "walk-latest-dim4.png",
+        "walk-latest-dim4-2.png",
+    ] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    assert_eq!(
+        png_size(&run.join("sample-latest.png")),
+        (2 * 30 + 2, 2 * 30 + 2)
+    );
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+
     // Resume extends the run; a second train into the same folder is refused.
     ok(&gan_cli(
         &["train", "dcgan", "--resume", "run", "--steps", "4"],
