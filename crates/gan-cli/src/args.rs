@@ -87,9 +87,10 @@ pub struct ImageGanFlags {
     /// Image side: 28, 32 or 64.
     #[arg(long, default_value_t = 28)]
     pub image_size: usize,
-    /// Channels for image folders (1 or 3); IDX data is grayscale.
-    #[arg(long, default_value_t = 3)]
-    pub channels: usize,
+    /// Channels for image folders (1 or 3). Default: what the images are (1 when every image
+    /// is stored grayscale, else 3); IDX data is grayscale.
+    #[arg(long)]
+    pub channels: Option<usize>,
     /// Length of the noise vector z.
     #[arg(long, default_value_t = 100)]
     pub nz: usize,
@@ -116,7 +117,8 @@ pub struct ImageGanFlags {
 impl ImageGanFlags {
     /// Resolves `--data` (saying which dataset the default picked) into the source, its
     /// [`DataConfig`](gan_models::dcgan_run::DataConfig) with the path made absolute (the item
-    /// count still 0), and the channel count (1 for IDX data, else `--channels`).
+    /// count still 0), and the channel count (1 for IDX data, else `--channels` or what the
+    /// images are).
     pub fn data_config(
         &self,
     ) -> anyhow::Result<(
@@ -134,7 +136,20 @@ impl ImageGanFlags {
                 source.path.display()
             );
         }
-        let channels = if source.idx { 1 } else { self.channels };
+        let channels = match self.channels {
+            Some(c) if !source.idx => c,
+            _ => {
+                let c = source.detect_channels()?;
+                if !source.idx {
+                    tracing::info!(
+                        "{} channel(s), as the images in {} are stored (--channels to choose)",
+                        c,
+                        source.path.display()
+                    );
+                }
+                c
+            }
+        };
         let data = gan_models::dcgan_run::DataConfig {
             source: source.name.clone(),
             path: source.path.clone(),

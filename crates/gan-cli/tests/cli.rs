@@ -160,7 +160,7 @@ fn train_sample_interpolate() {
 fn bad_input_is_a_clear_error_with_exit_code_2() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let cases: Vec<(Vec<&str>, &str)> = vec![
+    let mut cases: Vec<(Vec<&str>, &str)> = vec![
         (
             vec!["sample", "--run", "nowhere", "--out", "x.png"],
             "not a run folder",
@@ -178,6 +178,12 @@ fn bad_input_is_a_clear_error_with_exit_code_2() {
             "unknown device",
         ),
     ];
+    if !cfg!(feature = "cuda") {
+        cases.push((
+            vec!["train", "dcgan", "--device", "cuda", "--steps", "1"],
+            "rebuild with `--features cuda`",
+        ));
+    }
     for (args, needle) in cases {
         let out = gan_cli(&args, d);
         let err = String::from_utf8_lossy(&out.stderr);
