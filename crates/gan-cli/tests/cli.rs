@@ -46,11 +46,22 @@ fn train_sample_interpolate() {
     for f in [
         "config.json",
         "metrics.jsonl",
+        "real.png",
+        "samples/step-000000.png",
         "samples/step-000002.png",
         "samples/step-000003.png",
     ] {
         assert!(run.join(f).is_file(), "{f} missing");
     }
+    // 64 real training images, in a grid like the samples'.
+    assert_eq!(png_size(&run.join("real.png")), (8 * 30 + 2, 8 * 30 + 2));
+    // The log went to a pipe: plain text, no colour codes.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("INFO"), "{stderr}");
+    assert!(
+        !stderr.contains('\x1b'),
+        "colour codes in a piped log:\n{stderr}"
+    );
     for f in [
         "generator.safetensors",
         "discriminator.safetensors",
@@ -254,4 +265,43 @@ fn ctrl_c_checkpoints_and_exits_130() {
         dir.path(),
     );
     ok(&out);
+}
+
+/// `RUST_LOG=debug` adds each logged step's numbers to the log.
+#[test]
+fn rust_log_debug_shows_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "train",
+        "toy",
+        "--dist",
+        "ring8",
+        "--steps",
+        "10",
+        "--width",
+        "8",
+        "--batch-size",
+        "16",
+    ];
+    let run = |level: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gan-cli"))
+            .args(args)
+            .args(["--out", level])
+            .env("RUST_LOG", level)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&ok_output(out)).into_owned()
+    };
+    let info = run("info");
+    let debug = run("debug");
+    assert!(!info.contains("DEBUG"), "{info}");
+    assert!(debug.contains("DEBUG"), "{debug}");
+    assert!(debug.contains("step=10"), "{debug}");
+}
+
+/// Asserts success and returns stderr.
+fn ok_output(out: std::process::Output) -> Vec<u8> {
+    ok(&out);
+    out.stderr
 }
