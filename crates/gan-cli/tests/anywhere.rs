@@ -35,27 +35,9 @@ fn trains_evaluates_and_reports_outside_the_checkout() {
     for f in [&work, &other, &bin] {
         std::fs::create_dir(f).unwrap();
     }
-    let out = gan_cli_away(
-        &[
-            "train",
-            "dcgan",
-            "--steps",
-            "2",
-            "--batch-size",
-            "8",
-            "--ngf",
-            "8",
-            "--ndf",
-            "8",
-            "--nz",
-            "10",
-            "--out",
-            "run",
-        ],
-        &work,
-        &cache,
-        &bin,
-    );
+    let mut args = vec!["train", "dcgan", "--steps", "2", "--out", "run"];
+    args.extend(common::TINY_DCGAN);
+    let out = gan_cli_away(&args, &work, &cache, &bin);
     ok(&out);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("training on mnist-mini"), "{stderr}");

@@ -271,21 +271,11 @@ fn ctrl_c_checkpoints_and_exits_130() {
 #[test]
 fn rust_log_debug_shows_more() {
     let dir = tempfile::tempdir().unwrap();
-    let args = [
-        "train",
-        "toy",
-        "--dist",
-        "ring8",
-        "--steps",
-        "10",
-        "--width",
-        "8",
-        "--batch-size",
-        "16",
-    ];
+    let mut args = common::TINY_TOY.to_vec();
+    args.extend(["--steps", "10"]);
     let run = |level: &str| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_gan-cli"))
-            .args(args)
+            .args(&args)
             .args(["--out", level])
             .env("RUST_LOG", level)
             .current_dir(dir.path())

@@ -17,16 +17,7 @@ fn fails_with(out: &Output, code: i32, needle: &str) -> String {
     stderr
 }
 
-const TINY: [&str; 8] = [
-    "--ngf",
-    "8",
-    "--ndf",
-    "8",
-    "--nz",
-    "10",
-    "--batch-size",
-    "8",
-];
+const TINY: [&str; 8] = common::TINY_DCGAN;
 
 /// Five images at batch 64: refused before anything is written; the corrected command with the
 /// same --out then trains. An evaluator that does not exist fails after the folder was created:
@@ -252,20 +243,8 @@ fn resume_after_ctrl_c_of_a_lengthened_run_trains_on() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let run = d.join("run");
-    let args = [
-        "train",
-        "toy",
-        "--dist",
-        "ring8",
-        "--steps",
-        "20",
-        "--width",
-        "8",
-        "--batch-size",
-        "16",
-        "--out",
-        "run",
-    ];
+    let mut args = common::TINY_TOY.to_vec();
+    args.extend(["--steps", "20", "--out", "run"]);
     ok(&gan_cli(&args, d));
     assert_eq!(common::latest_step(&run), 20);
 

@@ -3,6 +3,30 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+/// Flags of a DCGAN small enough to train in a test.
+pub const TINY_DCGAN: [&str; 8] = [
+    "--ngf",
+    "8",
+    "--ndf",
+    "8",
+    "--nz",
+    "10",
+    "--batch-size",
+    "8",
+];
+
+/// `train toy` on ring8 with a narrow network (add `--steps`).
+pub const TINY_TOY: [&str; 8] = [
+    "train",
+    "toy",
+    "--dist",
+    "ring8",
+    "--width",
+    "8",
+    "--batch-size",
+    "16",
+];
+
 /// Runs `gan-cli args` in `cwd`, with `GAN_DATASETS` pointing at the repository's `datasets/`.
 pub fn gan_cli(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_gan-cli"))
