@@ -1,5 +1,5 @@
 //! `cargo xtask bench`: times one DCGAN training step (`GanTrainer::train_step`) with our CPU
-//! convolutions and with candle's, and PyTorch's step from `../shared/bench/torch_dcgan.py` when
+//! convolutions and with candle's, and PyTorch's step from `xtask/bench/torch_dcgan.py` when
 //! `--torch PYTHON` is given, side by side in one invocation.
 //!
 //! Every measurement runs in its own child process, in rounds (ours fast, ours candle, torch,
@@ -61,8 +61,8 @@ pub struct BenchArgs {
     /// A Python with torch installed: also time `torch_dcgan.py`.
     #[arg(long)]
     torch: Option<std::path::PathBuf>,
-    /// The PyTorch script.
-    #[arg(long, default_value = "../shared/bench/torch_dcgan.py")]
+    /// The PyTorch script (default: `xtask/bench/torch_dcgan.py`, in this repository).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/torch_dcgan.py"))]
     torch_script: std::path::PathBuf,
     /// Skip candle's own convolutions (`set_fast_conv(false)`).
     #[arg(long)]

@@ -20,6 +20,7 @@ pub struct TrainEvaluatorArgs {
     /// Override the number of epochs.
     #[arg(long)]
     epochs: Option<usize>,
+    /// Seed of the weights, the batch order and the augmentation.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Where to write NAME.safetensors and NAME.json (default: DATASETS_DIR/evaluators).

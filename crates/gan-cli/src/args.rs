@@ -71,7 +71,7 @@ pub struct ImageGanFlags {
     /// fetched, else the embedded mnist-mini.
     #[arg(long)]
     pub data: Option<String>,
-    /// Where named datasets live.
+    /// Where named datasets live (mnist-mini and the evaluators are built in as well).
     #[arg(long, default_value = "datasets", env = "GAN_DATASETS")]
     pub datasets_dir: PathBuf,
     /// Epochs to train (default 5 when --steps is not given; wgan and wgan-gp count real
@@ -87,9 +87,10 @@ pub struct ImageGanFlags {
     /// Image side: 28, 32 or 64.
     #[arg(long, default_value_t = 28)]
     pub image_size: usize,
-    /// Channels for image folders (1 or 3); IDX data is grayscale.
-    #[arg(long, default_value_t = 3)]
-    pub channels: usize,
+    /// Channels for image folders (1 or 3). Default: what the images are (1 when every image
+    /// is stored grayscale, else 3); IDX data is grayscale.
+    #[arg(long)]
+    pub channels: Option<usize>,
     /// Length of the noise vector z.
     #[arg(long, default_value_t = 100)]
     pub nz: usize,
@@ -116,7 +117,8 @@ pub struct ImageGanFlags {
 impl ImageGanFlags {
     /// Resolves `--data` (saying which dataset the default picked) into the source, its
     /// [`DataConfig`](gan_models::dcgan_run::DataConfig) with the path made absolute (the item
-    /// count still 0), and the channel count (1 for IDX data, else `--channels`).
+    /// count still 0), and the channel count (1 for IDX data, else `--channels` or what the
+    /// images are).
     pub fn data_config(
         &self,
     ) -> anyhow::Result<(
@@ -124,7 +126,8 @@ impl ImageGanFlags {
         gan_models::dcgan_run::DataConfig,
         usize,
     )> {
-        let mut source = gan_data::ImageSource::resolve(self.data.as_deref(), &self.datasets_dir)?;
+        let datasets = crate::embedded::datasets_dir(&self.datasets_dir)?;
+        let mut source = gan_data::ImageSource::resolve(self.data.as_deref(), &datasets)?;
         source.path = crate::absolute_data_path(&source.path);
         if self.data.is_none() {
             tracing::info!(
@@ -133,7 +136,20 @@ impl ImageGanFlags {
                 source.path.display()
             );
         }
-        let channels = if source.idx { 1 } else { self.channels };
+        let channels = match self.channels {
+            Some(c) if !source.idx => c,
+            _ => {
+                let c = source.detect_channels()?;
+                if !source.idx {
+                    tracing::info!(
+                        "{} channel(s), as the images in {} are stored (--channels to choose)",
+                        c,
+                        source.path.display()
+                    );
+                }
+                c
+            }
+        };
         let data = gan_models::dcgan_run::DataConfig {
             source: source.name.clone(),
             path: source.path.clone(),
@@ -186,13 +202,18 @@ pub struct SampleArgs {
     /// latest or step-N.
     #[arg(long, default_value = "latest")]
     pub checkpoint: String,
+    /// How many samples to draw.
     #[arg(long, default_value_t = 64)]
     pub count: usize,
-    /// A .png path gets one grid; any other path is a folder that gets one PNG per sample.
+    /// A .png path gets one grid; a path without extension is a folder that gets one PNG per
+    /// sample (toy runs: a .csv of points). Default: a new `sample-<checkpoint>.png` (toy:
+    /// `.csv`) in the run folder.
     #[arg(long)]
-    pub out: PathBuf,
+    pub out: Option<PathBuf>,
+    /// Seed of the noise the samples are drawn from.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "cpu")]
     pub device: String,
 }
@@ -202,21 +223,26 @@ pub struct InterpolateArgs {
     /// The run folder.
     #[arg(long)]
     pub run: PathBuf,
+    /// latest or step-N.
     #[arg(long, default_value = "latest")]
     pub checkpoint: String,
-    /// The grid to write (PNG).
+    /// The grid to write (PNG). Default: a new `walk-<checkpoint>[-dimK].png` in the run
+    /// folder.
     #[arg(long)]
-    pub out: PathBuf,
+    pub out: Option<PathBuf>,
     /// Sweep this latent dimension; without it, interpolate between two random z per row.
     #[arg(long)]
     pub dim: Option<usize>,
     /// Images per row.
     #[arg(long, default_value_t = 10)]
     pub steps: usize,
+    /// Rows: walks from different noise vectors.
     #[arg(long, default_value_t = 8)]
     pub rows: usize,
+    /// Seed of the noise vectors the walks start from.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "cpu")]
     pub device: String,
 }

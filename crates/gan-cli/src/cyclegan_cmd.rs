@@ -117,6 +117,7 @@ pub struct TranslateArgs {
     /// latest or step-N.
     #[arg(long, default_value = "latest")]
     pub checkpoint: String,
+    /// cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "cpu")]
     pub device: String,
 }
@@ -136,6 +137,7 @@ pub struct EvalTranslationArgs {
     /// Also write the numbers as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "cpu")]
     pub device: String,
 }

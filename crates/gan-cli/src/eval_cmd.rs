@@ -54,7 +54,8 @@ pub struct EvalArgs {
     /// The file of --inception-repo.
     #[arg(long, default_value = "model.safetensors")]
     pub inception_file: String,
-    /// Also write the scores as JSON here.
+    /// Also write the scores as JSON here. Default with --run: a new
+    /// `scores-<checkpoint>.json` in the run folder.
     #[arg(long)]
     pub json: Option<PathBuf>,
     /// Also write the mean and covariance of the scored images' features as a pytorch-fid
@@ -188,10 +189,11 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
     if a.count == 0 {
         bail!("--count 0: nothing to score");
     }
+    let datasets_dir = crate::embedded::datasets_dir(&a.datasets_dir)?;
     // The network, its reference (a pytorch-fid statistics file, or the test split of its
     // dataset) and that dataset's name.
     let setup = |name: &str| -> anyhow::Result<(Box<dyn FeatureNet>, ReferenceSet, String)> {
-        let (net, data) = load_evaluator(name, &a.datasets_dir, &dev, inception.as_ref())?;
+        let (net, data) = load_evaluator(name, &datasets_dir, &dev, inception.as_ref())?;
         let reference = match &a.reference {
             Some(path) => {
                 let g = load_fid_stats(path)?;
@@ -205,7 +207,7 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
                 let label = format!("{} (pytorch-fid statistics)", path.display());
                 ReferenceSet::from_gaussian(g, &label)
             }
-            None => real_reference(net.as_ref(), &data, &a.datasets_dir)?,
+            None => real_reference(net.as_ref(), &data, &datasets_dir)?,
         };
         Ok((net, reference, data))
     };
@@ -236,7 +238,7 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
             (ds, json!({"images": dir}))
         } else {
             let split = a.real_split.as_deref().unwrap_or("train");
-            let src = ImageSource::resolve(Some(&data), &a.datasets_dir)?;
+            let src = ImageSource::resolve(Some(&data), &datasets_dir)?;
             let side = dataset_side(net.as_ref());
             let ds = if split == "train" {
                 src.load_train(side, channels)?
@@ -274,7 +276,13 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
             embedding.dim
         );
     }
-    if let Some(p) = &a.json {
+    let json_out = a.json.clone().or_else(|| {
+        let stem = format!("scores-{}", a.checkpoint);
+        a.run
+            .as_deref()
+            .map(|r| crate::unused_path(r, &stem, "json"))
+    });
+    if let Some(p) = &json_out {
         write_json(p, &json!({"scored": what, "report": report}))?;
         eprintln!("wrote {}", p.display());
     }
@@ -293,12 +301,17 @@ pub fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
         } else {
             "xdg-open"
         };
-        let status = std::process::Command::new(opener)
-            .arg(&path)
-            .status()
-            .with_context(|| format!("cannot run {opener} to open {}", path.display()))?;
-        if !status.success() {
-            bail!("{opener} {} failed ({status})", path.display());
+        // The report is written: a missing or failing opener is a warning, not an error.
+        match std::process::Command::new(opener).arg(&path).status() {
+            Ok(status) if status.success() => {}
+            Ok(status) => eprintln!(
+                "warning: {opener} {} failed ({status}); open it in a browser",
+                path.display()
+            ),
+            Err(e) => eprintln!(
+                "warning: cannot run {opener} ({e}); open {} in a browser",
+                path.display()
+            ),
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -7,6 +7,7 @@
 mod args;
 mod cyclegan_cmd;
 mod dcgan_cmd;
+mod embedded;
 mod eval_cmd;
 mod progress;
 mod toy_cmd;
@@ -65,6 +66,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: a log file or pipe gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(cli) {
         Ok(code) => code,
@@ -105,16 +108,45 @@ pub(crate) fn stop_on_ctrl_c() -> anyhow::Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
-/// Picks `runs/<base>`, or `runs/<base>-2`, `-3`, ... if taken.
+/// Picks `runs/<base>`, or `runs/<base>-2`, `-3`, ... if taken (saying so: the README's
+/// examples name `runs/<base>`).
 pub(crate) fn fresh_run_dir(base: &str) -> PathBuf {
-    let root = PathBuf::from("runs");
-    let mut dir = root.join(base);
-    let mut i = 2;
-    while dir.exists() {
-        dir = root.join(format!("{base}-{i}"));
-        i += 1;
+    let dir = unused_path(Path::new("runs"), base, "");
+    let wanted = Path::new("runs").join(base);
+    if dir != wanted {
+        tracing::warn!(
+            "{} holds an earlier run: this run goes to {} (give --out to choose the folder)",
+            wanted.display(),
+            dir.display()
+        );
     }
     dir
+}
+
+/// `dir/<stem>.<ext>` (no extension when `ext` is empty), or `dir/<stem>-2.<ext>`, `-3`, ... :
+/// the first name not taken, so that a default output never replaces an earlier one.
+pub(crate) fn unused_path(dir: &Path, stem: &str, ext: &str) -> PathBuf {
+    let name = |suffix: String| {
+        let mut n = format!("{stem}{suffix}");
+        if !ext.is_empty() {
+            n = format!("{n}.{ext}");
+        }
+        dir.join(n)
+    };
+    let mut path = name(String::new());
+    let mut i = 2;
+    while path.exists() {
+        path = name(format!("-{i}"));
+        i += 1;
+    }
+    path
+}
+
+/// The `--out` of a command about a run: as given, or by default a new file `<stem>.<ext>` in
+/// the run's folder (outputs about a run stay with it, not in the working directory).
+pub(crate) fn out_or_in_run(out: Option<&Path>, run: &Path, stem: &str, ext: &str) -> PathBuf {
+    out.map(Path::to_path_buf)
+        .unwrap_or_else(|| unused_path(run, stem, ext))
 }
 
 /// `path` made absolute and canonical (links and `..` resolved), the form in which a new run
@@ -207,9 +239,11 @@ pub(crate) fn image_out(out: &std::path::Path, folder_ok: bool) -> anyhow::Resul
 
 fn sample(a: SampleArgs) -> anyhow::Result<ExitCode> {
     let run = RunDir::open(&a.run)?;
+    let stem = format!("sample-{}", a.checkpoint);
     match RunConfig::read(&run)? {
         RunConfig::Toy(_) => {
-            return toy_cmd::sample(&a.run, &a.checkpoint, a.count, &a.out, a.seed)
+            let out = out_or_in_run(a.out.as_deref(), &a.run, &stem, "csv");
+            return toy_cmd::sample(&a.run, &a.checkpoint, a.count, &out, a.seed);
         }
         RunConfig::CycleGan(_) => bail!(
             "{} is a CycleGAN run, which translates images instead of sampling noise: use \
@@ -219,39 +253,71 @@ fn sample(a: SampleArgs) -> anyhow::Result<ExitCode> {
         ),
         _ => {}
     }
-    let kind = image_out(&a.out, true)?;
+    let out = out_or_in_run(a.out.as_deref(), &a.run, &stem, "png");
+    let kind = image_out(&out, true)?;
     let dev = parse_device(&a.device)?;
     let g = load_generator(&run, &a.checkpoint, &dev)?;
     let imgs = g.sample(a.count, a.seed)?;
     if kind == ImageOut::Grid {
         let nrow = (a.count as f64).sqrt().ceil() as usize;
-        save_grid(&imgs, nrow, &a.out)?;
-        println!("wrote a grid of {} samples to {}", a.count, a.out.display());
+        save_grid(&imgs, nrow, &out)?;
+        println!("wrote a grid of {} samples to {}", a.count, out.display());
     } else {
-        save_images(&imgs, &a.out, 0)?;
-        println!("wrote {} images to {}", a.count, a.out.display());
+        save_images(&imgs, &out, 0)?;
+        println!("wrote {} images to {}", a.count, out.display());
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn interpolate(a: InterpolateArgs) -> anyhow::Result<ExitCode> {
     let run = RunDir::open(&a.run)?;
-    image_out(&a.out, false)?;
+    let stem = match a.dim {
+        Some(k) => format!("walk-{}-dim{k}", a.checkpoint),
+        None => format!("walk-{}", a.checkpoint),
+    };
+    let out = out_or_in_run(a.out.as_deref(), &a.run, &stem, "png");
+    image_out(&out, false)?;
     let dev = parse_device(&a.device)?;
     let g = load_generator(&run, &a.checkpoint, &dev)?;
     let imgs = g.latent_walk(a.rows, a.steps, a.dim, a.seed)?;
-    save_grid(&imgs, a.steps.max(2), &a.out)?;
+    save_grid(&imgs, a.steps.max(2), &out)?;
     match a.dim {
         Some(k) => println!(
             "wrote {} rows sweeping z[{k}] over [-3, 3] to {}",
             a.rows,
-            a.out.display()
+            out.display()
         ),
         None => println!(
             "wrote {} spherical interpolations to {}",
             a.rows,
-            a.out.display()
+            out.display()
         ),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every flag of every subcommand says what it does in `--help`.
+    #[test]
+    fn every_flag_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id != "help" && id != "version" && arg.get_help().is_none() {
+                    missing.push(format!("{path} --{}", arg.get_long().unwrap_or(id)));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(
+            &<crate::args::Cli as clap::CommandFactory>::command(),
+            "gan-cli",
+            &mut missing,
+        );
+        assert!(missing.is_empty(), "flags without help: {missing:?}");
+    }
 }

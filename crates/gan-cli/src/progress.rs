@@ -21,8 +21,12 @@ pub struct TrainProgress<M> {
 }
 
 impl<M> TrainProgress<M> {
-    pub fn new(total_steps: u64, unit: &'static str, stop: Arc<AtomicBool>) -> Self {
+    /// A bar over steps `start..total_steps` (`start` > 0 when resuming: the time left is then
+    /// estimated from the steps trained since, not from the jump to `start`).
+    pub fn new(start: u64, total_steps: u64, unit: &'static str, stop: Arc<AtomicBool>) -> Self {
         let bar = ProgressBar::new(total_steps);
+        bar.set_position(start);
+        bar.reset_eta();
         bar.set_style(
             ProgressStyle::with_template(
                 "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
@@ -66,5 +70,20 @@ impl<M: StepRecord> Observer<M> for TrainProgress<M> {
                 .suspend(|| tracing::info!("Ctrl-C: writing a checkpoint and stopping"));
         }
         stop
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A resumed run's bar starts at the resume step, so the estimate of the time left counts
+    /// only the steps trained since (it once took the jump from 0 to the resume step as speed).
+    #[test]
+    fn a_resumed_bar_starts_at_the_resume_step() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let p = TrainProgress::<()>::new(700, 1400, "img", stop);
+        assert_eq!(p.bar.position(), 700);
+        assert_eq!(p.bar.length(), Some(1400));
     }
 }

@@ -139,13 +139,7 @@ pub fn record_changes(run: &RunDir, before: &RunConfig, after: &RunConfig) -> an
     if changed.is_empty() {
         return Ok(());
     }
-    let step = run
-        .checkpoint(LATEST)
-        .ok()
-        .and_then(|d| std::fs::read_to_string(d.join("state.json")).ok())
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v.get("step").and_then(serde_json::Value::as_u64))
-        .unwrap_or(0);
+    let step = latest_step(run).unwrap_or(0);
     let mut written: serde_json::Value = run.config()?;
     let history = written
         .get("history")
@@ -165,6 +159,15 @@ pub fn record_changes(run: &RunDir, before: &RunConfig, after: &RunConfig) -> an
     written["history"] = serde_json::Value::Array(history);
     gan_models::run::write_json(&run.root().join("config.json"), &written)?;
     Ok(())
+}
+
+/// The step of the run's `latest` checkpoint, if it has one.
+fn latest_step(run: &RunDir) -> Option<u64> {
+    run.checkpoint(LATEST)
+        .ok()
+        .and_then(|d| std::fs::read_to_string(d.join("state.json")).ok())
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v.get("step").and_then(serde_json::Value::as_u64))
 }
 
 fn diff(
@@ -259,16 +262,30 @@ fn train_and_report<M: StepRecord>(
     train: impl FnOnce(&RunDir, bool, &mut dyn Observer<M>) -> gan_models::Result<FitOutcome<M>>,
 ) -> anyhow::Result<ExitCode> {
     let steps = cfg.schedule().steps;
+    let start = if resume {
+        latest_step(run).unwrap_or(0)
+    } else {
+        0
+    };
+    if resume && start >= steps {
+        bail!(
+            "{}: the run has finished its {steps} steps (its latest checkpoint is at step \
+             {start}), so there is nothing to train: give --steps or --epochs with a longer \
+             length to train on",
+            run.root().display()
+        );
+    }
     let no_eval = TrainEvalArgs::none();
+    let datasets_dir = crate::embedded::datasets_dir(datasets_dir)?;
     let (monitor_cfg, setup) = crate::eval_cmd::monitor_setup(
         eval.unwrap_or(&no_eval),
         &cfg.data_name(),
-        datasets_dir,
+        &datasets_dir,
         cfg.device(),
         steps,
     )?;
     let stop = crate::stop_on_ctrl_c()?;
-    let mut progress = TrainProgress::<M>::new(steps, cfg.item_unit(), stop);
+    let mut progress = TrainProgress::<M>::new(start, steps, cfg.item_unit(), stop);
     let dev = gan_models::dcgan_run::parse_device(cfg.device())?;
     let mut monitor = RunMonitor::new(&mut progress, run.clone(), setup, monitor_cfg, dev);
     let outcome = train(run, resume, &mut monitor)?;

@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::{gan_cli, ok};
 
@@ -47,11 +46,22 @@ fn train_sample_interpolate() {
     for f in [
         "config.json",
         "metrics.jsonl",
+        "real.png",
+        "samples/step-000000.png",
         "samples/step-000002.png",
         "samples/step-000003.png",
     ] {
         assert!(run.join(f).is_file(), "{f} missing");
     }
+    // 64 real training images, in a grid like the samples'.
+    assert_eq!(png_size(&run.join("real.png")), (8 * 30 + 2, 8 * 30 + 2));
+    // The log went to a pipe: plain text, no colour codes.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("INFO"), "{stderr}");
+    assert!(
+        !stderr.contains('\x1b'),
+        "colour codes in a piped log:\n{stderr}"
+    );
     for f in [
         "generator.safetensors",
         "discriminator.safetensors",
@@ -118,6 +128,33 @@ fn train_sample_interpolate() {
     ));
     assert_eq!(png_size(&d.join("dim.png")), (10 * 30 + 2, 2 * 30 + 2));
 
+    // Without --out, outputs about a run go into its folder, never over an earlier one, and
+    // nothing lands in the working directory.
+    let elsewhere = d.join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let run_arg = run.to_str().unwrap();
+    for _ in 0..2 {
+        for args in [
+            &["sample", "--run", run_arg, "--count", "4"][..],
+            &["interpolate", "--run", run_arg, "--dim", "4", "--rows", "1"][..],
+        ] {
+            ok(&gan_cli(args, &elsewhere));
+        }
+    }
+    for f in [
+        "sample-latest.png",
+        "sample-latest-2.png",
+        "walk-latest-dim4.png",
+        "walk-latest-dim4-2.png",
+    ] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    assert_eq!(
+        png_size(&run.join("sample-latest.png")),
+        (2 * 30 + 2, 2 * 30 + 2)
+    );
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+
     // Resume extends the run; a second train into the same folder is refused.
     ok(&gan_cli(
         &["train", "dcgan", "--resume", "run", "--steps", "4"],
@@ -134,7 +171,7 @@ fn train_sample_interpolate() {
 fn bad_input_is_a_clear_error_with_exit_code_2() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let cases: Vec<(Vec<&str>, &str)> = vec![
+    let mut cases: Vec<(Vec<&str>, &str)> = vec![
         (
             vec!["sample", "--run", "nowhere", "--out", "x.png"],
             "not a run folder",
@@ -152,6 +189,12 @@ fn bad_input_is_a_clear_error_with_exit_code_2() {
             "unknown device",
         ),
     ];
+    if !cfg!(feature = "cuda") {
+        cases.push((
+            vec!["train", "dcgan", "--device", "cuda", "--steps", "1"],
+            "rebuild with `--features cuda`",
+        ));
+    }
     for (args, needle) in cases {
         let out = gan_cli(&args, d);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -179,25 +222,26 @@ fn ctrl_c_checkpoints_and_exits_130() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("runs/toy");
     let run_arg = run.to_str().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_gan-cli"))
-        .args(["train", "toy", "--dist", "ring8", "--steps", "1000000"])
-        .args(["--width", "8", "--batch-size", "16", "--out", run_arg])
-        .current_dir(dir.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("gan-cli starts");
-    // Wait until training is under way (metrics are logged every 10 steps).
+    // Once training is under way (metrics are logged every 10 steps), Ctrl-C.
     let metrics = run.join("metrics.jsonl");
-    let start = std::time::Instant::now();
-    while !metrics.is_file() {
-        assert!(start.elapsed().as_secs() < 120, "training never started");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let pid = child.id().to_string();
-    let kill = Command::new("kill").args(["-INT", &pid]).status().unwrap();
-    assert!(kill.success());
-    let out = child.wait_with_output().unwrap();
+    let out = common::interrupt_when(
+        &[
+            "train",
+            "toy",
+            "--dist",
+            "ring8",
+            "--steps",
+            "1000000",
+            "--width",
+            "8",
+            "--batch-size",
+            "16",
+            "--out",
+            run_arg,
+        ],
+        dir.path(),
+        || metrics.is_file(),
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -206,12 +250,8 @@ fn ctrl_c_checkpoints_and_exits_130() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("--resume"), "{stdout}");
-    let state: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(run.join("checkpoints/latest/state.json")).unwrap(),
-    )
-    .unwrap();
-    let step = state["step"].as_u64().unwrap();
-    assert!(step > 0 && step < 1_000_000, "{state}");
+    let step = common::latest_step(&run);
+    assert!(step > 0 && step < 1_000_000, "{step}");
     // Finish it from the checkpoint: five more steps.
     let out = gan_cli(
         &[
@@ -225,4 +265,33 @@ fn ctrl_c_checkpoints_and_exits_130() {
         dir.path(),
     );
     ok(&out);
+}
+
+/// `RUST_LOG=debug` adds each logged step's numbers to the log.
+#[test]
+fn rust_log_debug_shows_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = common::TINY_TOY.to_vec();
+    args.extend(["--steps", "10"]);
+    let run = |level: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gan-cli"))
+            .args(&args)
+            .args(["--out", level])
+            .env("RUST_LOG", level)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&ok_output(out)).into_owned()
+    };
+    let info = run("info");
+    let debug = run("debug");
+    assert!(!info.contains("DEBUG"), "{info}");
+    assert!(debug.contains("DEBUG"), "{debug}");
+    assert!(debug.contains("step=10"), "{debug}");
+}
+
+/// Asserts success and returns stderr.
+fn ok_output(out: std::process::Output) -> Vec<u8> {
+    ok(&out);
+    out.stderr
 }

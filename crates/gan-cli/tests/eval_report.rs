@@ -181,22 +181,15 @@ fn train_with_eval_then_eval_and_report_in_chromium() {
     let html = std::fs::read_to_string(&report).unwrap();
     let images = html.matches("<img ").count();
     assert!(images >= 8, "{images} images in the report");
-    match chromium() {
-        Some(c) => {
-            let line = browser_check(&c, &report, d);
-            assert_eq!(
-                line,
-                format!("CHECK_RESULT images={images} broken=0 [] errors=0 []"),
-                "Chromium: {line}"
-            );
-        }
-        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!(
-                "chromium is not installed: CI must install it (.ci/run: apt-get install chromium)"
-            )
-        }
-        None => eprintln!("SKIPPED the browser check: chromium is not installed"),
-    }
+    let c = chromium().expect(
+        "chromium is not installed: `cargo xtask test` installs it (apt-get install chromium)",
+    );
+    let line = browser_check(&c, &report, d);
+    assert_eq!(
+        line,
+        format!("CHECK_RESULT images={images} broken=0 [] errors=0 []"),
+        "Chromium: {line}"
+    );
 }
 
 #[test]

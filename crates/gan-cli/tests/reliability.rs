@@ -366,3 +366,44 @@ fn outputs_follow_their_extension() {
     assert!(!d.join("walk").exists() && !d.join("walk.csv").exists());
     assert_eq!(files_in(&d.join("singles")), ["000000.png", "000001.png"]);
 }
+
+/// Without --channels, an image folder trains with the channels its images are stored in:
+/// grayscale PNGs give 1, a colour one among them gives 3; --channels still decides when given.
+#[test]
+fn channels_default_to_what_the_images_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let names: Vec<String> = (0..8).map(|i| format!("img{i}.png")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    write_images(&d.join("gray"), &names, 28);
+    write_images(&d.join("colour"), &names, 28);
+    image::RgbImage::from_pixel(28, 28, image::Rgb([200, 10, 10]))
+        .save(d.join("colour/red.png"))
+        .unwrap();
+    let tiny = [
+        "--steps",
+        "1",
+        "--batch-size",
+        "4",
+        "--ngf",
+        "4",
+        "--ndf",
+        "4",
+        "--nz",
+        "4",
+    ];
+    for (data, extra, want) in [
+        ("gray", None, 1),
+        ("colour", None, 3),
+        ("gray", Some("3"), 3),
+    ] {
+        let out = format!("run-{data}-{want}");
+        let mut args = vec!["train", "dcgan", "--data", data, "--out", &out];
+        args.extend_from_slice(&tiny);
+        if let Some(c) = extra {
+            args.extend(["--channels", c]);
+        }
+        ok(&gan_cli(&args, d));
+        assert_eq!(config(&d.join(&out))["dcgan"]["channels"], want, "{args:?}");
+    }
+}

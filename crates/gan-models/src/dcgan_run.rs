@@ -124,12 +124,26 @@ impl DiscriminatorNet for DcganDiscriminator {
 
 /// Parses `cpu`, `cuda`, `cuda:N` or `metal` into a device.
 pub fn parse_device(s: &str) -> Result<Device> {
+    let built_without = |feature: &str| {
+        ModelError::Config(format!(
+            "--device {s}: this build has no {feature} support: rebuild with `--features \
+             {feature}` (cargo build --release -p gan-cli --features {feature}, or cargo install \
+             --path crates/gan-cli --features {feature})"
+        ))
+    };
+    let cuda = |n: usize| -> Result<Device> {
+        if !cfg!(feature = "cuda") {
+            return Err(built_without("cuda"));
+        }
+        Ok(Device::new_cuda(n)?)
+    };
     let dev = match s {
         "cpu" => Device::Cpu,
+        "metal" if !cfg!(feature = "metal") => return Err(built_without("metal")),
         "metal" => Device::new_metal(0)?,
-        "cuda" => Device::new_cuda(0)?,
+        "cuda" => cuda(0)?,
         s => match s.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
-            Some(n) => Device::new_cuda(n)?,
+            Some(n) => cuda(n)?,
             None => {
                 return Err(ModelError::Config(format!(
                     "unknown device {s:?} (expected cpu, cuda, cuda:N or metal)"
@@ -203,6 +217,8 @@ pub fn train_dcgan(
     let mut batcher = Batcher::new(data, cfg.batch_config(), &dev)?;
     if resume {
         crate::engine::resume(&mut trainer, &mut batcher, run, observer)?;
+    } else {
+        save_real_grid(run, data, observer)?;
     }
     let noise = fixed_noise(cfg, &dev)?;
     let mut write = |t: &DcganTrainer, p: &Path| -> Result<()> {
@@ -216,6 +232,29 @@ pub fn train_dcgan(
         &mut write,
         observer,
     )
+}
+
+/// The file of a run's grid of real training images (what the samples should come to look like).
+pub const REAL_GRID: &str = "real.png";
+
+/// Writes [`REAL_GRID`] in the run folder: 64 training images spread evenly over the dataset (IDX
+/// files are often sorted by class), in an 8×8 grid like the sample grids.
+pub fn save_real_grid<M>(
+    run: &RunDir,
+    data: &TensorDataset,
+    observer: &mut dyn Observer<M>,
+) -> Result<()> {
+    let len = data.len();
+    let n = len.min(64);
+    let idx: Vec<usize> = (0..n).map(|i| i * len / n.max(1)).collect();
+    let sub = data.subset(&idx);
+    let mut shape = vec![n];
+    shape.extend_from_slice(data.item_shape());
+    let images = Tensor::from_slice(sub.data(), shape, &Device::Cpu)?;
+    let path = run.root().join(REAL_GRID);
+    save_grid(&images, 8, &path)?;
+    observer.on_event(&format!("real training images: {}", path.display()));
+    Ok(())
 }
 
 /// Steps per epoch for a dataset of `items` at `batch_size` (incomplete batches dropped).

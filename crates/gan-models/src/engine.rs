@@ -494,10 +494,18 @@ pub fn fit<T: Trainer>(
         };
         run.write_checkpoint(name, |dir| save_checkpoint(trainer, dir, &state))
     };
+    // A grid before the first step (the untrained generator), as PyTorch's DCGAN example shows.
+    if first_step == 0 && sched.sample_every > 0 {
+        let p = run.sample_path(0);
+        ensure_parent(&p)?;
+        write_samples(trainer, &p)?;
+        observer.on_event(&format!("samples: {}", p.display()));
+    }
     while trainer.step() < sched.steps {
         if cfg.lr != LrSchedule::Constant {
             let f = cfg.lr.factor(trainer.step());
             if factor != Some(f) {
+                tracing::debug!(step = trainer.step(), "learning-rate factor {f}");
                 trainer.set_lr_factor(f);
                 factor = Some(f);
             }
@@ -510,6 +518,8 @@ pub fn fit<T: Trainer>(
         let log_now = sched.log_every > 0 && (step % sched.log_every == 0 || step == 1);
         if log_now || (!finite && diverged.is_none()) {
             run.append_metrics(&m)?;
+            let text: Vec<String> = values.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            tracing::debug!(step, "{}", text.join(" "));
         }
         let rate = items as f64 / start.elapsed().as_secs_f64().max(1e-9);
         observer.on_step(&m, rate);

@@ -820,6 +820,8 @@ pub fn train_wgan(
     let mut batcher = Batcher::new(data, batch_cfg, &dev)?;
     if resume {
         crate::engine::resume(&mut trainer, &mut batcher, run, observer)?;
+    } else {
+        crate::dcgan_run::save_real_grid(run, data, observer)?;
     }
     let noise = fixed_noise(cfg, &dev)?;
     let mut write = |t: &WganTrainer, p: &Path| -> Result<()> {
