@@ -19,7 +19,7 @@ use candle_nn::{Linear, VarBuilder, VarMap};
 use gan_core::conv::{Conv2d, ConvParams};
 use gan_core::eval_metrics::{
     class_coverage, fid_min_samples, inception_score, inception_score_min_samples,
-    kernel_inception_distance, knn_sq_radii, precision_recall_given, ClassCoverage, Gaussian,
+    kernel_inception_distance, knn_sq_radii, prdc_given, ClassCoverage, DensityCoverage, Gaussian,
     InceptionScore, Kid, PrecisionRecall, KID_SUBSETS, KID_SUBSET_SIZE,
 };
 use gan_core::init::pytorch_default_init;
@@ -539,37 +539,76 @@ pub fn bilinear_resize(xs: &Tensor, side: usize) -> Result<Tensor> {
     Ok(Tensor::from_vec(out, (n, c, side, side), xs.device())?)
 }
 
-/// Embeds `images` (`[n, c, h, w]` in [-1, 1], any device) in batches.
-pub fn embed_images(net: &dyn FeatureNet, images: &Tensor) -> Result<Embedding> {
-    let n = images.dim(0)?;
+/// Told how a long phase of an evaluation goes (sampling, embedding): [`Progress::start`] when a
+/// phase begins, with the items it will do (0 when unknown), then [`Progress::advance`] as
+/// items are done. `()` ignores both.
+pub trait Progress {
+    /// A phase named `phase` (`sampling`, `embedding the samples`) begins.
+    fn start(&mut self, phase: &str, total: usize);
+    /// `items` more items of the current phase are done.
+    fn advance(&mut self, items: usize);
+}
+
+impl Progress for () {
+    fn start(&mut self, _phase: &str, _total: usize) {}
+    fn advance(&mut self, _items: usize) {}
+}
+
+/// Embeds batches `[b, c, h, w]` in [-1, 1] one after the other, reporting each to `progress`.
+fn embed_batches(
+    net: &dyn FeatureNet,
+    batches: impl Iterator<Item = Result<Tensor>>,
+    progress: &mut dyn Progress,
+) -> Result<Embedding> {
     let (channels, side) = net.input();
     let mut all: Option<Embedding> = None;
-    let bs = net.batch_size().max(1);
-    for lo in (0..n).step_by(bs) {
-        let len = bs.min(n - lo);
-        let xs = to_input(&images.narrow(0, lo, len)?, channels, side)?.to_device(net.device())?;
-        let e = net.embed(&xs)?;
+    for xs in batches {
+        let xs = xs?;
+        let len = xs.dim(0)?;
+        let e = net.embed(&to_input(&xs, channels, side)?.to_device(net.device())?)?;
         match &mut all {
             None => all = Some(e),
             Some(a) => a.extend(e),
         }
+        progress.advance(len);
     }
     all.ok_or_else(|| ModelError::Config("no image to evaluate".into()))
 }
 
+/// Embeds `images` (`[n, c, h, w]` in [-1, 1], any device) in batches.
+pub fn embed_images(net: &dyn FeatureNet, images: &Tensor) -> Result<Embedding> {
+    embed_images_with(net, images, &mut ())
+}
+
+/// [`embed_images`], reporting the images embedded to `progress` (the caller starts the phase).
+pub fn embed_images_with(
+    net: &dyn FeatureNet,
+    images: &Tensor,
+    progress: &mut dyn Progress,
+) -> Result<Embedding> {
+    let n = images.dim(0)?;
+    let bs = net.batch_size().max(1);
+    let batches = (0..n)
+        .step_by(bs)
+        .map(|lo| Ok(images.narrow(0, lo, bs.min(n - lo))?));
+    embed_batches(net, batches, progress)
+}
+
 /// Embeds the items of an image dataset (`[c, h, w]` items in [-1, 1]).
 pub fn embed_dataset(net: &dyn FeatureNet, ds: &TensorDataset) -> Result<Embedding> {
-    let (channels, side) = net.input();
-    let mut all: Option<Embedding> = None;
-    for (_, xs) in chunks(ds, net.batch_size(), &Device::Cpu)? {
-        let xs = to_input(&xs, channels, side)?.to_device(net.device())?;
-        let e = net.embed(&xs)?;
-        match &mut all {
-            None => all = Some(e),
-            Some(a) => a.extend(e),
-        }
-    }
-    all.ok_or_else(|| ModelError::Config("no image to evaluate".into()))
+    embed_dataset_with(net, ds, &mut ())
+}
+
+/// [`embed_dataset`], reporting the items embedded to `progress` (the caller starts the phase).
+pub fn embed_dataset_with(
+    net: &dyn FeatureNet,
+    ds: &TensorDataset,
+    progress: &mut dyn Progress,
+) -> Result<Embedding> {
+    let batches = chunks(ds, net.batch_size(), &Device::Cpu)?
+        .into_iter()
+        .map(|(_, xs)| Ok(xs));
+    embed_batches(net, batches, progress)
 }
 
 /// The real images generated samples are compared with: their features, Gaussian and k-NN radii.
@@ -581,7 +620,8 @@ pub struct ReferenceSet {
     pub embedding: Embedding,
     /// The Gaussian fitted to their features.
     pub gaussian: Gaussian,
-    /// Squared radius of each one's k-th nearest neighbour (k = [`PR_K`]).
+    /// Squared radius of each one's k-th nearest neighbour (k = [`PR_K`]); empty when the set
+    /// has k images or fewer, or only a Gaussian.
     pub radii: Vec<f32>,
 }
 
@@ -591,7 +631,18 @@ pub const PR_K: usize = 3;
 impl ReferenceSet {
     /// Embeds the images of `ds` with `net`.
     pub fn new(net: &dyn FeatureNet, ds: &TensorDataset, name: &str) -> Result<Self> {
-        let embedding = embed_dataset(net, ds)?;
+        Self::new_with(net, ds, name, &mut ())
+    }
+
+    /// [`ReferenceSet::new`], showing the embedding as a phase of `progress`.
+    pub fn new_with(
+        net: &dyn FeatureNet,
+        ds: &TensorDataset,
+        name: &str,
+        progress: &mut dyn Progress,
+    ) -> Result<Self> {
+        progress.start(&format!("embedding the {name}"), gan_data::Dataset::len(ds));
+        let embedding = embed_dataset_with(net, ds, progress)?;
         Self::from_embedding(embedding, name)
     }
 
@@ -599,8 +650,12 @@ impl ReferenceSet {
     pub fn from_embedding(embedding: Embedding, name: &str) -> Result<Self> {
         let gaussian = Gaussian::fit(&embedding.features, embedding.dim)
             .map_err(|e| ModelError::Config(format!("reference set {name}: {e}")))?;
-        let radii = knn_sq_radii(&embedding.features, embedding.dim, PR_K)
-            .map_err(|e| ModelError::Config(format!("reference set {name}: {e}")))?;
+        let radii = if embedding.len() > PR_K {
+            knn_sq_radii(&embedding.features, embedding.dim, PR_K)
+                .map_err(|e| ModelError::Config(format!("reference set {name}: {e}")))?
+        } else {
+            Vec::new()
+        };
         Ok(Self {
             name: name.into(),
             embedding,
@@ -661,6 +716,10 @@ pub struct EvalReport {
     pub coverage: Option<ClassCoverage>,
     /// Improved precision and recall (k = 3; NaN when a set has k samples or fewer).
     pub precision_recall: PrecisionRecall,
+    /// Density and coverage (Naeem et al. 2020) on the same k-NN balls of the real set (none
+    /// when precision/recall is NaN, or in reports written before they were added).
+    #[serde(default)]
+    pub density_coverage: Option<DensityCoverage>,
     /// Kernel Inception Distance on the same features ([`KID_SUBSETS`] subsets of up to
     /// [`KID_SUBSET_SIZE`]; none when a set has fewer than 2 samples).
     #[serde(default)]
@@ -685,7 +744,8 @@ pub const IS_SPLITS: usize = 10;
 /// - Inception Score: [`inception_score_min_samples`] (10 per class and split).
 /// - KID: [`KID_SUBSET_SIZE`] in each set (the subset size of clean-fid and torch-fidelity),
 ///   and at least 2 for any value.
-/// - Precision/recall: more than k = [`PR_K`] samples in each set, or no value.
+/// - Precision/recall, density and coverage: more than k = [`PR_K`] samples in each set, or no
+///   value.
 ///
 /// Below the first count the value is given with its warning; below the second (the least the
 /// formula takes) it is missing, with its warning.
@@ -726,8 +786,8 @@ pub fn sample_warnings(
     }
     if reference.is_none() {
         out.push(
-            "KID and precision/recall not computed: the reference is a statistics file (mean \
-             and covariance only; they need the reference features)"
+            "KID, precision/recall, density and coverage not computed: the reference is a \
+             statistics file (mean and covariance only; they need the reference features)"
                 .into(),
         );
         return out;
@@ -743,7 +803,8 @@ pub fn sample_warnings(
     }
     if least <= PR_K {
         out.push(format!(
-            "precision/recall not computed: {counts}; k = {PR_K} nearest neighbours need at \
+            "precision/recall, density and coverage not computed: {counts}; k = {PR_K} nearest \
+             neighbours need at \
              least {} in each set",
             PR_K + 1
         ));
@@ -799,21 +860,23 @@ pub fn score_embedding(
         None => (None, None),
     };
     let with_features = reference.has_features();
-    let pr = if n > PR_K && with_features {
-        precision_recall_given(
+    let (pr, dc) = if n > PR_K && reference.len() > PR_K {
+        let (pr, dc) = prdc_given(
             &reference.embedding.features,
             &reference.radii,
             &e.features,
             e.dim,
             PR_K,
         )
-        .map_err(metric_err)?
+        .map_err(metric_err)?;
+        (pr, Some(dc))
     } else {
-        PrecisionRecall {
+        let pr = PrecisionRecall {
             precision: f64::NAN,
             recall: f64::NAN,
             k: PR_K,
-        }
+        };
+        (pr, None)
     };
     let kid = if n >= 2 && with_features {
         Some(
@@ -842,6 +905,7 @@ pub fn score_embedding(
         inception_score: is,
         coverage,
         precision_recall: pr,
+        density_coverage: dc,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -928,6 +992,13 @@ impl EvalReport {
             fmt_fixed(pr.precision, 4),
         ));
         rows.push((format!("recall (k={})", pr.k), fmt_fixed(pr.recall, 4)));
+        if let Some(dc) = &self.density_coverage {
+            rows.push((format!("density (k={})", dc.k), fmt_fixed(dc.density, 4)));
+            rows.push((
+                format!("coverage (k-NN, k={})", dc.k),
+                fmt_fixed(dc.coverage, 4),
+            ));
+        }
         for w in &self.warnings {
             rows.push(("warning".into(), w.clone()));
         }
@@ -991,7 +1062,7 @@ pub fn load_setup_with(
     inception: Option<&crate::inception::InceptionSource>,
 ) -> Result<EvalSetup> {
     let (net, data) = load_evaluator(kind, datasets_dir, dev, inception)?;
-    let reference = real_reference(net.as_ref(), &data, datasets_dir)?;
+    let reference = real_reference(net.as_ref(), &data, datasets_dir, &mut ())?;
     Ok(EvalSetup { net, reference })
 }
 
@@ -1007,15 +1078,16 @@ pub fn dataset_side(net: &dyn FeatureNet) -> usize {
 }
 
 /// The reference set of `net`: the embedded test split of `data` (`mnist`, `mnist-mini`,
-/// `fashion-mnist`), named `DATA test split`.
+/// `fashion-mnist`), named `DATA test split`; its embedding is a phase of `progress`.
 pub fn real_reference(
     net: &dyn FeatureNet,
     data: &str,
     datasets_dir: &Path,
+    progress: &mut dyn Progress,
 ) -> Result<ReferenceSet> {
     let source = gan_data::ImageSource::resolve(Some(data), datasets_dir)?;
     let test = source.load_test(dataset_side(net))?;
-    ReferenceSet::new(net, &test, &format!("{data} test split"))
+    ReferenceSet::new_with(net, &test, &format!("{data} test split"), progress)
 }
 
 /// Evaluator network `kind` (`mnist`, `fashion-mnist`, or `inception` with its weights from
@@ -1268,5 +1340,26 @@ mod tests {
         assert_eq!(fmt_fixed(-0.0004, 3), "0.000");
         assert_eq!(fmt_fixed(-0.0006, 3), "-0.001");
         assert_eq!(fmt_fixed(f64::NAN, 3), "n/a");
+    }
+
+    /// The other direction of `tests/fid_stats.rs`'s numpy fixture: the `.npy` arrays we write
+    /// are byte for byte the ones numpy wrote into `fid_stats_numpy.npz` (`np.savez_compressed`
+    /// of float64 `mu`, `(4,)`, and `sigma`, `(4, 4)`), so numpy and pytorch-fid read our files.
+    #[test]
+    fn npy_bytes_equal_numpys() {
+        use std::io::Read;
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fid_stats_numpy.npz");
+        let file = std::fs::File::open(&path).expect("the numpy fixture is committed");
+        let mut zip = zip::ZipArchive::new(file).unwrap();
+        for (name, shape) in [("mu", vec![4]), ("sigma", vec![4, 4])] {
+            let mut numpys = Vec::new();
+            zip.by_name(&format!("{name}.npy"))
+                .unwrap()
+                .read_to_end(&mut numpys)
+                .unwrap();
+            let (got_shape, values) = parse_npy(&numpys, name).unwrap();
+            assert_eq!(got_shape, shape);
+            assert_eq!(npy_f64(&shape, &values), numpys, "{name}.npy");
+        }
     }
 }

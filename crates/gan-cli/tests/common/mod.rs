@@ -27,3 +27,12 @@ pub fn ok(out: &Output) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Writes the Inception network of width / 16 with the deterministic weights of the FID parity
+/// test (`gan_models::inception::formula_weights`) to `path` (a `.safetensors` file): what
+/// `--inception-weights` takes, without a download.
+pub fn tiny_inception_weights(path: &Path) {
+    let cfg = gan_models::inception::InceptionConfig { width_divisor: 16 };
+    let tensors = gan_models::inception::formula_weights(cfg).unwrap();
+    candle_core::safetensors::save(&tensors, path).unwrap();
+}
