@@ -153,6 +153,15 @@ impl TrainEvalArgs {
     }
 }
 
+/// The folder of the cached statistics of the reference sets (computed once per evaluator,
+/// weights and images; see `gan_models::evaluator::cached_reference`): `$GAN_CACHE`, else
+/// `DATASETS/cache`.
+pub fn reference_cache(datasets_dir: &Path) -> PathBuf {
+    std::env::var_os("GAN_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| datasets_dir.join("cache"))
+}
+
 fn evaluator_name(explicit: Option<&str>, data: Option<&str>) -> anyhow::Result<String> {
     if let Some(e) = explicit {
         return Ok(e.to_string());
@@ -193,6 +202,7 @@ pub fn monitor_setup(
         datasets_dir,
         &parse_device(device)?,
         inception.as_ref(),
+        Some(&reference_cache(datasets_dir)),
     )?;
     Ok((cfg, Some(setup)))
 }
@@ -242,7 +252,10 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
                 let label = format!("{} (pytorch-fid statistics)", path.display());
                 ReferenceSet::from_gaussian(g, &label)
             }
-            None => real_reference(net.as_ref(), &data, &a.datasets_dir, progress)?,
+            None => {
+                let cache = reference_cache(&a.datasets_dir);
+                real_reference(net.as_ref(), &data, &a.datasets_dir, Some(&cache), progress)?
+            }
         };
         Ok((net, reference, data))
     };

@@ -16,6 +16,7 @@ fn gan_cli(args: &[&str], cwd: &Path) -> Output {
         .args(args)
         .current_dir(cwd)
         .env("GAN_DATASETS", datasets())
+        .env("GAN_CACHE", cwd.join("cache"))
         .output()
         .expect("gan-cli runs")
 }

@@ -407,6 +407,25 @@ pub trait FeatureNet: std::fmt::Debug {
     fn feature_dim(&self) -> Option<usize> {
         None
     }
+    /// A hash of its weights (FNV-1a of the weights file), when known: what keys cached
+    /// reference statistics ([`cached_reference`]) to the network. `None`: never cached.
+    fn weights_hash(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// 64-bit FNV-1a of `bytes`.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// [`fnv1a`] of the file at `path`.
+pub fn fnv1a_file(path: &Path) -> Result<u64> {
+    Ok(fnv1a(
+        &std::fs::read(path).map_err(|e| ModelError::io(path, e))?,
+    ))
 }
 
 /// A trained evaluator classifier loaded from `datasets/evaluators/`.
@@ -416,6 +435,7 @@ pub struct ClassifierEvaluator {
     /// Its card.
     pub card: EvaluatorCard,
     device: Device,
+    weights_hash: u64,
 }
 
 /// The folder of the committed evaluators, under a datasets folder.
@@ -441,11 +461,13 @@ impl ClassifierEvaluator {
             &card.training.classifier,
             VarBuilder::from_varmap(&vars, DType::F32, dev),
         )?;
-        crate::train::load_vars(&mut vars, &dir.join(format!("{name}.safetensors")))?;
+        let weights = dir.join(format!("{name}.safetensors"));
+        crate::train::load_vars(&mut vars, &weights)?;
         Ok(Self {
             net,
             card,
             device: dev.clone(),
+            weights_hash: fnv1a_file(&weights)?,
         })
     }
 
@@ -467,6 +489,10 @@ impl FeatureNet for ClassifierEvaluator {
 
     fn feature_dim(&self) -> Option<usize> {
         Some(self.net.config().features)
+    }
+
+    fn weights_hash(&self) -> Option<u64> {
+        Some(self.weights_hash)
     }
 
     fn embed(&self, xs: &Tensor) -> Result<Embedding> {
@@ -1049,20 +1075,22 @@ pub struct EvalSetup {
 /// reference set: the test split of `DATASETS/mnist` (or of the embedded `mnist-mini` when the
 /// full MNIST is not there) or of `DATASETS/fashion-mnist`.
 pub fn load_setup(kind: &str, datasets_dir: &Path, dev: &Device) -> Result<EvalSetup> {
-    load_setup_with(kind, datasets_dir, dev, None)
+    load_setup_with(kind, datasets_dir, dev, None, None)
 }
 
 /// [`load_setup`], also for `inception` (the standard FID network) with its weights from
 /// `inception`; its reference set is the MNIST test split (`mnist`, else `mnist-mini`),
-/// grey repeated on 3 channels and resized to 299 × 299.
+/// grey repeated on 3 channels and resized to 299 × 299. With `cache`, the reference set's
+/// statistics are read from that folder when computed before ([`cached_reference`]).
 pub fn load_setup_with(
     kind: &str,
     datasets_dir: &Path,
     dev: &Device,
     inception: Option<&crate::inception::InceptionSource>,
+    cache: Option<&Path>,
 ) -> Result<EvalSetup> {
     let (net, data) = load_evaluator(kind, datasets_dir, dev, inception)?;
-    let reference = real_reference(net.as_ref(), &data, datasets_dir, &mut ())?;
+    let reference = real_reference(net.as_ref(), &data, datasets_dir, cache, &mut ())?;
     Ok(EvalSetup { net, reference })
 }
 
@@ -1078,16 +1106,180 @@ pub fn dataset_side(net: &dyn FeatureNet) -> usize {
 }
 
 /// The reference set of `net`: the embedded test split of `data` (`mnist`, `mnist-mini`,
-/// `fashion-mnist`), named `DATA test split`; its embedding is a phase of `progress`.
+/// `fashion-mnist`), named `DATA test split`; its embedding is a phase of `progress`. With
+/// `cache` (a folder), through [`cached_reference`]: computed once per network and images.
 pub fn real_reference(
     net: &dyn FeatureNet,
     data: &str,
     datasets_dir: &Path,
+    cache: Option<&Path>,
     progress: &mut dyn Progress,
 ) -> Result<ReferenceSet> {
     let source = gan_data::ImageSource::resolve(Some(data), datasets_dir)?;
     let test = source.load_test(dataset_side(net))?;
-    ReferenceSet::new_with(net, &test, &format!("{data} test split"), progress)
+    let name = format!("{data} test split");
+    match cache {
+        Some(dir) => Ok(cached_reference(net, &test, &name, dir, progress)?.0),
+        None => ReferenceSet::new_with(net, &test, &name, progress),
+    }
+}
+
+/// Whether [`cached_reference`] read its statistics from the cache or computed and wrote them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CacheUse {
+    /// Read from this file.
+    Reused(PathBuf),
+    /// Computed and written to this file.
+    Written(PathBuf),
+    /// Computed; the network has no [`FeatureNet::weights_hash`], so nothing is cached.
+    Uncached,
+}
+
+/// The version of the cache files' layout, part of their key.
+const REFERENCE_CACHE_VERSION: u64 = 1;
+
+/// The cache file of the reference set `name` of the images `ds` embedded by `net`, under
+/// `dir`: `reference-<name>-<net>-<count>-<key>.safetensors`, where the key hashes the layout
+/// version, the network's name and [`FeatureNet::weights_hash`], and the images' shape and
+/// values, so that a change of any of them gives another file. `None` when the network has no
+/// weights hash.
+pub fn reference_cache_file(
+    net: &dyn FeatureNet,
+    ds: &TensorDataset,
+    name: &str,
+    dir: &Path,
+) -> Option<PathBuf> {
+    let weights = net.weights_hash()?;
+    let mut key = Vec::new();
+    key.extend_from_slice(&REFERENCE_CACHE_VERSION.to_le_bytes());
+    key.extend_from_slice(net.name().as_bytes());
+    key.extend_from_slice(&weights.to_le_bytes());
+    for d in ds.item_shape() {
+        key.extend_from_slice(&(*d as u64).to_le_bytes());
+    }
+    key.extend(ds.data().iter().flat_map(|v| v.to_le_bytes()));
+    let slug = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect()
+    };
+    Some(dir.join(format!(
+        "reference-{}-{}-{}-{:016x}.safetensors",
+        slug(name),
+        slug(&net.name()),
+        ds.len(),
+        fnv1a(&key)
+    )))
+}
+
+/// The reference set of the images `ds` embedded by `net` (named `name`), computed once:
+/// read from its file in `dir` ([`reference_cache_file`]) when there, otherwise embedded (a
+/// phase of `progress`) and written there (features, class probabilities, the Gaussian's mean
+/// and covariance in float64 and the k-NN radii, as safetensors; written to a temporary file
+/// and renamed). A cache file that cannot be read is recomputed and replaced, with a warning in
+/// the log; one that cannot be written only logs a warning. Other images, another network or
+/// other weights give another file, so a stale one is never read.
+pub fn cached_reference(
+    net: &dyn FeatureNet,
+    ds: &TensorDataset,
+    name: &str,
+    dir: &Path,
+    progress: &mut dyn Progress,
+) -> Result<(ReferenceSet, CacheUse)> {
+    let Some(path) = reference_cache_file(net, ds, name, dir) else {
+        let set = ReferenceSet::new_with(net, ds, name, progress)?;
+        return Ok((set, CacheUse::Uncached));
+    };
+    if path.is_file() {
+        progress.start(
+            &format!("reading the {name} statistics from {}", path.display()),
+            0,
+        );
+        match read_reference(&path, name) {
+            Ok(set) => return Ok((set, CacheUse::Reused(path))),
+            Err(e) => tracing::warn!("{e}: computing the reference statistics again"),
+        }
+    }
+    let set = ReferenceSet::new_with(net, ds, name, progress)?;
+    match write_reference(&path, &set) {
+        Ok(()) => Ok((set, CacheUse::Written(path))),
+        Err(e) => {
+            tracing::warn!("cannot cache the reference statistics: {e}");
+            Ok((set, CacheUse::Uncached))
+        }
+    }
+}
+
+fn write_reference(path: &Path, set: &ReferenceSet) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+    let e = &set.embedding;
+    let (n, d) = (e.len(), e.dim);
+    let cpu = Device::Cpu;
+    let mut tensors = std::collections::HashMap::new();
+    tensors.insert(
+        "features".to_string(),
+        Tensor::from_slice(&e.features, (n, d), &cpu)?,
+    );
+    if let Some(p) = &e.probs {
+        tensors.insert(
+            "probs".to_string(),
+            Tensor::from_slice(p, (n, e.classes), &cpu)?,
+        );
+    }
+    tensors.insert(
+        "mean".to_string(),
+        Tensor::from_slice(&set.gaussian.mean, d, &cpu)?,
+    );
+    tensors.insert(
+        "cov".to_string(),
+        Tensor::from_slice(&set.gaussian.cov, (d, d), &cpu)?,
+    );
+    tensors.insert(
+        "radii".to_string(),
+        Tensor::from_slice(&set.radii, set.radii.len(), &cpu)?,
+    );
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    candle_core::safetensors::save(&tensors, &tmp).map_err(|e| ModelError::Checkpoint {
+        path: tmp.clone(),
+        reason: e.to_string(),
+    })?;
+    std::fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e))
+}
+
+fn read_reference(path: &Path, name: &str) -> Result<ReferenceSet> {
+    let bad = |reason: String| ModelError::Checkpoint {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let t = candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| bad(e.to_string()))?;
+    let get = |k: &str| t.get(k).ok_or_else(|| bad(format!("no tensor {k}")));
+    let features = get("features")?;
+    let (n, dim) = features.dims2()?;
+    let probs = match t.get("probs") {
+        Some(p) => Some((p.flatten_all()?.to_vec1::<f32>()?, p.dims2()?.1)),
+        None => None,
+    };
+    let gaussian = Gaussian::new(
+        get("mean")?.to_vec1()?,
+        get("cov")?.flatten_all()?.to_vec1()?,
+    )
+    .map_err(|e| bad(e.to_string()))?;
+    let radii: Vec<f32> = get("radii")?.to_vec1()?;
+    if gaussian.dim() != dim || !(radii.is_empty() || radii.len() == n) {
+        return Err(bad("inconsistent shapes".into()));
+    }
+    Ok(ReferenceSet {
+        name: name.into(),
+        embedding: Embedding {
+            features: features.flatten_all()?.to_vec1()?,
+            dim,
+            classes: probs.as_ref().map_or(0, |p| p.1),
+            probs: probs.map(|p| p.0),
+        },
+        gaussian,
+        radii,
+    })
 }
 
 /// Evaluator network `kind` (`mnist`, `fashion-mnist`, or `inception` with its weights from

@@ -578,12 +578,7 @@ pub fn load_inception_file(path: &Path, dev: &Device) -> Result<InceptionEvaluat
         net,
         device: dev.clone(),
         path: path.to_path_buf(),
-    })
-}
-
-fn fnv1a64(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+        weights_hash: crate::evaluator::fnv1a_file(path)?,
     })
 }
 
@@ -612,7 +607,7 @@ pub fn formula_weight(name: &str, dims: &[usize]) -> Option<Vec<f32>> {
     } else {
         return None;
     };
-    let h = fnv1a64(name);
+    let h = crate::evaluator::fnv1a(name.as_bytes());
     Some(
         (0..n as u64)
             .map(|i| {
@@ -662,6 +657,7 @@ pub struct InceptionEvaluator {
     device: Device,
     /// The weights file it was loaded from.
     pub path: PathBuf,
+    weights_hash: u64,
 }
 
 impl FeatureNet for InceptionEvaluator {
@@ -696,5 +692,9 @@ impl FeatureNet for InceptionEvaluator {
 
     fn feature_dim(&self) -> Option<usize> {
         Some(self.net.config().features())
+    }
+
+    fn weights_hash(&self) -> Option<u64> {
+        Some(self.weights_hash)
     }
 }

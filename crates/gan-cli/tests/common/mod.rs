@@ -3,7 +3,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-/// Runs `gan-cli args` in `cwd`, with `GAN_DATASETS` pointing at the repository's `datasets/`.
+/// Runs `gan-cli args` in `cwd`, with `GAN_DATASETS` pointing at the repository's `datasets/`
+/// and the cache of reference statistics in `cwd/.gan-cache`.
 pub fn gan_cli(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_gan-cli"))
         .args(args)
@@ -12,6 +13,7 @@ pub fn gan_cli(args: &[&str], cwd: &Path) -> Output {
             "GAN_DATASETS",
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets"),
         )
+        .env("GAN_CACHE", cwd.join(".gan-cache"))
         .output()
         .expect("gan-cli runs")
 }
