@@ -1260,11 +1260,12 @@ fn read_reference(path: &Path, name: &str) -> Result<ReferenceSet> {
         Some(p) => Some((p.flatten_all()?.to_vec1::<f32>()?, p.dims2()?.1)),
         None => None,
     };
-    let gaussian = Gaussian::new(
+    let mut gaussian = Gaussian::new(
         get("mean")?.to_vec1()?,
         get("cov")?.flatten_all()?.to_vec1()?,
     )
     .map_err(|e| bad(e.to_string()))?;
+    gaussian.count = n;
     let radii: Vec<f32> = get("radii")?.to_vec1()?;
     if gaussian.dim() != dim || !(radii.is_empty() || radii.len() == n) {
         return Err(bad("inconsistent shapes".into()));
