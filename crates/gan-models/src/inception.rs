@@ -582,8 +582,9 @@ pub fn load_inception_file(path: &Path, dev: &Device) -> Result<InceptionEvaluat
     })
 }
 
-/// splitmix64's output function.
-fn splitmix64(mut z: u64) -> u64 {
+/// splitmix64's output function (the mixer of [`formula_weight`], also used by the parity
+/// check's images).
+pub fn splitmix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)

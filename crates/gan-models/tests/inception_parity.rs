@@ -12,7 +12,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use gan_core::eval_metrics::{frechet_distance, Gaussian};
 use gan_models::inception::{
-    formula_weight as formula, formula_weights, FidInception, InceptionConfig,
+    formula_weight as formula, formula_weights, splitmix64 as mix, FidInception, InceptionConfig,
 };
 
 const FIXTURE: &str = concat!(
