@@ -1534,25 +1534,4 @@ mod tests {
         assert_eq!(fmt_fixed(-0.0006, 3), "-0.001");
         assert_eq!(fmt_fixed(f64::NAN, 3), "n/a");
     }
-
-    /// The other direction of `tests/fid_stats.rs`'s numpy fixture: the `.npy` arrays we write
-    /// are byte for byte the ones numpy wrote into `fid_stats_numpy.npz` (`np.savez_compressed`
-    /// of float64 `mu`, `(4,)`, and `sigma`, `(4, 4)`), so numpy and pytorch-fid read our files.
-    #[test]
-    fn npy_bytes_equal_numpys() {
-        use std::io::Read;
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fid_stats_numpy.npz");
-        let file = std::fs::File::open(&path).expect("the numpy fixture is committed");
-        let mut zip = zip::ZipArchive::new(file).unwrap();
-        for (name, shape) in [("mu", vec![4]), ("sigma", vec![4, 4])] {
-            let mut numpys = Vec::new();
-            zip.by_name(&format!("{name}.npy"))
-                .unwrap()
-                .read_to_end(&mut numpys)
-                .unwrap();
-            let (got_shape, values) = parse_npy(&numpys, name).unwrap();
-            assert_eq!(got_shape, shape);
-            assert_eq!(npy_f64(&shape, &values), numpys, "{name}.npy");
-        }
-    }
 }
