@@ -186,7 +186,8 @@ fn train_with_eval_then_eval_and_report_in_chromium() {
     for phase in [
         "loading the mnist evaluator",
         // The statistics --eval-every computed, from the cache.
-        "reading the mnist-mini test split statistics from cache/reference-mnist-mini-test-split-mnist-1000-",
+        "reading the mnist-mini test split statistics from ",
+        "/cache/reference-mnist-mini-test-split-mnist-1000-",
         "sampling 50 images from run (latest)",
         "embedding the samples",
         "scoring (FID, KID, precision/recall, density/coverage)",
