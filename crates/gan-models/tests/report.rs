@@ -2,7 +2,7 @@
 //! folder: self-contained, with every chart, grid and warning.
 
 use candle_core::{Device, Tensor};
-use gan_core::eval_metrics::{ClassCoverage, PrecisionRecall};
+use gan_core::eval_metrics::{ClassCoverage, DensityCoverage, PrecisionRecall};
 use gan_models::evaluator::EvalReport;
 use gan_models::grid::save_grid;
 use gan_models::health::{HealthMonitor, WarningKind};
@@ -44,6 +44,11 @@ fn eval(covered: usize, histogram: Vec<usize>, kl: f64, fid: f64) -> EvalReport 
             recall: 0.4,
             k: 3,
         },
+        density_coverage: Some(DensityCoverage {
+            density: 0.9,
+            coverage: 0.7,
+            k: 3,
+        }),
         kid: None,
         warnings: Vec::new(),
         seconds: 1.0,
