@@ -177,11 +177,15 @@ fn report_is_self_contained_and_complete() {
     let html = std::fs::read_to_string(&path).unwrap();
     assert_eq!(html, render_report(&run).unwrap());
     // Three sample grids, and charts: losses, D outputs, FID, IS is absent (no IS in these
-    // evals), coverage, KL, precision/recall.
+    // evals), coverage, KL, precision/recall, density/coverage.
     assert_eq!(html.matches("src=\"data:image/png;base64,").count(), 3);
+    assert!(
+        html.contains("alt=\"Density and coverage (k = 3)\""),
+        "{html}"
+    );
     assert_eq!(
         html.matches("src=\"data:image/svg+xml;base64,").count(),
-        6,
+        7,
         "{html}"
     );
     for want in [
