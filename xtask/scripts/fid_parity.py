@@ -10,7 +10,8 @@ It needs no downloaded weights: it builds pytorch-fid's own network
 Inception-v3 with pytorch-fid's ``FIDInceptionA/C/E_1/E_2`` blocks, ``resize_input=True``,
 ``normalize_input=True``) and replaces only the download of its weights
 (``pytorch_fid.inception.load_state_dict_from_url``) by deterministic weights from a formula that
-the Rust test (``crates/gan-models/tests/inception_parity.rs``) reproduces bit for bit.
+the Rust test (``crates/gan-models/tests/inception_parity.rs``, through
+``gan_models::inception::formula_weight``) reproduces bit for bit.
 
 Weight formula (every tensor of the state dict, by its name and the index ``i`` of the element in
 row-major order; ``num_batches_tracked`` and the unused ``fc.*`` are left alone)::

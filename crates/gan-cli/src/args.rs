@@ -23,7 +23,8 @@ pub enum Command {
     Interpolate(InterpolateArgs),
     /// Translate a folder of images with a trained CycleGAN.
     Translate(crate::cyclegan_cmd::TranslateArgs),
-    /// Measure a CycleGAN trained on thin2thick against the true map (the dilation).
+    /// Score a CycleGAN's translations of the test images: FID/KID each way, and on grey data
+    /// (thin2thick) the error against the true map (the dilation).
     EvalTranslation(crate::cyclegan_cmd::EvalTranslationArgs),
     /// Score a run's generator, a folder of images or a real split (FID, IS analogue, class
     /// coverage, precision/recall).

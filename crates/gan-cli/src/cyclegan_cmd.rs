@@ -7,9 +7,11 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use gan_models::cyclegan_run::{
-    eval_thin2thick, load_cyclegan, load_train, train_cyclegan, CycleGanRunConfig, Direction,
+    eval_thin2thick, load_cyclegan, load_train, score_translations, train_cyclegan,
+    CycleGanRunConfig, Direction,
 };
 use gan_models::dcgan_run::parse_device;
+use gan_models::evaluator::{load_evaluator, Progress};
 use gan_models::registry::RunConfig;
 use gan_models::run::RunDir;
 
@@ -128,9 +130,19 @@ pub struct EvalTranslationArgs {
     /// The CycleGAN run folder.
     #[arg(long)]
     pub run: PathBuf,
-    /// The thin2thick dataset (its testA is translated and compared with its dilation).
+    /// The dataset with testA and testB: G(testA) is scored against testB and F(testB) against
+    /// testA; for grey data (thin2thick) G(testA) is also compared with the dilation of testA.
     #[arg(long, default_value = "datasets/thin2thick")]
     pub dataroot: PathBuf,
+    /// The evaluator network of FID/KID: mnist, fashion-mnist or inception (default: mnist for
+    /// grey runs, inception for RGB runs when --inception-weights or --inception-repo is given).
+    #[arg(long)]
+    pub evaluator: Option<String>,
+    #[command(flatten)]
+    pub inception: crate::eval_cmd::InceptionFlags,
+    /// Where the project's evaluators live (`evaluators/`).
+    #[arg(long, default_value = "datasets", env = "GAN_DATASETS")]
+    pub datasets_dir: PathBuf,
     /// latest or step-N.
     #[arg(long, default_value = "latest")]
     pub checkpoint: String,
@@ -271,21 +283,61 @@ pub fn eval_translation(a: EvalTranslationArgs) -> anyhow::Result<ExitCode> {
     let run = RunDir::open(&a.run)?;
     let dev = parse_device(&a.device)?;
     let model = load_cyclegan(&run, &a.checkpoint, &dev)?;
-    let e = eval_thin2thick(&model, &a.dataroot)?;
-    println!(
-        "{} test images of {}",
-        e.images,
-        a.dataroot.join("testA").display()
-    );
-    println!(
-        "MAE G(a) vs dilate(a):       {:.4}  (pixel range 0..1)",
-        e.mae_translation
-    );
-    println!("MAE identity a vs dilate(a): {:.4}", e.mae_identity);
-    println!("ratio translation/identity:  {:.3}", e.ratio);
-    println!("MAE cycle F(G(a)) vs a:      {:.4}", e.mae_cycle);
+    let mut json = serde_json::Map::new();
+    if model.cfg.net.channels == 1 {
+        let e = eval_thin2thick(&model, &a.dataroot)?;
+        println!(
+            "{} test images of {}",
+            e.images,
+            a.dataroot.join("testA").display()
+        );
+        println!(
+            "MAE G(a) vs dilate(a):       {:.4}  (pixel range 0..1)",
+            e.mae_translation
+        );
+        println!("MAE identity a vs dilate(a): {:.4}", e.mae_identity);
+        println!("ratio translation/identity:  {:.3}", e.ratio);
+        println!("MAE cycle F(G(a)) vs a:      {:.4}", e.mae_cycle);
+        if let serde_json::Value::Object(m) = serde_json::to_value(e)? {
+            json = m;
+        }
+    }
+    let inception = a.inception.source();
+    let evaluator = a.evaluator.clone().or_else(|| {
+        if model.cfg.net.channels == 1 {
+            Some("mnist".into())
+        } else {
+            inception.is_some().then(|| "inception".into())
+        }
+    });
+    match evaluator {
+        Some(name) => {
+            let mut progress = crate::progress::PhaseProgress::new();
+            progress.start(&format!("loading the {name} evaluator"), 0);
+            let (net, _) = load_evaluator(&name, &a.datasets_dir, &dev, inception.as_ref())?;
+            let scores = score_translations(&model, &a.dataroot, net.as_ref(), &mut progress)?;
+            progress.finish();
+            for (what, r) in [
+                ("G(testA) against the real testB", &scores.a2b),
+                ("F(testB) against the real testA", &scores.b2a),
+            ] {
+                println!("\n{what}:");
+                for line in r.table().lines() {
+                    println!("  {line}");
+                }
+                for w in &r.warnings {
+                    eprintln!("warning: {what}: {w}");
+                }
+            }
+            json.insert("scores".into(), serde_json::to_value(&scores)?);
+        }
+        None => println!(
+            "FID/KID not computed: an RGB run is scored with --evaluator inception and its \
+             weights (--inception-weights PATH or --inception-repo ORG/NAME)"
+        ),
+    }
     if let Some(p) = &a.json {
-        let text = serde_json::to_string_pretty(&e)?;
+        let text = serde_json::to_string_pretty(&json)?;
         std::fs::write(p, text + "\n").with_context(|| format!("cannot write {}", p.display()))?;
         println!("wrote {}", p.display());
     }

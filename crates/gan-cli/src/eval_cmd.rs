@@ -11,13 +11,16 @@ use gan_core::eval_metrics::Gaussian;
 use gan_data::{ImageFolder, ImageFolderConfig, ImageSource};
 use gan_models::dcgan_run::{load_generator, parse_device};
 use gan_models::evaluator::{
-    dataset_side, embed_dataset, embed_images, evaluator_for_data, load_evaluator, load_fid_stats,
-    load_setup, real_reference, save_fid_stats, score_embedding, FeatureNet, ReferenceSet,
+    dataset_side, embed_dataset_with, embed_images_with, evaluator_for_data, load_evaluator,
+    load_fid_stats, load_setup_with, real_reference, save_fid_stats, score_embedding, FeatureNet,
+    Progress, ReferenceSet,
 };
 use gan_models::inception::InceptionSource;
 use gan_models::monitor::MonitorConfig;
 use gan_models::report::write_report;
 use gan_models::run::{write_json, RunDir};
+
+use crate::progress::PhaseProgress;
 use serde_json::json;
 
 #[derive(Debug, Args)]
@@ -43,17 +46,8 @@ pub struct EvalArgs {
     /// Default: from the run's training data (mnist for --images and --real-split).
     #[arg(long)]
     pub evaluator: Option<String>,
-    /// The Inception weights for --evaluator inception: pytorch-fid's
-    /// pt_inception-2015-12-05-6726825d.pth as it is, or a safetensors copy of it.
-    #[arg(long, env = "GAN_INCEPTION_WEIGHTS", conflicts_with = "inception_repo")]
-    pub inception_weights: Option<PathBuf>,
-    /// Or an hf-hub model repository holding them (used from the hf-hub cache when there,
-    /// downloaded otherwise).
-    #[arg(long)]
-    pub inception_repo: Option<String>,
-    /// The file of --inception-repo.
-    #[arg(long, default_value = "model.safetensors")]
-    pub inception_file: String,
+    #[command(flatten)]
+    pub inception: InceptionFlags,
     /// Also write the scores as JSON here. Default with --run: a new
     /// `scores-<checkpoint>.json` in the run folder.
     #[arg(long)]
@@ -80,6 +74,47 @@ pub struct EvalArgs {
     pub datasets_dir: PathBuf,
 }
 
+/// Where the weights of `--evaluator inception` come from (`eval`, `eval-translation` and the
+/// evaluation flags of the train commands).
+#[derive(Debug, Clone, Args)]
+pub struct InceptionFlags {
+    /// The Inception weights for --evaluator inception: pytorch-fid's
+    /// pt_inception-2015-12-05-6726825d.pth as it is, or a safetensors copy of it.
+    #[arg(long, env = "GAN_INCEPTION_WEIGHTS", conflicts_with = "inception_repo")]
+    pub inception_weights: Option<PathBuf>,
+    /// Or an hf-hub model repository holding them (used from the hf-hub cache when there,
+    /// downloaded otherwise).
+    #[arg(long)]
+    pub inception_repo: Option<String>,
+    /// The file of --inception-repo.
+    #[arg(long, default_value = "model.safetensors")]
+    pub inception_file: String,
+}
+
+impl InceptionFlags {
+    /// No weights given.
+    pub fn none() -> Self {
+        Self {
+            inception_weights: None,
+            inception_repo: None,
+            inception_file: "model.safetensors".into(),
+        }
+    }
+
+    /// The weights given, if any.
+    pub fn source(&self) -> Option<InceptionSource> {
+        if let Some(p) = &self.inception_weights {
+            Some(InceptionSource::File(p.clone()))
+        } else {
+            self.inception_repo.as_ref().map(|r| InceptionSource::Hub {
+                repo: r.clone(),
+                file: self.inception_file.clone(),
+                cache: None,
+            })
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// The run folder.
@@ -99,9 +134,12 @@ pub struct TrainEvalArgs {
     /// Samples per evaluation during training.
     #[arg(long, default_value_t = 2000)]
     pub eval_count: usize,
-    /// The evaluator for --eval-every (default: from the training data).
+    /// The evaluator for --eval-every: mnist, fashion-mnist, or inception (with
+    /// --inception-weights or --inception-repo) (default: from the training data).
     #[arg(long)]
     pub evaluator: Option<String>,
+    #[command(flatten)]
+    pub inception: InceptionFlags,
 }
 
 impl TrainEvalArgs {
@@ -111,8 +149,18 @@ impl TrainEvalArgs {
             eval_every: 0,
             eval_count: 2000,
             evaluator: None,
+            inception: InceptionFlags::none(),
         }
     }
+}
+
+/// The folder of the cached statistics of the reference sets (computed once per evaluator,
+/// weights and images; see `gan_models::evaluator::cached_reference`): `$GAN_CACHE`, else
+/// `DATASETS/cache`.
+pub fn reference_cache(datasets_dir: &Path) -> PathBuf {
+    std::env::var_os("GAN_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| datasets_dir.join("cache"))
 }
 
 fn evaluator_name(explicit: Option<&str>, data: Option<&str>) -> anyhow::Result<String> {
@@ -149,22 +197,15 @@ pub fn monitor_setup(
         bail!("--eval-count {} is too small (at least 10)", a.eval_count);
     }
     let name = evaluator_name(a.evaluator.as_deref(), Some(data_source))?;
-    let setup = load_setup(&name, datasets_dir, &parse_device(device)?)?;
+    let inception = a.inception.source();
+    let setup = load_setup_with(
+        &name,
+        datasets_dir,
+        &parse_device(device)?,
+        inception.as_ref(),
+        Some(&reference_cache(datasets_dir)),
+    )?;
     Ok((cfg, Some(setup)))
-}
-
-impl EvalArgs {
-    fn inception_source(&self) -> Option<InceptionSource> {
-        if let Some(p) = &self.inception_weights {
-            Some(InceptionSource::File(p.clone()))
-        } else {
-            self.inception_repo.as_ref().map(|r| InceptionSource::Hub {
-                repo: r.clone(),
-                file: self.inception_file.clone(),
-                cache: None,
-            })
-        }
-    }
 }
 
 /// The side to load an image folder at: the network's input side, except for the inception
@@ -184,15 +225,21 @@ fn folder_side(evaluator: &str, dir: &Path, net_side: usize) -> usize {
 }
 
 pub fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
+    // The reported seconds cover the whole command: loading, sampling, embedding, scoring.
+    let started = Instant::now();
     let dev = parse_device(&a.device)?;
-    let inception = a.inception_source();
+    let inception = a.inception.source();
     if a.count == 0 {
         bail!("--count 0: nothing to score");
     }
     let datasets_dir = crate::embedded::datasets_dir(&a.datasets_dir)?;
+    let mut progress = PhaseProgress::new();
     // The network, its reference (a pytorch-fid statistics file, or the test split of its
     // dataset) and that dataset's name.
-    let setup = |name: &str| -> anyhow::Result<(Box<dyn FeatureNet>, ReferenceSet, String)> {
+    let setup = |name: &str,
+                 progress: &mut PhaseProgress|
+     -> anyhow::Result<(Box<dyn FeatureNet>, ReferenceSet, String)> {
+        progress.start(&format!("loading the {name} evaluator"), 0);
         let (net, data) = load_evaluator(name, &datasets_dir, &dev, inception.as_ref())?;
         let reference = match &a.reference {
             Some(path) => {
@@ -207,30 +254,37 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
                 let label = format!("{} (pytorch-fid statistics)", path.display());
                 ReferenceSet::from_gaussian(g, &label)
             }
-            None => real_reference(net.as_ref(), &data, &datasets_dir)?,
+            None => {
+                let cache = reference_cache(&datasets_dir);
+                real_reference(net.as_ref(), &data, &datasets_dir, Some(&cache), progress)?
+            }
         };
         Ok((net, reference, data))
     };
-    let started = Instant::now();
     let (embedding, net, reference, what) = if let Some(dir) = &a.run {
         let run = RunDir::open(dir)?;
         let g = load_generator(&run, &a.checkpoint, &dev)?;
         let name = evaluator_name(a.evaluator.as_deref(), Some(&g.cfg.data.source))?;
-        let (net, reference, _) = setup(&name)?;
-        eprintln!(
-            "sampling {} images from {} ({})",
+        let (net, reference, _) = setup(&name, &mut progress)?;
+        progress.start(
+            &format!(
+                "sampling {} images from {} ({})",
+                a.count,
+                dir.display(),
+                a.checkpoint
+            ),
             a.count,
-            dir.display(),
-            a.checkpoint
         );
-        let images = g.sample(a.count, a.seed)?;
-        let e = embed_images(net.as_ref(), &images)?;
+        let images = g.sample_with(a.count, a.seed, &mut progress)?;
+        progress.start("embedding the samples", a.count);
+        let e = embed_images_with(net.as_ref(), &images, &mut progress)?;
         let what = json!({"run": dir, "checkpoint": a.checkpoint, "seed": a.seed});
         (e, net, reference, what)
     } else {
         let name = evaluator_name(a.evaluator.as_deref(), None)?;
-        let (net, reference, data) = setup(&name)?;
+        let (net, reference, data) = setup(&name, &mut progress)?;
         let (channels, side) = net.input();
+        progress.start("loading the images", 0);
         let (ds, what) = if let Some(dir) = &a.images {
             let size = folder_side(&name, dir, side);
             let ds = ImageFolder::load(dir, ImageFolderConfig { size, channels })
@@ -257,10 +311,14 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
         }
         order.truncate(a.count.min(len));
         let ds = ds.subset(&order);
-        let e = embed_dataset(net.as_ref(), &ds)?;
+        progress.start("embedding the images", order.len());
+        let e = embed_dataset_with(net.as_ref(), &ds, &mut progress)?;
         (e, net, reference, what)
     };
-    let report = score_embedding(&net.name(), &embedding, &reference, started)?;
+    progress.start("scoring (FID, KID, precision/recall, density/coverage)", 0);
+    let mut report = score_embedding(&net.name(), &embedding, &reference, started)?;
+    let phases = progress.finish();
+    report.seconds = started.elapsed().as_secs_f64();
     print!("{}", report.table());
     for w in &report.warnings {
         eprintln!("warning: {w}");
@@ -283,7 +341,14 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
             .map(|r| crate::unused_path(r, &stem, "json"))
     });
     if let Some(p) = &json_out {
-        write_json(p, &json!({"scored": what, "report": report}))?;
+        let phases: Vec<_> = phases
+            .iter()
+            .map(|(phase, seconds)| json!({"phase": phase, "seconds": seconds}))
+            .collect();
+        write_json(
+            p,
+            &json!({"scored": what, "report": report, "phases": phases}),
+        )?;
         eprintln!("wrote {}", p.display());
     }
     Ok(ExitCode::SUCCESS)

@@ -73,6 +73,67 @@ impl<M: StepRecord> Observer<M> for TrainProgress<M> {
     }
 }
 
+/// The progress of a command's long phases (sampling, embedding, translating, scoring): a bar
+/// per phase on a terminal (a spinner when the count is unknown), one line per phase on stderr
+/// otherwise, and each phase's duration.
+pub struct PhaseProgress {
+    bar: ProgressBar,
+    plain: bool,
+    current: Option<(String, std::time::Instant)>,
+    /// The phases ended so far: (name, seconds).
+    pub phases: Vec<(String, f64)>,
+}
+
+impl PhaseProgress {
+    pub fn new() -> Self {
+        let bar = ProgressBar::new(0);
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        Self {
+            bar,
+            plain: !std::io::stderr().is_terminal(),
+            current: None,
+            phases: Vec::new(),
+        }
+    }
+
+    fn end_phase(&mut self) {
+        if let Some((name, start)) = self.current.take() {
+            self.phases.push((name, start.elapsed().as_secs_f64()));
+        }
+    }
+
+    /// Ends the current phase and clears the bar; returns every phase's duration.
+    pub fn finish(&mut self) -> Vec<(String, f64)> {
+        self.end_phase();
+        self.bar.finish_and_clear();
+        self.phases.clone()
+    }
+}
+
+impl gan_models::evaluator::Progress for PhaseProgress {
+    fn start(&mut self, phase: &str, total: usize) {
+        self.end_phase();
+        self.current = Some((phase.to_string(), std::time::Instant::now()));
+        let template = if total == 0 {
+            "{spinner} {msg} [{elapsed_precise}]"
+        } else {
+            "{bar:30} {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]"
+        };
+        self.bar
+            .set_style(ProgressStyle::with_template(template).expect("valid template"));
+        self.bar.reset();
+        self.bar.set_length(total as u64);
+        self.bar.set_message(phase.to_string());
+        if self.plain {
+            eprintln!("{phase}");
+        }
+    }
+
+    fn advance(&mut self, items: usize) {
+        self.bar.inc(items as u64);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

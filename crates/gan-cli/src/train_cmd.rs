@@ -53,7 +53,7 @@ fn flag(id: &str) -> String {
 /// Flags that may be given with `--resume` by every train command: the length, the cadences,
 /// evaluation, the device and `--keep-going`. A command adds the ones it applies (its learning
 /// rates).
-pub const RESUMABLE: [&str; 13] = [
+pub const RESUMABLE: [&str; 16] = [
     "resume",
     "steps",
     "epochs",
@@ -62,6 +62,9 @@ pub const RESUMABLE: [&str; 13] = [
     "eval_every",
     "eval_count",
     "evaluator",
+    "inception_weights",
+    "inception_repo",
+    "inception_file",
     "datasets_dir",
     "sample_every",
     "checkpoint_every",

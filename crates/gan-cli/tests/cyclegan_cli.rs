@@ -127,6 +127,65 @@ fn train_translate_eval_and_bad_input() {
     assert_eq!(e["images"], 3);
     // Bars of width 1 and height 6 → 3×8 after dilation: 18 new pixels of 144 per image.
     assert!((e["mae_identity"].as_f64().unwrap() - 18.0 * 240.0 / 255.0 / 144.0).abs() < 1e-6);
+    // FID and KID both ways on the project's evaluator (grey data), with the warnings of 3
+    // images; precision/recall need k + 1 = 4 and are n/a.
+    for what in [
+        "G(testA) against the real testB:",
+        "F(testB) against the real testA:",
+    ] {
+        let part = stdout
+            .split(what)
+            .nth(1)
+            .unwrap_or_else(|| panic!("no {what} in {stdout}"));
+        for row in [
+            "evaluator",
+            "samples",
+            "FID (evaluator features)",
+            "KID (evaluator features)",
+        ] {
+            assert!(
+                part.contains(&format!("  {row} ")),
+                "no {row} after {what}:\n{stdout}"
+            );
+        }
+    }
+    for dir in ["a2b", "b2a"] {
+        let r = &e["scores"][dir];
+        assert_eq!(r["evaluator"], "mnist", "{r}");
+        assert_eq!(
+            (r["samples"].as_u64(), r["reference_samples"].as_u64()),
+            (Some(3), Some(3))
+        );
+        assert!(r["fid"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["kid"]["mean"].as_f64().is_some(), "{r}");
+        assert!(r["precision_recall"]["precision"].is_null(), "{r}");
+    }
+    assert_eq!(e["scores"]["a2b"]["reference"], "real testB");
+    // The Inception network instead (the formula's weights, width / 16).
+    common::tiny_inception_weights(&d.join("inception.safetensors"));
+    let stdout = ok(&gan_cli(
+        &[
+            "eval-translation",
+            "--run",
+            "run",
+            "--dataroot",
+            "data",
+            "--evaluator",
+            "inception",
+            "--inception-weights",
+            "inception.safetensors",
+        ],
+        d,
+    ));
+    assert!(
+        stdout.contains("  evaluator                 inception (width / 16)"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("KID (evaluator features)").count(),
+        2,
+        "{stdout}"
+    );
 
     // Bad input: a corrupt image (named), a missing folder, a wrong direction, not a run.
     write_pngs(&d.join("bad"), 1, 1);

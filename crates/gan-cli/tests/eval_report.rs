@@ -15,6 +15,7 @@ fn gan_cli(args: &[&str], cwd: &Path) -> Output {
         .args(args)
         .current_dir(cwd)
         .env("GAN_DATASETS", datasets())
+        .env("GAN_CACHE", cwd.join("cache"))
         .output()
         .expect("gan-cli runs")
 }
@@ -173,6 +174,39 @@ fn train_with_eval_then_eval_and_report_in_chromium() {
     assert_eq!(json["report"]["samples"], 50);
     assert_eq!(json["report"]["reference_samples"], 1000);
     assert!(json["report"]["fid"].as_f64().unwrap() > 0.0);
+    let dc = &json["report"]["density_coverage"];
+    assert!(dc["density"].as_f64().unwrap() >= 0.0, "{dc}");
+    assert!(
+        (0.0..=1.0).contains(&dc["coverage"].as_f64().unwrap()),
+        "{dc}"
+    );
+    // No silent phase: each is announced on stderr (a bar on a terminal), timed in the JSON,
+    // and the reported seconds cover all of them, sampling included.
+    let (_, stderr) = text(&out);
+    for phase in [
+        "loading the mnist evaluator",
+        // The statistics --eval-every computed, from the cache.
+        "reading the mnist-mini test split statistics from ",
+        "/cache/reference-mnist-mini-test-split-mnist-1000-",
+        "sampling 50 images from run (latest)",
+        "embedding the samples",
+        "scoring (FID, KID, precision/recall, density/coverage)",
+    ] {
+        assert!(stderr.contains(phase), "no {phase:?} in:\n{stderr}");
+    }
+    assert!(!stderr.contains("embedding the mnist-mini"), "{stderr}");
+    let phases = json["phases"].as_array().unwrap();
+    let names: Vec<&str> = phases
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"sampling 50 images from run (latest)"),
+        "{names:?}"
+    );
+    let sum: f64 = phases.iter().map(|p| p["seconds"].as_f64().unwrap()).sum();
+    let seconds = json["report"]["seconds"].as_f64().unwrap();
+    assert!(seconds >= sum, "reported {seconds} s, phases {sum} s");
 
     // Rebuild the report; then open it in Chromium.
     let out = gan_cli(&["report", "run"], d);

@@ -16,6 +16,7 @@ fn gan_cli(args: &[&str], cwd: &Path) -> Output {
         .args(args)
         .current_dir(cwd)
         .env("GAN_DATASETS", datasets())
+        .env("GAN_CACHE", cwd.join("cache"))
         .output()
         .expect("gan-cli runs")
 }
@@ -79,15 +80,22 @@ fn few_samples_give_values_with_warnings() {
         assert!(stderr.contains(&format!("warning: {want}")), "{stderr}");
     }
     assert!(row(&table, "KID (evaluator features)").ends_with("(100 subsets of 12)"));
-    assert!(!table.contains("precision/recall not computed"), "{table}");
+    assert!(
+        !table.contains("precision/recall, density and coverage not computed"),
+        "{table}"
+    );
+    let density: f64 = row(&table, "density (k=3)").parse().unwrap();
+    let coverage: f64 = row(&table, "coverage (k-NN, k=3)").parse().unwrap();
+    assert!(density >= 0.0 && (0.0..=1.0).contains(&coverage), "{table}");
 
     // 3 images: precision/recall (k = 3) cannot be computed; the rest is, with warnings.
     digits(d, "three", 3);
     let (table, _) = ok(&gan_cli(&["eval", "--images", "three"], d));
     assert_eq!(row(&table, "precision (k=3)"), "n/a", "{table}");
     assert_eq!(row(&table, "recall (k=3)"), "n/a", "{table}");
+    assert!(!table.contains("density (k="), "{table}");
     assert!(
-        table.contains("precision/recall not computed: 3 samples against 1000 reference images; k = 3 nearest neighbours need at least 4 in each set"),
+        table.contains("precision/recall, density and coverage not computed: 3 samples against 1000 reference images; k = 3 nearest neighbours need at least 4 in each set"),
         "{table}"
     );
     assert!(row(&table, "FID (evaluator features)")
@@ -122,7 +130,7 @@ fn statistics_files_round_trip_and_zero_prints_unsigned() {
     assert_eq!(row(&table, "FID (evaluator features)"), "0.000", "{table}");
     assert_eq!(row(&table, "reference"), "ref.npz (pytorch-fid statistics)");
     assert!(stderr
-        .contains("KID and precision/recall not computed: the reference is a statistics file"));
+        .contains("KID, precision/recall, density and coverage not computed: the reference is a statistics file"));
     assert_eq!(row(&table, "precision (k=3)"), "n/a");
 
     // Bad statistics files: exit 2, the file and the problem named.

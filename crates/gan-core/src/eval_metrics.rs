@@ -21,6 +21,9 @@
 //! - [`kernel_inception_distance`]: KID (Bińkowski et al. 2018), the unbiased MMD² estimate with
 //!   the cubic polynomial kernel k(x, y) = (xᵀy / d + 1)³, averaged over random subsets as in
 //!   clean-fid and torch-fidelity (100 subsets of 1,000).
+//! - [`density_coverage_given`]: density and coverage (Naeem et al. 2020) on the real set's k-NN
+//!   balls: how many real balls hold a generated sample on average (over k), and the share of
+//!   real balls that hold one; [`prdc_given`] gives them with precision and recall.
 //!
 //! Sample counts: each metric has a count below which its value is not comparable
 //! ([`fid_min_samples`]: more samples than features; [`inception_score_min_samples`]: enough per
@@ -628,16 +631,93 @@ pub fn knn_sq_radii(xs: &[f32], dim: usize, k: usize) -> Result<Vec<f32>> {
 
 /// The share of rows of `queries` within the k-NN ball of at least one row of `support`.
 fn share_inside(queries: &[f32], support: &[f32], radii: &[f32], dim: usize) -> Result<f64> {
-    let nq = queries.len() / dim;
-    let ns = radii.len();
-    let mut inside = 0usize;
-    distance_blocks(queries, support, dim, &mut |_, block| {
-        inside += block
-            .chunks_exact(ns)
-            .filter(|row| row.iter().zip(radii).any(|(&dist, &r)| dist <= r))
-            .count();
+    Ok(real_balls(queries, support, radii, dim)?.precision)
+}
+
+/// What one pass over the distances of generated rows to real rows gives: the share of
+/// generated rows inside at least one real k-NN ball (precision), the mean number of real balls
+/// holding a generated row (density × k), and the share of real balls holding at least one
+/// generated row (coverage). A point on a ball's boundary is inside it.
+struct RealBalls {
+    precision: f64,
+    mean_balls: f64,
+    coverage: f64,
+}
+
+fn real_balls(fake: &[f32], real: &[f32], radii: &[f32], dim: usize) -> Result<RealBalls> {
+    let nf = fake.len() / dim;
+    let nr = radii.len();
+    let (mut inside, mut balls) = (0usize, 0usize);
+    let mut covered = vec![false; nr];
+    distance_blocks(fake, real, dim, &mut |_, block| {
+        for row in block.chunks_exact(nr) {
+            let mut count = 0usize;
+            for ((&dist, &r), c) in row.iter().zip(radii).zip(covered.iter_mut()) {
+                if dist <= r {
+                    count += 1;
+                    *c = true;
+                }
+            }
+            inside += usize::from(count > 0);
+            balls += count;
+        }
     })?;
-    Ok(inside as f64 / nq as f64)
+    Ok(RealBalls {
+        precision: inside as f64 / nf as f64,
+        mean_balls: balls as f64 / nf as f64,
+        coverage: covered.iter().filter(|&&c| c).count() as f64 / nr as f64,
+    })
+}
+
+/// Density and coverage (Naeem et al. 2020, "Reliable Fidelity and Diversity Metrics for
+/// Generative Models", eq. 3 and 4), on the real k-NN balls of precision/recall.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DensityCoverage {
+    /// (1 / kM) Σⱼ Σᵢ 1[Yⱼ ∈ B(Xᵢ, NNDₖ(Xᵢ))]: how many real balls hold a generated sample, on
+    /// average, over k; about 1 when the two distributions match, above 1 when the samples
+    /// crowd dense real regions, unbounded.
+    pub density: f64,
+    /// (1 / N) Σᵢ 1[∃ j: Yⱼ ∈ B(Xᵢ, NNDₖ(Xᵢ))]: the share of real balls holding at least one
+    /// generated sample, in [0, 1].
+    pub coverage: f64,
+    /// The neighbourhood size.
+    pub k: usize,
+}
+
+/// [`DensityCoverage`] of generated features `fake` against real features `real` (`n × dim`
+/// each, row-major) with the real set's squared k-NN radii `real_radii` (from [`knn_sq_radii`]
+/// with the same `k`). As clovaai's `prdc`, except that a point on a ball's boundary counts as
+/// inside (as in [`precision_recall`]); the two differ only on ties.
+pub fn density_coverage_given(
+    real: &[f32],
+    real_radii: &[f32],
+    fake: &[f32],
+    dim: usize,
+    k: usize,
+) -> Result<DensityCoverage> {
+    check_real_balls(real, real_radii, dim, k)?;
+    check_rows("generated features", fake, dim, 1)?;
+    let b = real_balls(fake, real, real_radii, dim)?;
+    Ok(DensityCoverage {
+        density: b.mean_balls / k as f64,
+        coverage: b.coverage,
+        k,
+    })
+}
+
+/// Checks `k` and that `real_radii` has one radius per row of `real` (which needs `k + 1` rows).
+fn check_real_balls(real: &[f32], real_radii: &[f32], dim: usize, k: usize) -> Result<()> {
+    if k == 0 {
+        return Err(EvalError::Shape("k must be at least 1".into()));
+    }
+    let nr = check_rows("real features", real, dim, k + 1)?;
+    if real_radii.len() != nr {
+        return Err(EvalError::Shape(format!(
+            "{} radii for {nr} real samples",
+            real_radii.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Improved precision and recall of generated features `fake` against real features `real`
@@ -664,22 +744,33 @@ pub fn precision_recall_given(
     dim: usize,
     k: usize,
 ) -> Result<PrecisionRecall> {
-    if k == 0 {
-        return Err(EvalError::Shape("k must be at least 1".into()));
-    }
-    let nr = check_rows("real features", real, dim, k + 1)?;
-    if real_radii.len() != nr {
-        return Err(EvalError::Shape(format!(
-            "{} radii for {nr} real samples",
-            real_radii.len()
-        )));
-    }
+    Ok(prdc_given(real, real_radii, fake, dim, k)?.0)
+}
+
+/// Precision, recall, density and coverage at once, all on k-NN balls of the same `k`, as
+/// clovaai's `prdc` computes them: one pass over the generated-to-real distances gives
+/// precision, density and coverage, a second one (with the generated set's radii) recall.
+pub fn prdc_given(
+    real: &[f32],
+    real_radii: &[f32],
+    fake: &[f32],
+    dim: usize,
+    k: usize,
+) -> Result<(PrecisionRecall, DensityCoverage)> {
+    check_real_balls(real, real_radii, dim, k)?;
     let fake_radii = knn_sq_radii(fake, dim, k)?;
-    Ok(PrecisionRecall {
-        precision: share_inside(fake, real, real_radii, dim)?,
+    let b = real_balls(fake, real, real_radii, dim)?;
+    let pr = PrecisionRecall {
+        precision: b.precision,
         recall: share_inside(real, fake, &fake_radii, dim)?,
         k,
-    })
+    };
+    let dc = DensityCoverage {
+        density: b.mean_balls / k as f64,
+        coverage: b.coverage,
+        k,
+    };
+    Ok((pr, dc))
 }
 
 /// Samples each set needs for a full-rank covariance of `dim` features (`dim + 1`): below it the

@@ -3,8 +3,8 @@
 //! quantity pytorch-fid takes `scipy.linalg.sqrtm` of).
 
 use gan_core::eval_metrics::{
-    class_coverage, frechet_distance, inception_score, knn_sq_radii, matmul, precision_recall,
-    sqrtm_psd, sym_eigen, trace_sqrt_product, Gaussian,
+    class_coverage, density_coverage_given, frechet_distance, inception_score, knn_sq_radii,
+    matmul, prdc_given, precision_recall, sqrtm_psd, sym_eigen, trace_sqrt_product, Gaussian,
 };
 use gan_core::rng::SeededRng;
 
@@ -372,4 +372,91 @@ fn precision_recall_sees_collapse() {
     let pr = precision_recall(&real, &fake, 2, 3).unwrap();
     assert!(pr.precision > 0.85, "{pr:?}");
     assert!(pr.recall < 0.05, "{pr:?}");
+}
+
+#[test]
+fn density_coverage_hand_computed() {
+    // 1-D. Real 0, 2, 4, 6, 8; fake 0.5, 1, 3, 20.
+    let real = [0.0f32, 2.0, 4.0, 6.0, 8.0];
+    let fake = [0.5f32, 1.0, 3.0, 20.0];
+    // k = 1: every squared radius 4. The fakes lie in 2, 2, 2 and 0 balls: density
+    // 6 / (1 · 4); the balls of 0, 2 and 4 hold a fake: coverage 3 / 5.
+    let radii = knn_sq_radii(&real, 1, 1).unwrap();
+    let dc = density_coverage_given(&real, &radii, &fake, 1, 1).unwrap();
+    close(dc.density, 1.5, 1e-12, "density k=1");
+    close(dc.coverage, 0.6, 1e-12, "coverage k=1");
+    // k = 2: squared radii 16, 4, 4, 4, 16. Fake 3 is also in the ball of 0: density
+    // 7 / (2 · 4), coverage still 3 / 5.
+    let radii = knn_sq_radii(&real, 1, 2).unwrap();
+    assert_eq!(radii, vec![16.0, 4.0, 4.0, 4.0, 16.0]);
+    let (pr, dc) = prdc_given(&real, &radii, &fake, 1, 2).unwrap();
+    close(dc.density, 0.875, 1e-12, "density k=2");
+    close(dc.coverage, 0.6, 1e-12, "coverage k=2");
+    assert_eq!(dc.k, 2);
+    close(pr.precision, 0.75, 1e-12, "precision k=2");
+    assert_eq!(pr, precision_recall(&real, &fake, 1, 2).unwrap());
+    // Too few real samples for k, and radii of another set, are errors.
+    assert!(density_coverage_given(&real[..2], &radii[..2], &fake, 1, 2).is_err());
+    assert!(density_coverage_given(&real, &radii[..4], &fake, 1, 2).is_err());
+}
+
+/// Density and coverage straight from their definitions in float64 (Naeem et al. 2020, eq. 3
+/// and 4), with a point on a ball's boundary inside it.
+fn density_coverage_f64(real: &[f64], fake: &[f64], dim: usize, k: usize) -> (f64, f64) {
+    let d2 = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>();
+    let rows = |x: &[f64]| x.chunks(dim).map(<[f64]>::to_vec).collect::<Vec<_>>();
+    let (real, fake) = (rows(real), rows(fake));
+    let radii: Vec<f64> = real
+        .iter()
+        .enumerate()
+        .map(|(i, x)| {
+            let mut d: Vec<f64> = real
+                .iter()
+                .enumerate()
+                .filter(|&(j, _)| j != i)
+                .map(|(_, y)| d2(x, y))
+                .collect();
+            d.sort_by(f64::total_cmp);
+            d[k - 1]
+        })
+        .collect();
+    let inside = |x: &[f64], i: usize| d2(x, &real[i]) <= radii[i];
+    let balls: usize = fake
+        .iter()
+        .map(|y| (0..real.len()).filter(|&i| inside(y, i)).count())
+        .sum();
+    let covered = (0..real.len())
+        .filter(|&i| fake.iter().any(|y| inside(y, i)))
+        .count();
+    (
+        balls as f64 / (k * fake.len()) as f64,
+        covered as f64 / real.len() as f64,
+    )
+}
+
+#[test]
+fn density_coverage_match_a_float64_reference() {
+    // Integer coordinates: every squared distance is exact in float32 too, so the counts, ties
+    // included, must agree exactly.
+    let mut rng = SeededRng::new(8);
+    let mut ints = |n: usize, span: u64, shift: f64| -> Vec<f64> {
+        (0..n)
+            .map(|_| (rng.next_u64() % span) as f64 + shift)
+            .collect()
+    };
+    let dim = 4;
+    let real = ints(200 * dim, 9, 0.0);
+    let fake = ints(150 * dim, 7, 2.0);
+    let f32s = |x: &[f64]| x.iter().map(|&v| v as f32).collect::<Vec<f32>>();
+    for k in [1, 3, 5] {
+        let radii = knn_sq_radii(&f32s(&real), dim, k).unwrap();
+        let dc = density_coverage_given(&f32s(&real), &radii, &f32s(&fake), dim, k).unwrap();
+        let (density, coverage) = density_coverage_f64(&real, &fake, dim, k);
+        close(dc.density, density, 1e-12, &format!("density k={k}"));
+        close(dc.coverage, coverage, 1e-12, &format!("coverage k={k}"));
+        assert!(
+            coverage > 0.1 && coverage < 1.0,
+            "a case that can fail: {coverage}"
+        );
+    }
 }

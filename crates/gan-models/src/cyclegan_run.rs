@@ -36,6 +36,9 @@ use crate::cyclegan::{
 use crate::dcgan_run::parse_device;
 use crate::engine::{fit, BatchSource, DataPosition, FitConfig, FitOutcome, LrSchedule, Trainer};
 use crate::error::{ModelError, Result};
+use crate::evaluator::{
+    embed_images_with, score_embedding, EvalReport, FeatureNet, Progress, ReferenceSet,
+};
 use crate::grid::{pad_rows, save_grid, save_images};
 use crate::registry::RunConfig;
 use crate::run::RunDir;
@@ -608,11 +611,24 @@ impl LoadedCycleGan {
 
     /// Applies a generator to `[n, c, s, s]` images in chunks of 64.
     pub fn translate(&self, dir: Direction, images: &Tensor) -> Result<Tensor> {
+        self.translate_with(dir, images, &mut ())
+    }
+
+    /// [`LoadedCycleGan::translate`], reporting the images translated to `progress` (the
+    /// caller starts the phase).
+    pub fn translate_with(
+        &self,
+        dir: Direction,
+        images: &Tensor,
+        progress: &mut dyn Progress,
+    ) -> Result<Tensor> {
         let g = self.generator(dir);
         let n = images.dim(0)?;
         let mut out = Vec::new();
         for start in (0..n).step_by(64) {
-            out.push(g.forward(&images.narrow(0, start, (n - start).min(64))?)?);
+            let len = (n - start).min(64);
+            out.push(g.forward(&images.narrow(0, start, len)?)?);
+            progress.advance(len);
         }
         Ok(Tensor::cat(&out, 0)?)
     }
@@ -782,4 +798,52 @@ pub fn eval_thin2thick(model: &LoadedCycleGan, dataroot: &Path) -> Result<Transl
         &model.device,
     )?;
     eval_dilation(model, &t, THIN2THICK_RADIUS)
+}
+
+/// The sample-quality scores of both directions of a translation (see [`score_translations`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TranslationScores {
+    /// G(testA) scored against the real testB.
+    pub a2b: EvalReport,
+    /// F(testB) scored against the real testA.
+    pub b2a: EvalReport,
+}
+
+/// Scores the translations of `dataroot`'s test images with `net`, as a generator is scored
+/// against real images: G(testA) against the real `testB` and F(testB) against the real
+/// `testA` (FID, KID, precision/recall, density/coverage on `net`'s features, and with a
+/// classifier its class metrics), each with the warnings of [`crate::evaluator::evaluate`] for
+/// too few images. The test images are loaded at the run's crop size and channels, then
+/// converted to `net`'s input (bilinear resize, grey repeated on 3 channels). Phases
+/// (translating, embedding) are reported to `progress`. Errors: a missing or unreadable
+/// `testA`/`testB` (named), features of the wrong width.
+pub fn score_translations(
+    model: &LoadedCycleGan,
+    dataroot: &Path,
+    net: &dyn FeatureNet,
+    progress: &mut dyn Progress,
+) -> Result<TranslationScores> {
+    let icfg = model.cfg.image_cfg(model.cfg.data.crop_size);
+    let test = Unpaired::load(dataroot, Split::Test, icfg)?;
+    let (c, s) = (icfg.channels, icfg.size);
+    let mut score = |dir: Direction, input: &TensorDataset, real: &TensorDataset| {
+        let started = std::time::Instant::now();
+        let (from, to, g) = match dir {
+            Direction::AToB => ("testA", "testB", "G"),
+            Direction::BToA => ("testB", "testA", "F"),
+        };
+        let reference = ReferenceSet::new_with(net, real, &format!("real {to}"), progress)?;
+        let n = input.len();
+        let images = Tensor::from_slice(input.data(), (n, c, s, s), &model.device)?;
+        progress.start(&format!("translating {from} with {g}"), n);
+        let fake = model.translate_with(dir, &images, progress)?;
+        progress.start(&format!("embedding {g}({from})"), n);
+        let e = embed_images_with(net, &fake.to_device(&Device::Cpu)?, progress)?;
+        progress.start(&format!("scoring {g}({from})"), 0);
+        score_embedding(&net.name(), &e, &reference, started)
+    };
+    Ok(TranslationScores {
+        a2b: score(Direction::AToB, &test.a, &test.b)?,
+        b2a: score(Direction::BToA, &test.b, &test.a)?,
+    })
 }

@@ -301,6 +301,17 @@ pub fn load_generator(run: &RunDir, name: &str, dev: &Device) -> Result<LoadedGe
 impl LoadedGenerator {
     /// `n` samples `[n, c, h, w]` in [-1, 1] from noise drawn with `seed`.
     pub fn sample(&self, n: usize, seed: u64) -> Result<Tensor> {
+        self.sample_with(n, seed, &mut ())
+    }
+
+    /// [`LoadedGenerator::sample`], reporting the images drawn to `progress` (the caller starts
+    /// the phase); the same images for the same seed.
+    pub fn sample_with(
+        &self,
+        n: usize,
+        seed: u64,
+        progress: &mut dyn crate::evaluator::Progress,
+    ) -> Result<Tensor> {
         let mut rng = SeededRng::new(seed);
         let mut out = Vec::new();
         let mut left = n;
@@ -309,6 +320,7 @@ impl LoadedGenerator {
             let z = rng.randn((b, self.cfg.dcgan.nz), 0.0, 1.0, &self.device)?;
             out.push(self.g.forward_t(&z, false)?);
             left -= b;
+            progress.advance(b);
         }
         Ok(Tensor::cat(&out, 0)?)
     }

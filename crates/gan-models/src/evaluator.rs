@@ -19,7 +19,7 @@ use candle_nn::{Linear, VarBuilder, VarMap};
 use gan_core::conv::{Conv2d, ConvParams};
 use gan_core::eval_metrics::{
     class_coverage, fid_min_samples, inception_score, inception_score_min_samples,
-    kernel_inception_distance, knn_sq_radii, precision_recall_given, ClassCoverage, Gaussian,
+    kernel_inception_distance, knn_sq_radii, prdc_given, ClassCoverage, DensityCoverage, Gaussian,
     InceptionScore, Kid, PrecisionRecall, KID_SUBSETS, KID_SUBSET_SIZE,
 };
 use gan_core::init::pytorch_default_init;
@@ -407,6 +407,25 @@ pub trait FeatureNet: std::fmt::Debug {
     fn feature_dim(&self) -> Option<usize> {
         None
     }
+    /// A hash of its weights (FNV-1a of the weights file), when known: what keys cached
+    /// reference statistics ([`cached_reference`]) to the network. `None`: never cached.
+    fn weights_hash(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// 64-bit FNV-1a of `bytes`.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// [`fnv1a`] of the file at `path`.
+pub fn fnv1a_file(path: &Path) -> Result<u64> {
+    Ok(fnv1a(
+        &std::fs::read(path).map_err(|e| ModelError::io(path, e))?,
+    ))
 }
 
 /// A trained evaluator classifier loaded from `datasets/evaluators/`.
@@ -416,6 +435,7 @@ pub struct ClassifierEvaluator {
     /// Its card.
     pub card: EvaluatorCard,
     device: Device,
+    weights_hash: u64,
 }
 
 /// The folder of the committed evaluators, under a datasets folder.
@@ -441,11 +461,13 @@ impl ClassifierEvaluator {
             &card.training.classifier,
             VarBuilder::from_varmap(&vars, DType::F32, dev),
         )?;
-        crate::train::load_vars(&mut vars, &dir.join(format!("{name}.safetensors")))?;
+        let weights = dir.join(format!("{name}.safetensors"));
+        crate::train::load_vars(&mut vars, &weights)?;
         Ok(Self {
             net,
             card,
             device: dev.clone(),
+            weights_hash: fnv1a_file(&weights)?,
         })
     }
 
@@ -467,6 +489,10 @@ impl FeatureNet for ClassifierEvaluator {
 
     fn feature_dim(&self) -> Option<usize> {
         Some(self.net.config().features)
+    }
+
+    fn weights_hash(&self) -> Option<u64> {
+        Some(self.weights_hash)
     }
 
     fn embed(&self, xs: &Tensor) -> Result<Embedding> {
@@ -539,37 +565,76 @@ pub fn bilinear_resize(xs: &Tensor, side: usize) -> Result<Tensor> {
     Ok(Tensor::from_vec(out, (n, c, side, side), xs.device())?)
 }
 
-/// Embeds `images` (`[n, c, h, w]` in [-1, 1], any device) in batches.
-pub fn embed_images(net: &dyn FeatureNet, images: &Tensor) -> Result<Embedding> {
-    let n = images.dim(0)?;
+/// Told how a long phase of an evaluation goes (sampling, embedding): [`Progress::start`] when a
+/// phase begins, with the items it will do (0 when unknown), then [`Progress::advance`] as
+/// items are done. `()` ignores both.
+pub trait Progress {
+    /// A phase named `phase` (`sampling`, `embedding the samples`) begins.
+    fn start(&mut self, phase: &str, total: usize);
+    /// `items` more items of the current phase are done.
+    fn advance(&mut self, items: usize);
+}
+
+impl Progress for () {
+    fn start(&mut self, _phase: &str, _total: usize) {}
+    fn advance(&mut self, _items: usize) {}
+}
+
+/// Embeds batches `[b, c, h, w]` in [-1, 1] one after the other, reporting each to `progress`.
+fn embed_batches(
+    net: &dyn FeatureNet,
+    batches: impl Iterator<Item = Result<Tensor>>,
+    progress: &mut dyn Progress,
+) -> Result<Embedding> {
     let (channels, side) = net.input();
     let mut all: Option<Embedding> = None;
-    let bs = net.batch_size().max(1);
-    for lo in (0..n).step_by(bs) {
-        let len = bs.min(n - lo);
-        let xs = to_input(&images.narrow(0, lo, len)?, channels, side)?.to_device(net.device())?;
-        let e = net.embed(&xs)?;
+    for xs in batches {
+        let xs = xs?;
+        let len = xs.dim(0)?;
+        let e = net.embed(&to_input(&xs, channels, side)?.to_device(net.device())?)?;
         match &mut all {
             None => all = Some(e),
             Some(a) => a.extend(e),
         }
+        progress.advance(len);
     }
     all.ok_or_else(|| ModelError::Config("no image to evaluate".into()))
 }
 
+/// Embeds `images` (`[n, c, h, w]` in [-1, 1], any device) in batches.
+pub fn embed_images(net: &dyn FeatureNet, images: &Tensor) -> Result<Embedding> {
+    embed_images_with(net, images, &mut ())
+}
+
+/// [`embed_images`], reporting the images embedded to `progress` (the caller starts the phase).
+pub fn embed_images_with(
+    net: &dyn FeatureNet,
+    images: &Tensor,
+    progress: &mut dyn Progress,
+) -> Result<Embedding> {
+    let n = images.dim(0)?;
+    let bs = net.batch_size().max(1);
+    let batches = (0..n)
+        .step_by(bs)
+        .map(|lo| Ok(images.narrow(0, lo, bs.min(n - lo))?));
+    embed_batches(net, batches, progress)
+}
+
 /// Embeds the items of an image dataset (`[c, h, w]` items in [-1, 1]).
 pub fn embed_dataset(net: &dyn FeatureNet, ds: &TensorDataset) -> Result<Embedding> {
-    let (channels, side) = net.input();
-    let mut all: Option<Embedding> = None;
-    for (_, xs) in chunks(ds, net.batch_size(), &Device::Cpu)? {
-        let xs = to_input(&xs, channels, side)?.to_device(net.device())?;
-        let e = net.embed(&xs)?;
-        match &mut all {
-            None => all = Some(e),
-            Some(a) => a.extend(e),
-        }
-    }
-    all.ok_or_else(|| ModelError::Config("no image to evaluate".into()))
+    embed_dataset_with(net, ds, &mut ())
+}
+
+/// [`embed_dataset`], reporting the items embedded to `progress` (the caller starts the phase).
+pub fn embed_dataset_with(
+    net: &dyn FeatureNet,
+    ds: &TensorDataset,
+    progress: &mut dyn Progress,
+) -> Result<Embedding> {
+    let batches = chunks(ds, net.batch_size(), &Device::Cpu)?
+        .into_iter()
+        .map(|(_, xs)| Ok(xs));
+    embed_batches(net, batches, progress)
 }
 
 /// The real images generated samples are compared with: their features, Gaussian and k-NN radii.
@@ -581,7 +646,8 @@ pub struct ReferenceSet {
     pub embedding: Embedding,
     /// The Gaussian fitted to their features.
     pub gaussian: Gaussian,
-    /// Squared radius of each one's k-th nearest neighbour (k = [`PR_K`]).
+    /// Squared radius of each one's k-th nearest neighbour (k = [`PR_K`]); empty when the set
+    /// has k images or fewer, or only a Gaussian.
     pub radii: Vec<f32>,
 }
 
@@ -591,7 +657,18 @@ pub const PR_K: usize = 3;
 impl ReferenceSet {
     /// Embeds the images of `ds` with `net`.
     pub fn new(net: &dyn FeatureNet, ds: &TensorDataset, name: &str) -> Result<Self> {
-        let embedding = embed_dataset(net, ds)?;
+        Self::new_with(net, ds, name, &mut ())
+    }
+
+    /// [`ReferenceSet::new`], showing the embedding as a phase of `progress`.
+    pub fn new_with(
+        net: &dyn FeatureNet,
+        ds: &TensorDataset,
+        name: &str,
+        progress: &mut dyn Progress,
+    ) -> Result<Self> {
+        progress.start(&format!("embedding the {name}"), gan_data::Dataset::len(ds));
+        let embedding = embed_dataset_with(net, ds, progress)?;
         Self::from_embedding(embedding, name)
     }
 
@@ -599,8 +676,12 @@ impl ReferenceSet {
     pub fn from_embedding(embedding: Embedding, name: &str) -> Result<Self> {
         let gaussian = Gaussian::fit(&embedding.features, embedding.dim)
             .map_err(|e| ModelError::Config(format!("reference set {name}: {e}")))?;
-        let radii = knn_sq_radii(&embedding.features, embedding.dim, PR_K)
-            .map_err(|e| ModelError::Config(format!("reference set {name}: {e}")))?;
+        let radii = if embedding.len() > PR_K {
+            knn_sq_radii(&embedding.features, embedding.dim, PR_K)
+                .map_err(|e| ModelError::Config(format!("reference set {name}: {e}")))?
+        } else {
+            Vec::new()
+        };
         Ok(Self {
             name: name.into(),
             embedding,
@@ -661,6 +742,10 @@ pub struct EvalReport {
     pub coverage: Option<ClassCoverage>,
     /// Improved precision and recall (k = 3; NaN when a set has k samples or fewer).
     pub precision_recall: PrecisionRecall,
+    /// Density and coverage (Naeem et al. 2020) on the same k-NN balls of the real set (none
+    /// when precision/recall is NaN, or in reports written before they were added).
+    #[serde(default)]
+    pub density_coverage: Option<DensityCoverage>,
     /// Kernel Inception Distance on the same features ([`KID_SUBSETS`] subsets of up to
     /// [`KID_SUBSET_SIZE`]; none when a set has fewer than 2 samples).
     #[serde(default)]
@@ -685,7 +770,8 @@ pub const IS_SPLITS: usize = 10;
 /// - Inception Score: [`inception_score_min_samples`] (10 per class and split).
 /// - KID: [`KID_SUBSET_SIZE`] in each set (the subset size of clean-fid and torch-fidelity),
 ///   and at least 2 for any value.
-/// - Precision/recall: more than k = [`PR_K`] samples in each set, or no value.
+/// - Precision/recall, density and coverage: more than k = [`PR_K`] samples in each set, or no
+///   value.
 ///
 /// Below the first count the value is given with its warning; below the second (the least the
 /// formula takes) it is missing, with its warning.
@@ -726,8 +812,8 @@ pub fn sample_warnings(
     }
     if reference.is_none() {
         out.push(
-            "KID and precision/recall not computed: the reference is a statistics file (mean \
-             and covariance only; they need the reference features)"
+            "KID, precision/recall, density and coverage not computed: the reference is a \
+             statistics file (mean and covariance only; they need the reference features)"
                 .into(),
         );
         return out;
@@ -743,7 +829,8 @@ pub fn sample_warnings(
     }
     if least <= PR_K {
         out.push(format!(
-            "precision/recall not computed: {counts}; k = {PR_K} nearest neighbours need at \
+            "precision/recall, density and coverage not computed: {counts}; k = {PR_K} nearest \
+             neighbours need at \
              least {} in each set",
             PR_K + 1
         ));
@@ -799,21 +886,23 @@ pub fn score_embedding(
         None => (None, None),
     };
     let with_features = reference.has_features();
-    let pr = if n > PR_K && with_features {
-        precision_recall_given(
+    let (pr, dc) = if n > PR_K && reference.len() > PR_K {
+        let (pr, dc) = prdc_given(
             &reference.embedding.features,
             &reference.radii,
             &e.features,
             e.dim,
             PR_K,
         )
-        .map_err(metric_err)?
+        .map_err(metric_err)?;
+        (pr, Some(dc))
     } else {
-        PrecisionRecall {
+        let pr = PrecisionRecall {
             precision: f64::NAN,
             recall: f64::NAN,
             k: PR_K,
-        }
+        };
+        (pr, None)
     };
     let kid = if n >= 2 && with_features {
         Some(
@@ -842,6 +931,7 @@ pub fn score_embedding(
         inception_score: is,
         coverage,
         precision_recall: pr,
+        density_coverage: dc,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -928,6 +1018,13 @@ impl EvalReport {
             fmt_fixed(pr.precision, 4),
         ));
         rows.push((format!("recall (k={})", pr.k), fmt_fixed(pr.recall, 4)));
+        if let Some(dc) = &self.density_coverage {
+            rows.push((format!("density (k={})", dc.k), fmt_fixed(dc.density, 4)));
+            rows.push((
+                format!("coverage (k-NN, k={})", dc.k),
+                fmt_fixed(dc.coverage, 4),
+            ));
+        }
         for w in &self.warnings {
             rows.push(("warning".into(), w.clone()));
         }
@@ -978,20 +1075,22 @@ pub struct EvalSetup {
 /// reference set: the test split of `DATASETS/mnist` (or of the embedded `mnist-mini` when the
 /// full MNIST is not there) or of `DATASETS/fashion-mnist`.
 pub fn load_setup(kind: &str, datasets_dir: &Path, dev: &Device) -> Result<EvalSetup> {
-    load_setup_with(kind, datasets_dir, dev, None)
+    load_setup_with(kind, datasets_dir, dev, None, None)
 }
 
 /// [`load_setup`], also for `inception` (the standard FID network) with its weights from
 /// `inception`; its reference set is the MNIST test split (`mnist`, else `mnist-mini`),
-/// grey repeated on 3 channels and resized to 299 × 299.
+/// grey repeated on 3 channels and resized to 299 × 299. With `cache`, the reference set's
+/// statistics are read from that folder when computed before ([`cached_reference`]).
 pub fn load_setup_with(
     kind: &str,
     datasets_dir: &Path,
     dev: &Device,
     inception: Option<&crate::inception::InceptionSource>,
+    cache: Option<&Path>,
 ) -> Result<EvalSetup> {
     let (net, data) = load_evaluator(kind, datasets_dir, dev, inception)?;
-    let reference = real_reference(net.as_ref(), &data, datasets_dir)?;
+    let reference = real_reference(net.as_ref(), &data, datasets_dir, cache, &mut ())?;
     Ok(EvalSetup { net, reference })
 }
 
@@ -1007,15 +1106,181 @@ pub fn dataset_side(net: &dyn FeatureNet) -> usize {
 }
 
 /// The reference set of `net`: the embedded test split of `data` (`mnist`, `mnist-mini`,
-/// `fashion-mnist`), named `DATA test split`.
+/// `fashion-mnist`), named `DATA test split`; its embedding is a phase of `progress`. With
+/// `cache` (a folder), through [`cached_reference`]: computed once per network and images.
 pub fn real_reference(
     net: &dyn FeatureNet,
     data: &str,
     datasets_dir: &Path,
+    cache: Option<&Path>,
+    progress: &mut dyn Progress,
 ) -> Result<ReferenceSet> {
     let source = gan_data::ImageSource::resolve(Some(data), datasets_dir)?;
     let test = source.load_test(dataset_side(net))?;
-    ReferenceSet::new(net, &test, &format!("{data} test split"))
+    let name = format!("{data} test split");
+    match cache {
+        Some(dir) => Ok(cached_reference(net, &test, &name, dir, progress)?.0),
+        None => ReferenceSet::new_with(net, &test, &name, progress),
+    }
+}
+
+/// Whether [`cached_reference`] read its statistics from the cache or computed and wrote them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CacheUse {
+    /// Read from this file.
+    Reused(PathBuf),
+    /// Computed and written to this file.
+    Written(PathBuf),
+    /// Computed; the network has no [`FeatureNet::weights_hash`], so nothing is cached.
+    Uncached,
+}
+
+/// The version of the cache files' layout, part of their key.
+const REFERENCE_CACHE_VERSION: u64 = 1;
+
+/// The cache file of the reference set `name` of the images `ds` embedded by `net`, under
+/// `dir`: `reference-<name>-<net>-<count>-<key>.safetensors`, where the key hashes the layout
+/// version, the network's name and [`FeatureNet::weights_hash`], and the images' shape and
+/// values, so that a change of any of them gives another file. `None` when the network has no
+/// weights hash.
+pub fn reference_cache_file(
+    net: &dyn FeatureNet,
+    ds: &TensorDataset,
+    name: &str,
+    dir: &Path,
+) -> Option<PathBuf> {
+    let weights = net.weights_hash()?;
+    let mut key = Vec::new();
+    key.extend_from_slice(&REFERENCE_CACHE_VERSION.to_le_bytes());
+    key.extend_from_slice(net.name().as_bytes());
+    key.extend_from_slice(&weights.to_le_bytes());
+    for d in ds.item_shape() {
+        key.extend_from_slice(&(*d as u64).to_le_bytes());
+    }
+    key.extend(ds.data().iter().flat_map(|v| v.to_le_bytes()));
+    let slug = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect()
+    };
+    Some(dir.join(format!(
+        "reference-{}-{}-{}-{:016x}.safetensors",
+        slug(name),
+        slug(&net.name()),
+        ds.len(),
+        fnv1a(&key)
+    )))
+}
+
+/// The reference set of the images `ds` embedded by `net` (named `name`), computed once:
+/// read from its file in `dir` ([`reference_cache_file`]) when there, otherwise embedded (a
+/// phase of `progress`) and written there (features, class probabilities, the Gaussian's mean
+/// and covariance in float64 and the k-NN radii, as safetensors; written to a temporary file
+/// and renamed). A cache file that cannot be read is recomputed and replaced, with a warning in
+/// the log; one that cannot be written only logs a warning. Other images, another network or
+/// other weights give another file, so a stale one is never read.
+pub fn cached_reference(
+    net: &dyn FeatureNet,
+    ds: &TensorDataset,
+    name: &str,
+    dir: &Path,
+    progress: &mut dyn Progress,
+) -> Result<(ReferenceSet, CacheUse)> {
+    let Some(path) = reference_cache_file(net, ds, name, dir) else {
+        let set = ReferenceSet::new_with(net, ds, name, progress)?;
+        return Ok((set, CacheUse::Uncached));
+    };
+    if path.is_file() {
+        progress.start(
+            &format!("reading the {name} statistics from {}", path.display()),
+            0,
+        );
+        match read_reference(&path, name) {
+            Ok(set) => return Ok((set, CacheUse::Reused(path))),
+            Err(e) => tracing::warn!("{e}: computing the reference statistics again"),
+        }
+    }
+    let set = ReferenceSet::new_with(net, ds, name, progress)?;
+    match write_reference(&path, &set) {
+        Ok(()) => Ok((set, CacheUse::Written(path))),
+        Err(e) => {
+            tracing::warn!("cannot cache the reference statistics: {e}");
+            Ok((set, CacheUse::Uncached))
+        }
+    }
+}
+
+fn write_reference(path: &Path, set: &ReferenceSet) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+    let e = &set.embedding;
+    let (n, d) = (e.len(), e.dim);
+    let cpu = Device::Cpu;
+    let mut tensors = std::collections::HashMap::new();
+    tensors.insert(
+        "features".to_string(),
+        Tensor::from_slice(&e.features, (n, d), &cpu)?,
+    );
+    if let Some(p) = &e.probs {
+        tensors.insert(
+            "probs".to_string(),
+            Tensor::from_slice(p, (n, e.classes), &cpu)?,
+        );
+    }
+    tensors.insert(
+        "mean".to_string(),
+        Tensor::from_slice(&set.gaussian.mean, d, &cpu)?,
+    );
+    tensors.insert(
+        "cov".to_string(),
+        Tensor::from_slice(&set.gaussian.cov, (d, d), &cpu)?,
+    );
+    tensors.insert(
+        "radii".to_string(),
+        Tensor::from_slice(&set.radii, set.radii.len(), &cpu)?,
+    );
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    candle_core::safetensors::save(&tensors, &tmp).map_err(|e| ModelError::Checkpoint {
+        path: tmp.clone(),
+        reason: e.to_string(),
+    })?;
+    std::fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e))
+}
+
+fn read_reference(path: &Path, name: &str) -> Result<ReferenceSet> {
+    let bad = |reason: String| ModelError::Checkpoint {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let t = candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| bad(e.to_string()))?;
+    let get = |k: &str| t.get(k).ok_or_else(|| bad(format!("no tensor {k}")));
+    let features = get("features")?;
+    let (n, dim) = features.dims2()?;
+    let probs = match t.get("probs") {
+        Some(p) => Some((p.flatten_all()?.to_vec1::<f32>()?, p.dims2()?.1)),
+        None => None,
+    };
+    let mut gaussian = Gaussian::new(
+        get("mean")?.to_vec1()?,
+        get("cov")?.flatten_all()?.to_vec1()?,
+    )
+    .map_err(|e| bad(e.to_string()))?;
+    gaussian.count = n;
+    let radii: Vec<f32> = get("radii")?.to_vec1()?;
+    if gaussian.dim() != dim || !(radii.is_empty() || radii.len() == n) {
+        return Err(bad("inconsistent shapes".into()));
+    }
+    Ok(ReferenceSet {
+        name: name.into(),
+        embedding: Embedding {
+            features: features.flatten_all()?.to_vec1()?,
+            dim,
+            classes: probs.as_ref().map_or(0, |p| p.1),
+            probs: probs.map(|p| p.0),
+        },
+        gaussian,
+        radii,
+    })
 }
 
 /// Evaluator network `kind` (`mnist`, `fashion-mnist`, or `inception` with its weights from

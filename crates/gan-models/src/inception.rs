@@ -578,7 +578,70 @@ pub fn load_inception_file(path: &Path, dev: &Device) -> Result<InceptionEvaluat
         net,
         device: dev.clone(),
         path: path.to_path_buf(),
+        weights_hash: crate::evaluator::fnv1a_file(path)?,
     })
+}
+
+/// splitmix64's output function (the mixer of [`formula_weight`], also used by the parity
+/// check's images).
+pub fn splitmix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The deterministic weights of the FID parity check (`xtask/scripts/fid_parity.py` computes
+/// the same in PyTorch) for tensor `name` of shape `dims`, or `None` for a tensor it does not
+/// set. For element i (from 0) of a tensor, u = 2·(z >> 11)·2⁻⁵³ − 1 in [-1, 1), with
+/// z = splitmix64(FNV-1a(name) + (i + 1)·0x9e3779b97f4a7c15) (wrapping); conv weights are
+/// u·√(6 / fan-in), BatchNorm γ 1 + 0.1u, β and running mean 0.1u, running variance 1 + 0.2u.
+pub fn formula_weight(name: &str, dims: &[usize]) -> Option<Vec<f32>> {
+    let n: usize = dims.iter().product();
+    let (base, scale) = if name.ends_with("conv.weight") {
+        (0.0, (6.0 / (n / dims[0]) as f64).sqrt())
+    } else if name.ends_with("bn.weight") {
+        (1.0, 0.1)
+    } else if name.ends_with("bn.bias") || name.ends_with("bn.running_mean") {
+        (0.0, 0.1)
+    } else if name.ends_with("bn.running_var") {
+        (1.0, 0.2)
+    } else {
+        return None;
+    };
+    let h = crate::evaluator::fnv1a(name.as_bytes());
+    Some(
+        (0..n as u64)
+            .map(|i| {
+                let z = splitmix64(h.wrapping_add((i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)));
+                let u = (z >> 11) as f64 * 2f64.powi(-53) * 2.0 - 1.0;
+                (base + scale * u) as f32
+            })
+            .collect(),
+    )
+}
+
+/// Every tensor of the network of shape `cfg` with the weights of [`formula_weight`], by name:
+/// a weights file for tests and offline checks (no download), not a network that means
+/// anything. Save it with `candle_core::safetensors::save` and load it with
+/// [`load_inception_file`] (a divisor other than 1 gives the tiny network of the same names).
+pub fn formula_weights(cfg: InceptionConfig) -> Result<HashMap<String, Tensor>> {
+    // A first build only to learn the tensor names and shapes.
+    let vars = candle_nn::VarMap::new();
+    FidInception::new(
+        cfg,
+        VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu),
+    )?;
+    let data = vars.data().lock().map_err(|_| {
+        ModelError::Config("the variables of the formula network are poisoned".into())
+    })?;
+    let mut tensors = HashMap::new();
+    for (name, var) in data.iter() {
+        let dims = var.dims().to_vec();
+        let vals = formula_weight(name, &dims)
+            .ok_or_else(|| ModelError::Config(format!("no formula for tensor {name}")))?;
+        tensors.insert(name.clone(), Tensor::from_vec(vals, dims, &Device::Cpu)?);
+    }
+    Ok(tensors)
 }
 
 /// [`resolve_inception`] then [`load_inception_file`].
@@ -595,6 +658,7 @@ pub struct InceptionEvaluator {
     device: Device,
     /// The weights file it was loaded from.
     pub path: PathBuf,
+    weights_hash: u64,
 }
 
 impl FeatureNet for InceptionEvaluator {
@@ -629,5 +693,9 @@ impl FeatureNet for InceptionEvaluator {
 
     fn feature_dim(&self) -> Option<usize> {
         Some(self.net.config().features())
+    }
+
+    fn weights_hash(&self) -> Option<u64> {
+        Some(self.weights_hash)
     }
 }

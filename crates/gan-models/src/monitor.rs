@@ -124,9 +124,16 @@ impl<'a, M: StepRecord> RunMonitor<'a, M> {
             ));
         }
         msg.push_str(&format!(
-            ", precision {:.3}, recall {:.3} ({:.1} s)",
-            report.precision_recall.precision, report.precision_recall.recall, report.seconds
+            ", precision {:.3}, recall {:.3}",
+            report.precision_recall.precision, report.precision_recall.recall
         ));
+        if let Some(dc) = &report.density_coverage {
+            msg.push_str(&format!(
+                ", density {:.3}, coverage {:.3}",
+                dc.density, dc.coverage
+            ));
+        }
+        msg.push_str(&format!(" ({:.1} s)", report.seconds));
         self.inner.on_event(&msg);
         for w in self.health.observe_eval(step, &report) {
             log_warning(&self.run, &mut *self.inner, &w);

@@ -495,6 +495,20 @@ pub fn render_report(run: &RunDir) -> Result<String> {
                 ("recall".into(), ev(&|r| Some(r.precision_recall.recall))),
             ],
         )?);
+        out.push_str(&chart_img(
+            "Density and coverage (k = 3)",
+            "value",
+            vec![
+                (
+                    "density".into(),
+                    ev(&|r| r.density_coverage.map(|d| d.density)),
+                ),
+                (
+                    "coverage".into(),
+                    ev(&|r| r.density_coverage.map(|d| d.coverage)),
+                ),
+            ],
+        )?);
     }
     out.push_str("</div>\n");
 

@@ -189,3 +189,55 @@ fn classifier_training_is_seeded_and_learns() {
     assert_eq!(acc1, acc2);
     assert_eq!(w1, w2, "same seed, different weights");
 }
+
+#[test]
+fn reference_statistics_are_cached_reused_and_invalidated() {
+    use gan_models::evaluator::{cached_reference, CacheUse, ClassifierEvaluator, FeatureNet};
+    let cache = tempfile::tempdir().unwrap();
+    let dir = cache.path();
+    let load = |name: &str| {
+        ClassifierEvaluator::load(&datasets().join("evaluators"), name, &Device::Cpu).unwrap()
+    };
+    let mnist = load("mnist");
+    let ds = mnist_train(40);
+    let (first, used) = cached_reference(&mnist, &ds, "forty", dir, &mut ()).unwrap();
+    let CacheUse::Written(path) = used else {
+        panic!("the first call computes and writes: {used:?}")
+    };
+    assert!(path.is_file());
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("reference-forty-mnist-40-"), "{name}");
+    // The second call reads the file, and gets what was computed.
+    let (second, used) = cached_reference(&mnist, &ds, "forty", dir, &mut ()).unwrap();
+    assert_eq!(used, CacheUse::Reused(path.clone()));
+    assert_eq!(second.embedding, first.embedding);
+    assert_eq!(second.gaussian, first.gaussian);
+    assert_eq!(second.radii, first.radii);
+    // One pixel changed, or another network: another file, computed afresh.
+    let mut data = ds.data().to_vec();
+    data[300] = -data[300] + 0.5;
+    let changed = TensorDataset::new(ds.item_shape().to_vec(), data, None).unwrap();
+    let (_, used) = cached_reference(&mnist, &changed, "forty", dir, &mut ()).unwrap();
+    assert!(
+        matches!(&used, CacheUse::Written(p) if *p != path),
+        "{used:?}"
+    );
+    let fashion = load("fashion-mnist");
+    assert_ne!(fashion.weights_hash(), mnist.weights_hash());
+    let (_, used) = cached_reference(&fashion, &ds, "forty", dir, &mut ()).unwrap();
+    assert!(
+        matches!(&used, CacheUse::Written(p) if *p != path),
+        "{used:?}"
+    );
+    // A damaged cache file is computed again and replaced.
+    std::fs::write(&path, b"not safetensors").unwrap();
+    let (again, used) = cached_reference(&mnist, &ds, "forty", dir, &mut ()).unwrap();
+    assert_eq!(used, CacheUse::Written(path.clone()));
+    assert_eq!(again.gaussian, first.gaussian);
+    assert_eq!(
+        cached_reference(&mnist, &ds, "forty", dir, &mut ())
+            .unwrap()
+            .1,
+        CacheUse::Reused(path)
+    );
+}

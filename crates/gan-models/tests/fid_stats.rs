@@ -49,6 +49,33 @@ fn reads_what_numpy_wrote() {
     assert_eq!((g.mean, g.cov), (f32s(&mu), f32s(&sigma)));
 }
 
+/// The `.npy` entry `name` of the `.npz` file at `path`, as stored bytes.
+fn npz_entry(path: &Path, name: &str) -> Vec<u8> {
+    use std::io::Read;
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+    let mut bytes = Vec::new();
+    zip.by_name(&format!("{name}.npy"))
+        .unwrap()
+        .read_to_end(&mut bytes)
+        .unwrap();
+    bytes
+}
+
+/// The other direction: what we write for the fixture's values holds, byte for byte, the `.npy`
+/// arrays numpy wrote (header, padding and float64 data), so numpy and pytorch-fid read our
+/// files as they read their own.
+#[test]
+fn writes_what_numpy_wrote() {
+    let (mu, sigma) = numpy_fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let ours = dir.path().join("ours.npz");
+    save_fid_stats(&ours, &Gaussian::new(mu, sigma).unwrap()).unwrap();
+    for name in ["mu", "sigma"] {
+        let numpys = npz_entry(&data("fid_stats_numpy.npz"), name);
+        assert_eq!(npz_entry(&ours, name), numpys, "{name}.npy");
+    }
+}
+
 #[test]
 fn round_trip() {
     let dir = tempfile::tempdir().unwrap();

@@ -9,9 +9,11 @@
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_nn::VarBuilder;
 use gan_core::eval_metrics::{frechet_distance, Gaussian};
-use gan_models::inception::{FidInception, InceptionConfig};
+use gan_models::inception::{
+    formula_weight as formula, formula_weights, splitmix64 as mix, FidInception, InceptionConfig,
+};
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -36,64 +38,10 @@ const FEATURE_TOL: f32 = 1e-3;
 /// The FID may differ by this much, relative.
 const FID_TOL: f64 = 1e-3;
 
-fn fnv1a64(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
-/// splitmix64's output function.
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// The formula's weights of tensor `name` (see the script's docstring), or None to keep it.
-fn formula(name: &str, dims: &[usize]) -> Option<Vec<f32>> {
-    let n: usize = dims.iter().product();
-    let (base, scale) = if name.ends_with("conv.weight") {
-        (0.0, (6.0 / (n / dims[0]) as f64).sqrt())
-    } else if name.ends_with("bn.weight") {
-        (1.0, 0.1)
-    } else if name.ends_with("bn.bias") || name.ends_with("bn.running_mean") {
-        (0.0, 0.1)
-    } else if name.ends_with("bn.running_var") {
-        (1.0, 0.2)
-    } else {
-        return None;
-    };
-    let h = fnv1a64(name);
-    Some(
-        (0..n as u64)
-            .map(|i| {
-                let z = mix(h.wrapping_add((i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)));
-                let u = (z >> 11) as f64 * 2f64.powi(-53) * 2.0 - 1.0;
-                (base + scale * u) as f32
-            })
-            .collect(),
-    )
-}
-
 /// The full-width network with the formula's weights.
 fn formula_network() -> FidInception {
     let cfg = InceptionConfig::default();
-    // A first build only to learn the tensor names and shapes.
-    let vars = VarMap::new();
-    FidInception::new(
-        cfg,
-        VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu),
-    )
-    .unwrap();
-    let mut tensors = HashMap::new();
-    for (name, var) in vars.data().lock().unwrap().iter() {
-        let dims = var.dims().to_vec();
-        let vals = formula(name, &dims).unwrap_or_else(|| panic!("no formula for {name}"));
-        tensors.insert(
-            name.clone(),
-            Tensor::from_vec(vals, dims, &Device::Cpu).unwrap(),
-        );
-    }
+    let tensors = formula_weights(cfg).unwrap();
     FidInception::new(
         cfg,
         VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu),

@@ -2,7 +2,7 @@
 //! folder: self-contained, with every chart, grid and warning.
 
 use candle_core::{Device, Tensor};
-use gan_core::eval_metrics::{ClassCoverage, PrecisionRecall};
+use gan_core::eval_metrics::{ClassCoverage, DensityCoverage, PrecisionRecall};
 use gan_models::evaluator::EvalReport;
 use gan_models::grid::save_grid;
 use gan_models::health::{HealthMonitor, WarningKind};
@@ -44,6 +44,11 @@ fn eval(covered: usize, histogram: Vec<usize>, kl: f64, fid: f64) -> EvalReport 
             recall: 0.4,
             k: 3,
         },
+        density_coverage: Some(DensityCoverage {
+            density: 0.9,
+            coverage: 0.7,
+            k: 3,
+        }),
         kid: None,
         warnings: Vec::new(),
         seconds: 1.0,
@@ -172,11 +177,15 @@ fn report_is_self_contained_and_complete() {
     let html = std::fs::read_to_string(&path).unwrap();
     assert_eq!(html, render_report(&run).unwrap());
     // Three sample grids, and charts: losses, D outputs, FID, IS is absent (no IS in these
-    // evals), coverage, KL, precision/recall.
+    // evals), coverage, KL, precision/recall, density/coverage.
     assert_eq!(html.matches("src=\"data:image/png;base64,").count(), 3);
+    assert!(
+        html.contains("alt=\"Density and coverage (k = 3)\""),
+        "{html}"
+    );
     assert_eq!(
         html.matches("src=\"data:image/svg+xml;base64,").count(),
-        6,
+        7,
         "{html}"
     );
     for want in [

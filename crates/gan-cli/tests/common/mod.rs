@@ -27,7 +27,8 @@ pub const TINY_TOY: [&str; 8] = [
     "16",
 ];
 
-/// Runs `gan-cli args` in `cwd`, with `GAN_DATASETS` pointing at the repository's `datasets/`.
+/// Runs `gan-cli args` in `cwd`, with `GAN_DATASETS` pointing at the repository's `datasets/`
+/// and the cache of reference statistics in `cwd/.gan-cache`.
 pub fn gan_cli(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_gan-cli"))
         .args(args)
@@ -36,6 +37,7 @@ pub fn gan_cli(args: &[&str], cwd: &Path) -> Output {
             "GAN_DATASETS",
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets"),
         )
+        .env("GAN_CACHE", cwd.join(".gan-cache"))
         .output()
         .expect("gan-cli runs")
 }
@@ -96,4 +98,13 @@ pub fn last_logged_step(run: &Path) -> u64 {
         .filter_map(|v| v["step"].as_u64())
         .max()
         .unwrap_or(0)
+}
+
+/// Writes the Inception network of width / 16 with the deterministic weights of the FID parity
+/// test (`gan_models::inception::formula_weights`) to `path` (a `.safetensors` file): what
+/// `--inception-weights` takes, without a download.
+pub fn tiny_inception_weights(path: &Path) {
+    let cfg = gan_models::inception::InceptionConfig { width_divisor: 16 };
+    let tensors = gan_models::inception::formula_weights(cfg).unwrap();
+    candle_core::safetensors::save(&tensors, path).unwrap();
 }
