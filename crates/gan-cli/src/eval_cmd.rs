@@ -9,7 +9,10 @@ use anyhow::{bail, Context};
 use clap::Args;
 use gan_core::eval_metrics::Gaussian;
 use gan_data::{ImageFolder, ImageFolderConfig, ImageSource};
+use gan_models::cgan_run::load_cgan;
+use gan_models::class_eval::score_classes;
 use gan_models::dcgan_run::{load_generator, parse_device};
+use gan_models::registry::RunConfig;
 use gan_models::evaluator::{
     dataset_side, embed_dataset, embed_images, evaluator_for_data, load_evaluator, load_fid_stats,
     load_setup, real_reference, save_fid_stats, score_embedding, FeatureNet, ReferenceSet,
@@ -77,6 +80,12 @@ pub struct EvalArgs {
     /// Where named datasets and `evaluators/` live.
     #[arg(long, default_value = "datasets", env = "GAN_DATASETS")]
     pub datasets_dir: PathBuf,
+}
+
+/// The generator `eval --run` samples from.
+enum Sampler {
+    Plain(gan_models::dcgan_run::LoadedGenerator),
+    Conditional(gan_models::cgan_run::LoadedCgan),
 }
 
 #[derive(Debug, Args)]
@@ -210,10 +219,23 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
         Ok((net, reference, data))
     };
     let started = Instant::now();
+    let mut class_report = None;
     let (embedding, net, reference, what) = if let Some(dir) = &a.run {
         let run = RunDir::open(dir)?;
-        let g = load_generator(&run, &a.checkpoint, &dev)?;
-        let name = evaluator_name(a.evaluator.as_deref(), Some(&g.cfg.data.source))?;
+        // A class-conditional run draws every class equally often (sample i of class i mod k).
+        let (sampler, source) = match RunConfig::read(&run)? {
+            RunConfig::Cgan(_) => {
+                let g = load_cgan(&run, &a.checkpoint, &dev)?;
+                let source = g.cfg.base.data.source.clone();
+                (Sampler::Conditional(g), source)
+            }
+            _ => {
+                let g = load_generator(&run, &a.checkpoint, &dev)?;
+                let source = g.cfg.data.source.clone();
+                (Sampler::Plain(g), source)
+            }
+        };
+        let name = evaluator_name(a.evaluator.as_deref(), Some(&source))?;
         let (net, reference, _) = setup(&name)?;
         eprintln!(
             "sampling {} images from {} ({})",
@@ -221,8 +243,25 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
             dir.display(),
             a.checkpoint
         );
-        let images = g.sample(a.count, a.seed)?;
+        let images = match &sampler {
+            Sampler::Conditional(g) => g.sample_balanced(a.count, a.seed)?,
+            Sampler::Plain(g) => g.sample(a.count, a.seed)?,
+        };
         let e = embed_images(net.as_ref(), &images)?;
+        if let Sampler::Conditional(g) = &sampler {
+            let k = g.cfg.classes.len();
+            let labels: Vec<u32> = (0..a.count).map(|i| (i % k) as u32).collect();
+            match score_classes(net.as_ref(), &reference, &images, &labels, &g.cfg.classes) {
+                Ok(r) => {
+                    print!("{}", r.table());
+                    for w in &r.warnings {
+                        eprintln!("warning: {w}");
+                    }
+                    class_report = Some(r);
+                }
+                Err(e) => eprintln!("note: no per-class scores: {e}"),
+            }
+        }
         let what = json!({"run": dir, "checkpoint": a.checkpoint, "seed": a.seed});
         (e, net, reference, what)
     } else {
@@ -275,7 +314,11 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
         );
     }
     if let Some(p) = &a.json {
-        write_json(p, &json!({"scored": what, "report": report}))?;
+        let mut doc = json!({"scored": what, "report": report});
+        if let Some(c) = &class_report {
+            doc["classes"] = serde_json::to_value(c)?;
+        }
+        write_json(p, &doc)?;
         eprintln!("wrote {}", p.display());
     }
     Ok(ExitCode::SUCCESS)

@@ -583,6 +583,9 @@ pub struct ReferenceSet {
     pub gaussian: Gaussian,
     /// Squared radius of each one's k-th nearest neighbour (k = [`PR_K`]).
     pub radii: Vec<f32>,
+    /// Their class labels, when the images were labelled (the per-class scores of
+    /// [`crate::class_eval`] need them).
+    pub labels: Option<Vec<u32>>,
 }
 
 /// The neighbourhood size of precision and recall.
@@ -592,7 +595,10 @@ impl ReferenceSet {
     /// Embeds the images of `ds` with `net`.
     pub fn new(net: &dyn FeatureNet, ds: &TensorDataset, name: &str) -> Result<Self> {
         let embedding = embed_dataset(net, ds)?;
-        Self::from_embedding(embedding, name)
+        Ok(Self {
+            labels: ds.labels().map(<[u32]>::to_vec),
+            ..Self::from_embedding(embedding, name)?
+        })
     }
 
     /// A reference set from an embedding computed elsewhere.
@@ -606,6 +612,7 @@ impl ReferenceSet {
             embedding,
             gaussian,
             radii,
+            labels: None,
         })
     }
 
@@ -622,6 +629,7 @@ impl ReferenceSet {
             },
             gaussian,
             radii: Vec::new(),
+            labels: None,
         }
     }
 
