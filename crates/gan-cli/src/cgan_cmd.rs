@@ -71,10 +71,8 @@ pub fn train(a: TrainCganArgs) -> anyhow::Result<ExitCode> {
         }
         None => {
             let (base, data) = new_config(d)?;
-            let source = ImageSource::resolve(
-                Some(&base.data.path.to_string_lossy()),
-                Path::new("."),
-            )?;
+            let source =
+                ImageSource::resolve(Some(&base.data.path.to_string_lossy()), Path::new("."))?;
             let classes = source.class_names()?;
             let what = base.data.path.display().to_string();
             check_labels(&data, &classes, &what)?;
@@ -133,7 +131,10 @@ pub fn sample(a: &SampleArgs, g: &LoadedCgan) -> anyhow::Result<ExitCode> {
     let n = imgs.dim(0)?;
     if kind == ImageOut::Grid {
         save_grid(&imgs, nrow, &a.out)?;
-        println!("wrote a grid of {n} samples, {what}, to {}", a.out.display());
+        println!(
+            "wrote a grid of {n} samples, {what}, to {}",
+            a.out.display()
+        );
     } else {
         save_images(&imgs, &a.out, 0)?;
         println!("wrote {n} images, {what}, to {}", a.out.display());
@@ -154,7 +155,10 @@ pub fn interpolate(a: &InterpolateArgs, run: &RunDir) -> anyhow::Result<ExitCode
         (Some(c), None) => {
             let class = g.cfg.class_index(c)?;
             let imgs = g.walk_class(class, a.rows, a.steps, a.seed)?;
-            let what = format!("walks between two random z in class {}", g.cfg.classes[class]);
+            let what = format!(
+                "walks between two random z in class {}",
+                g.cfg.classes[class]
+            );
             (imgs, what)
         }
         (None, Some(pair)) => {

@@ -12,13 +12,13 @@ use gan_data::{ImageFolder, ImageFolderConfig, ImageSource};
 use gan_models::cgan_run::load_cgan;
 use gan_models::class_eval::score_classes;
 use gan_models::dcgan_run::{load_generator, parse_device};
-use gan_models::registry::RunConfig;
 use gan_models::evaluator::{
     dataset_side, embed_dataset, embed_images, evaluator_for_data, load_evaluator, load_fid_stats,
     load_setup, real_reference, save_fid_stats, score_embedding, FeatureNet, ReferenceSet,
 };
 use gan_models::inception::InceptionSource;
 use gan_models::monitor::MonitorConfig;
+use gan_models::registry::RunConfig;
 use gan_models::report::write_report;
 use gan_models::run::{write_json, RunDir};
 use serde_json::json;

@@ -49,7 +49,14 @@ fn folder(root: &Path, classes: &[(&str, usize)]) {
 
 fn train(cwd: &Path, data: &str, out: &str, extra: &[&str]) -> std::process::Output {
     let mut args = vec![
-        "train", "cgan", "--data", data, "--out", out, "--channels", "1",
+        "train",
+        "cgan",
+        "--data",
+        data,
+        "--out",
+        out,
+        "--channels",
+        "1",
     ];
     args.extend(TINY);
     args.extend(extra);
@@ -75,11 +82,16 @@ fn an_image_folder_of_two_classes_trains_and_samples_by_name() {
         tmp.path(),
     ));
     assert!(out.contains("class dog"), "{out}");
-    assert_eq!(std::fs::read_dir(tmp.path().join("dogs")).unwrap().count(), 5);
+    assert_eq!(
+        std::fs::read_dir(tmp.path().join("dogs")).unwrap().count(),
+        5
+    );
 
     // No --class: one row per class.
     let out = ok(&gan_cli(
-        &["sample", "--run", "run", "--count", "6", "--out", "grid.png"],
+        &[
+            "sample", "--run", "run", "--count", "6", "--out", "grid.png",
+        ],
         tmp.path(),
     ));
     assert!(out.contains("6 samples, one row per class (2)"), "{out}");
@@ -87,20 +99,37 @@ fn an_image_folder_of_two_classes_trains_and_samples_by_name() {
     assert!(grid.height() < grid.width(), "2 rows of 3");
 
     let e = failure(&gan_cli(
-        &["sample", "--run", "run", "--class", "bird", "--out", "x.png"],
+        &[
+            "sample", "--run", "run", "--class", "bird", "--out", "x.png",
+        ],
         tmp.path(),
     ));
     assert!(e.contains("\"bird\"") && e.contains("cat, dog"), "{e}");
 
     ok(&gan_cli(
         &[
-            "interpolate", "--run", "run", "--between-classes", "cat,dog", "--rows", "2",
-            "--out", "blend.png",
+            "interpolate",
+            "--run",
+            "run",
+            "--between-classes",
+            "cat,dog",
+            "--rows",
+            "2",
+            "--out",
+            "blend.png",
         ],
         tmp.path(),
     ));
     ok(&gan_cli(
-        &["interpolate", "--run", "run", "--class", "1", "--out", "walk.png"],
+        &[
+            "interpolate",
+            "--run",
+            "run",
+            "--class",
+            "1",
+            "--out",
+            "walk.png",
+        ],
         tmp.path(),
     ));
 }
@@ -121,7 +150,10 @@ fn an_empty_class_or_a_folder_without_classes_is_refused() {
             .unwrap();
     }
     let e = failure(&train(tmp.path(), "flat", "run", &["--steps", "2"]));
-    assert!(e.contains("has no labels") && e.contains("subfolder per class"), "{e}");
+    assert!(
+        e.contains("has no labels") && e.contains("subfolder per class"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -144,26 +176,39 @@ fn mnist_mini_trains_resumes_and_is_scored_per_class() {
 
     let out = ok(&gan_cli(
         &[
-            "eval", "--run", "projection", "--count", "100", "--json", "scores.json",
+            "eval",
+            "--run",
+            "projection",
+            "--count",
+            "100",
+            "--json",
+            "scores.json",
         ],
         tmp.path(),
     ));
-    assert!(out.contains("intra-class FID") && out.contains("\n7 "), "{out}");
-    let scores: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(tmp.path().join("scores.json")).unwrap(),
-    )
-    .unwrap();
+    assert!(
+        out.contains("intra-class FID") && out.contains("\n7 "),
+        "{out}"
+    );
+    let scores: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("scores.json")).unwrap())
+            .unwrap();
     assert_eq!(scores["classes"]["per_class"].as_array().unwrap().len(), 10);
     assert_eq!(scores["classes"]["per_class"][7]["samples"], 10);
 
     // An unconditional run refuses --class.
-    ok(&gan_cli(
-        &[
-            "train", "dcgan", "--data", "mnist-mini", "--out", "plain", "--steps", "1", "--nz",
-            "8", "--ngf", "4", "--ndf", "4", "--batch-size", "8",
-        ],
-        tmp.path(),
-    ));
+    let mut plain = vec![
+        "train",
+        "dcgan",
+        "--data",
+        "mnist-mini",
+        "--out",
+        "plain",
+        "--steps",
+        "1",
+    ];
+    plain.extend(TINY);
+    ok(&gan_cli(&plain, tmp.path()));
     let e = failure(&gan_cli(
         &["sample", "--run", "plain", "--class", "7", "--out", "s.png"],
         tmp.path(),

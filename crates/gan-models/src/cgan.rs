@@ -177,6 +177,7 @@ impl ConditionalBatchNorm2d {
     }
 }
 
+#[derive(Debug)]
 enum GeneratorBody {
     Cbn {
         convs: Vec<ConvTranspose2d>,
@@ -187,17 +188,10 @@ enum GeneratorBody {
 
 /// The class-conditional generator: DCGAN's, with class-conditional BatchNorm (projection,
 /// acgan) or the one-hot label appended to z (concat).
+#[derive(Debug)]
 pub struct CganGenerator {
     body: GeneratorBody,
     cfg: CganConfig,
-}
-
-impl std::fmt::Debug for CganGenerator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CganGenerator")
-            .field("cfg", &self.cfg)
-            .finish()
-    }
 }
 
 impl CganGenerator {
@@ -266,6 +260,7 @@ impl GeneratorNet for CganGenerator {
     }
 }
 
+#[derive(Debug)]
 enum Head {
     Projection(Tensor),
     Acgan(Linear),
@@ -274,18 +269,11 @@ enum Head {
 
 /// The class-conditional discriminator: DCGAN's, with a projection term, an auxiliary
 /// classifier, or the label as extra input channels.
+#[derive(Debug)]
 pub struct CganDiscriminator {
     body: DcganDiscriminator,
     head: Head,
     classes: usize,
-}
-
-impl std::fmt::Debug for CganDiscriminator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CganDiscriminator")
-            .field("classes", &self.classes)
-            .finish()
-    }
 }
 
 /// What the discriminator says about a batch.
@@ -338,12 +326,9 @@ impl CganDiscriminator {
         let (logits, class_logits) = match &self.head {
             Head::Concat => {
                 let (b, _, h, w) = xs.dims4()?;
-                let maps = y.reshape((b, self.classes, 1, 1))?.broadcast_as((
-                    b,
-                    self.classes,
-                    h,
-                    w,
-                ))?;
+                let maps =
+                    y.reshape((b, self.classes, 1, 1))?
+                        .broadcast_as((b, self.classes, h, w))?;
                 let input = Tensor::cat(&[xs, &maps.contiguous()?], 1)?;
                 (self.body.forward_t(&input, train)?, None)
             }

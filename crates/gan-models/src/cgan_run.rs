@@ -19,7 +19,8 @@ use gan_data::{Batcher, TensorDataset};
 use serde::{Deserialize, Serialize};
 
 use crate::cgan::{
-    class_loss, cycling_labels, one_hot, CganConfig, CganDiscriminator, CganGenerator, CondMode,
+    class_loss, cycling_labels, one_hot, CganConfig, CganDiscriminator, CganGenerator, CganOutput,
+    CondMode,
 };
 use crate::dcgan_run::{init_nets, parse_device, slerp, DcganRunConfig};
 use crate::engine::{fit, BatchSource, FitConfig, FitOutcome, Signals, StepRecord, Trainer};
@@ -189,15 +190,8 @@ impl CganTrainer {
         // Discriminator: reals, and fakes detached so that no gradient reaches G.
         let real_out = d.forward_t(real, &y, true)?;
         let fake_out = d.forward_t(&fake.detach(), &y, true)?;
-        let mut loss_d = discriminator_loss(&real_out.logits, &fake_out.logits, step.real_label)?;
-        let cls_real = match &real_out.class_logits {
-            Some(c) => {
-                let l = class_loss(c, labels)?;
-                loss_d = (loss_d + (&l * w)?)?;
-                Some(l.to_scalar::<f32>()?)
-            }
-            None => None,
-        };
+        let loss_d = discriminator_loss(&real_out.logits, &fake_out.logits, step.real_label)?;
+        let (loss_d, cls_real) = with_class_loss(loss_d, &real_out, labels, w)?;
         self.opt_d.backward_step(&loss_d)?;
 
         // Generator, through the updated D (its parameters frozen).
@@ -205,15 +199,8 @@ impl CganTrainer {
             let _frozen = gan_core::freeze::freeze_params();
             self.nets.d.forward_t(&fake, &y, true)?
         };
-        let mut loss_g = generator_loss(&out.logits, step.loss)?;
-        let cls_fake = match &out.class_logits {
-            Some(c) => {
-                let l = class_loss(c, labels)?;
-                loss_g = (loss_g + (&l * w)?)?;
-                Some(l.to_scalar::<f32>()?)
-            }
-            None => None,
-        };
+        let loss_g = generator_loss(&out.logits, step.loss)?;
+        let (loss_g, cls_fake) = with_class_loss(loss_g, &out, labels, w)?;
         self.opt_g.backward_step(&loss_g)?;
 
         self.step += 1;
@@ -230,6 +217,23 @@ impl CganTrainer {
             cls_real,
             cls_fake,
         })
+    }
+}
+
+/// `loss` plus `w` times the auxiliary classifier's cross-entropy on `labels` when `out` has
+/// class logits (acgan), and that cross-entropy.
+fn with_class_loss(
+    loss: Tensor,
+    out: &CganOutput,
+    labels: &Tensor,
+    w: f64,
+) -> Result<(Tensor, Option<f32>)> {
+    match &out.class_logits {
+        Some(c) => {
+            let l = class_loss(c, labels)?;
+            Ok(((loss + (&l * w)?)?, Some(l.to_scalar::<f32>()?)))
+        }
+        None => Ok((loss, None)),
     }
 }
 
@@ -340,7 +344,11 @@ pub fn train_cgan(
     observer: &mut dyn Observer<CganMetrics>,
 ) -> Result<FitOutcome<CganMetrics>> {
     let dev = parse_device(&cfg.base.device)?;
-    check_labels(data, &cfg.classes, &cfg.base.data.path.display().to_string())?;
+    check_labels(
+        data,
+        &cfg.classes,
+        &cfg.base.data.path.display().to_string(),
+    )?;
     let mut trainer = build_trainer(cfg, &dev)?;
     let mut batcher = Batcher::new(data, cfg.base.batch_config(), &dev)?;
     if resume {
@@ -454,7 +462,8 @@ impl LoadedCgan {
             }
         }
         let z = Tensor::from_vec(zs, (rows * steps, nz), &self.device)?;
-        let labels = Tensor::from_vec(vec![class as u32; rows * steps], rows * steps, &self.device)?;
+        let labels =
+            Tensor::from_vec(vec![class as u32; rows * steps], rows * steps, &self.device)?;
         self.g.forward_t(&z, &one_hot(&labels, k)?, false)
     }
 

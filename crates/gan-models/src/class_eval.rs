@@ -131,7 +131,9 @@ pub fn score_classes(
     let (mut per_class, mut warnings) = (Vec::with_capacity(k), Vec::new());
     let mut hits_all = 0usize;
     for (c, name) in names.iter().enumerate() {
-        let mine: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] as usize == c).collect();
+        let mine: Vec<usize> = (0..labels.len())
+            .filter(|&i| labels[i] as usize == c)
+            .collect();
         let hits = mine
             .iter()
             .filter(|&&i| argmax(&probs[i * k..(i + 1) * k]) == c)
@@ -153,9 +155,8 @@ pub fn score_classes(
                 fid_min_samples(dim)
             ));
         }
-        let err = |e: gan_core::eval_metrics::EvalError| {
-            ModelError::Config(format!("class {name}: {e}"))
-        };
+        let err =
+            |e: gan_core::eval_metrics::EvalError| ModelError::Config(format!("class {name}: {e}"));
         let fid = frechet_distance(
             &Gaussian::fit(&fake, dim).map_err(err)?,
             &Gaussian::fit(&real, dim).map_err(err)?,

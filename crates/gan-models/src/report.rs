@@ -65,8 +65,8 @@ pub fn read_history(run: &RunDir) -> Result<RunHistory> {
                 serde_json::from_value(e.clone()).map_err(|e| bad(format!("eval: {e}")))?;
             h.evals.push((step, r));
         } else if let Some(c) = v.get("class_eval") {
-            let r: ClassReport = serde_json::from_value(c.clone())
-                .map_err(|e| bad(format!("class_eval: {e}")))?;
+            let r: ClassReport =
+                serde_json::from_value(c.clone()).map_err(|e| bad(format!("class_eval: {e}")))?;
             h.class_evals.push((step, r));
         } else if let Some(w) = v.get("warning") {
             let w: Warning =
@@ -536,7 +536,10 @@ pub fn render_report(run: &RunDir) -> Result<String> {
     }
     if !h.class_evals.is_empty() {
         let ev = |f: &dyn Fn(&ClassReport) -> f64| -> Vec<(f64, f64)> {
-            h.class_evals.iter().map(|(s, r)| (*s as f64, f(r))).collect()
+            h.class_evals
+                .iter()
+                .map(|(s, r)| (*s as f64, f(r)))
+                .collect()
         };
         out.push_str(&chart_img(
             "Accuracy on the class asked for (overall and the lowest class)",

@@ -16,6 +16,10 @@ use gan_models::dcgan::DcganConfig;
 use gan_models::dcgan_run::{DataConfig, DcganRunConfig};
 use gan_models::train::GeneratorNet;
 
+fn values(xs: &Tensor) -> Vec<f32> {
+    xs.flatten_all().unwrap().to_vec1().unwrap()
+}
+
 fn t(data: &[f32], shape: &[usize]) -> Tensor {
     Tensor::from_slice(data, shape, &Device::Cpu).unwrap()
 }
@@ -47,33 +51,21 @@ fn cbn() -> (ConditionalBatchNorm2d, VarMap) {
 fn conditional_batchnorm_depends_on_the_class_and_only_on_it() {
     let (layer, _vars) = cbn();
     let dev = Device::Cpu;
-    let xs = SeededRng::new(2).randn((4, 3, 2, 2), 0.0, 1.0, &dev).unwrap();
+    let xs = SeededRng::new(2)
+        .randn((4, 3, 2, 2), 0.0, 1.0, &dev)
+        .unwrap();
     let labels = |l: [u32; 4]| one_hot(&Tensor::new(&l, &dev).unwrap(), 4).unwrap();
-    let a: Vec<f32> = layer
-        .forward(&xs, &labels([0, 0, 0, 0]), true)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    let again: Vec<f32> = layer
-        .forward(&xs, &labels([0, 0, 0, 0]), true)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
+    let a: Vec<f32> = values(&layer.forward(&xs, &labels([0, 0, 0, 0]), true).unwrap());
+    let again: Vec<f32> = values(&layer.forward(&xs, &labels([0, 0, 0, 0]), true).unwrap());
     assert_eq!(a, again, "the same classes give the same output");
-    let b: Vec<f32> = layer
-        .forward(&xs, &labels([1, 0, 0, 0]), true)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
+    let b: Vec<f32> = values(&layer.forward(&xs, &labels([1, 0, 0, 0]), true).unwrap());
     // Sample 0 (the first 12 values) changed class; the batch statistics did not change, so
     // the other samples are unchanged.
-    let diff0: f32 = a[..12].iter().zip(&b[..12]).map(|(x, y)| (x - y).abs()).sum();
+    let diff0: f32 = a[..12]
+        .iter()
+        .zip(&b[..12])
+        .map(|(x, y)| (x - y).abs())
+        .sum();
     assert!(diff0 > 1e-3, "another class gives another output ({diff0})");
     assert_eq!(a[12..], b[12..], "the other samples keep their output");
 }
@@ -84,19 +76,20 @@ fn conditional_batchnorm_matches_its_formula() {
     // variance, ε 1e-5), computed here in f64.
     let (layer, vars) = cbn();
     let dev = Device::Cpu;
-    let xs = SeededRng::new(3).randn((4, 3, 2, 2), 0.0, 1.0, &dev).unwrap();
+    let xs = SeededRng::new(3)
+        .randn((4, 3, 2, 2), 0.0, 1.0, &dev)
+        .unwrap();
     let labels = [2u32, 0, 3, 2];
     let y = one_hot(&Tensor::new(&labels, &dev).unwrap(), 4).unwrap();
-    let got: Vec<f32> = layer
-        .forward(&xs, &y, true)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
+    let got: Vec<f32> = values(&layer.forward(&xs, &y, true).unwrap());
     let var = |name: &str| -> Vec<f64> {
         let data = vars.data().lock().unwrap();
-        let v: Vec<f32> = data[name].as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+        let v: Vec<f32> = data[name]
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         v.into_iter().map(f64::from).collect()
     };
     let (gamma, beta) = (var("weight"), var("bias"));
@@ -174,8 +167,8 @@ fn every_mode_and_size_has_the_shapes_of_dcgan() {
         for size in [28, 32, 64] {
             let cfg = tiny(cond, size);
             let (gv, dv) = (VarMap::new(), VarMap::new());
-            let g = CganGenerator::new(&cfg, VarBuilder::from_varmap(&gv, DType::F32, &dev))
-                .unwrap();
+            let g =
+                CganGenerator::new(&cfg, VarBuilder::from_varmap(&gv, DType::F32, &dev)).unwrap();
             let d = CganDiscriminator::new(&cfg, VarBuilder::from_varmap(&dv, DType::F32, &dev))
                 .unwrap();
             let z = Tensor::zeros((5, 6), DType::F32, &dev).unwrap();
@@ -253,13 +246,7 @@ fn a_projection_run_learns_to_draw_the_class_asked_for() {
     let z = SeededRng::new(9).randn((32, 8), 0.0, 1.0, &dev).unwrap();
     for (class, sign) in [(0u32, 1.0f32), (1, -1.0)] {
         let y = one_hot(&Tensor::new(vec![class; 32], &dev).unwrap(), 2).unwrap();
-        let x: Vec<f32> = g
-            .generate_classes(&z, &y, false)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let x: Vec<f32> = values(&g.generate_classes(&z, &y, false).unwrap());
         for (i, img) in x.chunks(side * side).enumerate() {
             let mean = |c0: usize, c1: usize| -> f32 {
                 let v: Vec<f32> = (8..20)
