@@ -255,6 +255,7 @@ fn a_projection_run_learns_to_draw_the_class_asked_for() {
                 v.iter().sum::<f32>() / v.len() as f32
             };
             let contrast = sign * (mean(2, 12) - mean(16, 26));
+            eprintln!("class {class} sample {i}: left {:.3} right {:.3} all {:.3}", mean(2, 12), mean(16, 26), mean(0, 28));
             assert!(
                 contrast > 0.5,
                 "class {class} sample {i}: left − right brightness {:.3}",
