@@ -1,6 +1,5 @@
 //! Class-conditional DCGAN: the projection term against a hand computation, class-conditional
-//! BatchNorm per class, labels outside the classes, the networks' shapes in every mode, and a
-//! small projection run that learns to draw the class it is asked for.
+//! BatchNorm per class, labels outside the classes, and the networks' shapes in every mode.
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
@@ -181,85 +180,6 @@ fn every_mode_and_size_has_the_shapes_of_dcgan() {
                 out.class_logits.map(|c| c.dims().to_vec()),
                 (cond == CondMode::Acgan).then(|| vec![5, 3]),
                 "{cond:?} {size}"
-            );
-        }
-    }
-}
-
-/// Two classes of 28-pixel images, a bright square on the left or on the right (noise added):
-/// after 150 projection steps, samples asked for "left" are brighter on the left than on the
-/// right, and those asked for "right" the other way round, in each of 32 samples per class.
-#[test]
-fn a_projection_run_learns_to_draw_the_class_asked_for() {
-    let dev = Device::Cpu;
-    let mut rng = SeededRng::new(7);
-    let (n, side) = (256, 28);
-    let mut data = Vec::with_capacity(n * side * side);
-    let mut labels = Vec::with_capacity(n);
-    for i in 0..n {
-        let class = (i % 2) as u32;
-        let noise = rng.normal_vec(side * side, 0.0, 0.1);
-        for r in 0..side {
-            for c in 0..side {
-                let left = (8..20).contains(&r) && (2..12).contains(&c);
-                let right = (8..20).contains(&r) && (16..26).contains(&c);
-                let on = if class == 0 { left } else { right };
-                data.push(if on { 0.9 } else { -0.9 } + noise[r * side + c]);
-            }
-        }
-        labels.push(class);
-    }
-    let ds = TensorDataset::new(vec![1, side, side], data, Some(labels)).unwrap();
-    let mut base = DcganRunConfig::new(
-        DataConfig {
-            source: "squares".into(),
-            path: "squares".into(),
-            items: n,
-        },
-        1,
-    );
-    base.dcgan = DcganConfig {
-        nz: 8,
-        ngf: 8,
-        ndf: 8,
-        channels: 1,
-        image_size: side,
-    };
-    base.batch_size = 32;
-    base.adam_g.lr = 1e-3;
-    base.adam_d.lr = 1e-3;
-    let cfg = CganRunConfig::new(
-        base,
-        CondMode::Projection,
-        vec!["left".into(), "right".into()],
-    );
-    check_labels(&ds, &cfg.classes, "squares").unwrap();
-    let mut trainer = build_trainer(&cfg, &dev).unwrap();
-    let mut batcher = gan_data::Batcher::new(&ds, cfg.base.batch_config(), &dev).unwrap();
-    for _ in 0..150 {
-        let b = batcher.next_batch().unwrap();
-        trainer
-            .step_on(&b.items, b.labels.as_ref().unwrap(), b.epoch as u64)
-            .unwrap();
-    }
-    let g = &trainer.nets.g;
-    let z = SeededRng::new(9).randn((32, 8), 0.0, 1.0, &dev).unwrap();
-    for (class, sign) in [(0u32, 1.0f32), (1, -1.0)] {
-        let y = one_hot(&Tensor::new(vec![class; 32], &dev).unwrap(), 2).unwrap();
-        let x: Vec<f32> = values(&g.generate_classes(&z, &y, false).unwrap());
-        for (i, img) in x.chunks(side * side).enumerate() {
-            let mean = |c0: usize, c1: usize| -> f32 {
-                let v: Vec<f32> = (8..20)
-                    .flat_map(|r| (c0..c1).map(move |c| img[r * side + c]))
-                    .collect();
-                v.iter().sum::<f32>() / v.len() as f32
-            };
-            let contrast = sign * (mean(2, 12) - mean(16, 26));
-            eprintln!("class {class} sample {i}: left {:.3} right {:.3} all {:.3}", mean(2, 12), mean(16, 26), mean(0, 28));
-            assert!(
-                contrast > 0.5,
-                "class {class} sample {i}: left − right brightness {:.3}",
-                mean(2, 12) - mean(16, 26)
             );
         }
     }
