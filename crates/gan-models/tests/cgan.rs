@@ -10,10 +10,8 @@ use gan_models::cgan::{
     one_hot, projection, CganConfig, CganDiscriminator, CganGenerator, CondMode,
     ConditionalBatchNorm2d,
 };
-use gan_models::cgan_run::{build_trainer, check_labels, CganRunConfig};
+use gan_models::cgan_run::check_labels;
 use gan_models::dcgan::DcganConfig;
-use gan_models::dcgan_run::{DataConfig, DcganRunConfig};
-use gan_models::train::GeneratorNet;
 
 fn values(xs: &Tensor) -> Vec<f32> {
     xs.flatten_all().unwrap().to_vec1().unwrap()
