@@ -45,6 +45,9 @@ pub enum TrainModel {
     WganGp(Box<crate::wgan_cmd::TrainWganArgs>),
     /// CycleGAN: unpaired translation between the image folders trainA and trainB.
     Cyclegan(Box<crate::cyclegan_cmd::TrainCycleganArgs>),
+    /// A class-conditional DCGAN (projection discriminator, ACGAN or concatenation) on
+    /// labelled data: MNIST-like IDX files or an image folder with one subfolder per class.
+    Cgan(Box<crate::cgan_cmd::TrainCganArgs>),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -217,6 +220,10 @@ pub struct SampleArgs {
     /// cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Class-conditional runs: the class to draw (its name, e.g. sneaker, or its number).
+    /// Without it, a conditional run gives one row per class.
+    #[arg(long)]
+    pub class: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -234,6 +241,13 @@ pub struct InterpolateArgs {
     /// Sweep this latent dimension; without it, interpolate between two random z per row.
     #[arg(long)]
     pub dim: Option<usize>,
+    /// Class-conditional runs: walk between two random z within this class (name or number).
+    #[arg(long, conflicts_with_all = ["dim", "between_classes"])]
+    pub class: Option<String>,
+    /// Class-conditional runs: keep z and blend the class embeddings from class A to B
+    /// (`A,B`: names or numbers).
+    #[arg(long, conflicts_with = "dim")]
+    pub between_classes: Option<String>,
     /// Images per row.
     #[arg(long, default_value_t = 10)]
     pub steps: usize,

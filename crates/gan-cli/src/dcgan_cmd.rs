@@ -26,27 +26,10 @@ pub fn train(a: TrainDcgan) -> anyhow::Result<ExitCode> {
             let RunConfig::Dcgan(mut cfg) = cfg else {
                 unreachable!("open_for_resume accepts only dcgan runs")
             };
-            check_resume_flags(dir, &["lr"])?;
             let before = RunConfig::Dcgan(cfg.clone());
-            // Extending a run: a new length replaces the saved one.
-            if let Some(steps) = a.net.steps {
-                cfg.schedule.steps = steps;
-            }
-            if let Some(epochs) = a.net.epochs {
-                cfg.epochs = Some(epochs);
-                cfg.schedule.steps = epochs * steps_per_epoch(cfg.data.items, cfg.batch_size);
-            }
-            let n = &a.net;
-            let cadences = [n.sample_every, n.checkpoint_every, n.log_every].map(Some);
-            apply_on_resume(&a.run, &mut cfg.schedule, &mut cfg.device, cadences);
-            if given("lr") {
-                cfg.adam_g.lr = a.lr;
-                cfg.adam_d.lr = a.lr;
-            }
+            apply_resume(&a, dir, &mut cfg)?;
             record_changes(&run, &before, &RunConfig::Dcgan(cfg.clone()))?;
-            let path = crate::locate_stored_data(run.root(), &cfg.data.path)?;
-            let source = ImageSource::resolve(Some(&path.to_string_lossy()), Path::new("."))?;
-            let data = load_data(&source, &cfg.dcgan)?;
+            let data = stored_data(&run, &cfg)?;
             (run, cfg, data, true)
         }
         None => {
@@ -82,9 +65,47 @@ pub fn train(a: TrainDcgan) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Applies to a resumed DCGAN-family run (`dcgan`, `cgan`) the flags it may change: a new
+/// length, the cadences, the device, `--keep-going` and `--lr`; refuses the others.
+pub(crate) fn apply_resume(
+    a: &TrainDcgan,
+    dir: &Path,
+    cfg: &mut DcganRunConfig,
+) -> anyhow::Result<()> {
+    check_resume_flags(dir, &["lr"])?;
+    // Extending a run: a new length replaces the saved one.
+    if let Some(steps) = a.net.steps {
+        cfg.schedule.steps = steps;
+    }
+    if let Some(epochs) = a.net.epochs {
+        cfg.epochs = Some(epochs);
+        cfg.schedule.steps = epochs * steps_per_epoch(cfg.data.items, cfg.batch_size);
+    }
+    let n = &a.net;
+    let cadences = [n.sample_every, n.checkpoint_every, n.log_every].map(Some);
+    apply_on_resume(&a.run, &mut cfg.schedule, &mut cfg.device, cadences);
+    if given("lr") {
+        cfg.adam_g.lr = a.lr;
+        cfg.adam_d.lr = a.lr;
+    }
+    Ok(())
+}
+
+/// The training data a resumed run's `config.json` names.
+pub(crate) fn stored_data(
+    run: &RunDir,
+    cfg: &DcganRunConfig,
+) -> anyhow::Result<gan_data::TensorDataset> {
+    let path = crate::locate_stored_data(run.root(), &cfg.data.path)?;
+    let source = ImageSource::resolve(Some(&path.to_string_lossy()), Path::new("."))?;
+    Ok(load_data(&source, &cfg.dcgan)?)
+}
+
 /// The configuration of a new run from the flags, and its training data (loaded before anything
 /// is written, so that bad data leaves no run folder behind).
-fn new_config(a: &TrainDcgan) -> anyhow::Result<(DcganRunConfig, gan_data::TensorDataset)> {
+pub(crate) fn new_config(
+    a: &TrainDcgan,
+) -> anyhow::Result<(DcganRunConfig, gan_data::TensorDataset)> {
     let (source, data, channels) = a.net.data_config()?;
     let mut cfg = DcganRunConfig::new(data, channels);
     cfg.adam_g.lr = a.lr;

@@ -9,6 +9,8 @@ use anyhow::{bail, Context};
 use clap::Args;
 use gan_core::eval_metrics::Gaussian;
 use gan_data::{ImageFolder, ImageFolderConfig, ImageSource};
+use gan_models::cgan_run::load_cgan;
+use gan_models::class_eval::score_classes;
 use gan_models::dcgan_run::{load_generator, parse_device};
 use gan_models::evaluator::{
     dataset_side, embed_dataset_with, embed_images_with, evaluator_for_data, load_evaluator,
@@ -17,6 +19,7 @@ use gan_models::evaluator::{
 };
 use gan_models::inception::InceptionSource;
 use gan_models::monitor::MonitorConfig;
+use gan_models::registry::RunConfig;
 use gan_models::report::write_report;
 use gan_models::run::{write_json, RunDir};
 
@@ -113,6 +116,12 @@ impl InceptionFlags {
             })
         }
     }
+}
+
+/// The generator `eval --run` samples from.
+enum Sampler {
+    Plain(gan_models::dcgan_run::LoadedGenerator),
+    Conditional(gan_models::cgan_run::LoadedCgan),
 }
 
 #[derive(Debug, Args)]
@@ -261,10 +270,23 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
         };
         Ok((net, reference, data))
     };
+    let mut class_report = None;
     let (embedding, net, reference, what) = if let Some(dir) = &a.run {
         let run = RunDir::open(dir)?;
-        let g = load_generator(&run, &a.checkpoint, &dev)?;
-        let name = evaluator_name(a.evaluator.as_deref(), Some(&g.cfg.data.source))?;
+        // A class-conditional run draws every class equally often (sample i of class i mod k).
+        let (sampler, source) = match RunConfig::read(&run)? {
+            RunConfig::Cgan(_) => {
+                let g = load_cgan(&run, &a.checkpoint, &dev)?;
+                let source = g.cfg.base.data.source.clone();
+                (Sampler::Conditional(g), source)
+            }
+            _ => {
+                let g = load_generator(&run, &a.checkpoint, &dev)?;
+                let source = g.cfg.data.source.clone();
+                (Sampler::Plain(g), source)
+            }
+        };
+        let name = evaluator_name(a.evaluator.as_deref(), Some(&source))?;
         let (net, reference, _) = setup(&name, &mut progress)?;
         progress.start(
             &format!(
@@ -275,9 +297,26 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
             ),
             a.count,
         );
-        let images = g.sample_with(a.count, a.seed, &mut progress)?;
+        let images = match &sampler {
+            Sampler::Conditional(g) => g.sample_balanced(a.count, a.seed)?,
+            Sampler::Plain(g) => g.sample_with(a.count, a.seed, &mut progress)?,
+        };
         progress.start("embedding the samples", a.count);
         let e = embed_images_with(net.as_ref(), &images, &mut progress)?;
+        if let Sampler::Conditional(g) = &sampler {
+            let k = g.cfg.classes.len();
+            let labels: Vec<u32> = (0..a.count).map(|i| (i % k) as u32).collect();
+            match score_classes(net.as_ref(), &reference, &images, &labels, &g.cfg.classes) {
+                Ok(r) => {
+                    print!("{}", r.table());
+                    for w in &r.warnings {
+                        eprintln!("warning: {w}");
+                    }
+                    class_report = Some(r);
+                }
+                Err(e) => eprintln!("note: no per-class scores: {e}"),
+            }
+        }
         let what = json!({"run": dir, "checkpoint": a.checkpoint, "seed": a.seed});
         (e, net, reference, what)
     } else {
@@ -345,10 +384,11 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|(phase, seconds)| json!({"phase": phase, "seconds": seconds}))
             .collect();
-        write_json(
-            p,
-            &json!({"scored": what, "report": report, "phases": phases}),
-        )?;
+        let mut doc = json!({"scored": what, "report": report, "phases": phases});
+        if let Some(c) = &class_report {
+            doc["classes"] = serde_json::to_value(c)?;
+        }
+        write_json(p, &doc)?;
         eprintln!("wrote {}", p.display());
     }
     Ok(ExitCode::SUCCESS)

@@ -5,6 +5,7 @@
 //! Exit codes: 0 success, 2 error, 130 interrupted by Ctrl-C (after writing a checkpoint).
 
 mod args;
+mod cgan_cmd;
 mod cyclegan_cmd;
 mod dcgan_cmd;
 mod embedded;
@@ -20,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use gan_models::cgan_run::load_cgan;
 use gan_models::dcgan_run::{load_generator, parse_device};
 use gan_models::grid::{save_grid, save_images};
 use gan_models::registry::RunConfig;
@@ -87,6 +89,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sample(a) => sample(a),
         Command::Interpolate(a) => interpolate(a),
         Command::Train(TrainModel::Cyclegan(a)) => cyclegan_cmd::train(*a),
+        Command::Train(TrainModel::Cgan(a)) => cgan_cmd::train(*a),
         Command::Translate(a) => cyclegan_cmd::translate(a),
         Command::EvalTranslation(a) => cyclegan_cmd::eval_translation(a),
         Command::Eval(a) => eval_cmd::eval(*a),
@@ -251,7 +254,18 @@ fn sample(a: SampleArgs) -> anyhow::Result<ExitCode> {
             a.run.display(),
             a.run.display()
         ),
+        RunConfig::Cgan(_) => {
+            let g = load_cgan(&run, &a.checkpoint, &parse_device(&a.device)?)?;
+            let out = out_or_in_run(a.out.as_deref(), &a.run, &stem, "png");
+            return cgan_cmd::sample(&a, &g, &out);
+        }
         _ => {}
+    }
+    if let Some(c) = &a.class {
+        bail!(
+            "--class {c}: {} is not a class-conditional run (train one with gan-cli train cgan)",
+            a.run.display()
+        );
     }
     let out = out_or_in_run(a.out.as_deref(), &a.run, &stem, "png");
     let kind = image_out(&out, true)?;
@@ -277,6 +291,15 @@ fn interpolate(a: InterpolateArgs) -> anyhow::Result<ExitCode> {
     };
     let out = out_or_in_run(a.out.as_deref(), &a.run, &stem, "png");
     image_out(&out, false)?;
+    if let RunConfig::Cgan(_) = RunConfig::read(&run)? {
+        return cgan_cmd::interpolate(&a, &run, &out);
+    }
+    if a.class.is_some() || a.between_classes.is_some() {
+        bail!(
+            "--class and --between-classes need a class-conditional run; {} is not one",
+            a.run.display()
+        );
+    }
     let dev = parse_device(&a.device)?;
     let g = load_generator(&run, &a.checkpoint, &dev)?;
     let imgs = g.latent_walk(a.rows, a.steps, a.dim, a.seed)?;

@@ -291,6 +291,9 @@ fn train_and_report<M: StepRecord>(
     let mut progress = TrainProgress::<M>::new(start, steps, cfg.item_unit(), stop);
     let dev = gan_models::dcgan_run::parse_device(cfg.device())?;
     let mut monitor = RunMonitor::new(&mut progress, run.clone(), setup, monitor_cfg, dev);
+    if let RunConfig::Cgan(c) = cfg {
+        monitor = monitor.with_class_names(c.classes.clone());
+    }
     let outcome = train(run, resume, &mut monitor)?;
     drop(monitor);
     progress.finish();

@@ -83,6 +83,12 @@ impl DcganConfig {
         Ok(())
     }
 
+    /// Channels of the discriminator's features before its last layer
+    /// ([`DcganDiscriminator::forward_features`]).
+    pub fn d_features(&self) -> usize {
+        self.d_stages().last().map_or(0, |s| s.c_in)
+    }
+
     fn g_stages(&self) -> Vec<Stage> {
         let (nz, f, nc) = (self.nz, self.ngf, self.channels);
         let st = |c_in, c_out, k, s, p, bn| Stage {
@@ -156,6 +162,38 @@ fn bn(c: usize, act: Activation, vb: VarBuilder) -> Result<BatchNorm2d> {
     Ok(BatchNorm2d::new(c, vb)?.with_activation(act))
 }
 
+/// The generator's transposed convolutions and the normalisation after each hidden one, made
+/// by `norm(channels, vb)` (weights `main.<i>.*`, PyTorch `nn.Sequential` indices): DCGAN's
+/// BatchNorm + ReLU, or a class-conditional BatchNorm ([`crate::cgan`]).
+#[allow(clippy::type_complexity)]
+pub(crate) fn generator_layers<N>(
+    cfg: &DcganConfig,
+    vb: VarBuilder,
+    norm: impl Fn(usize, VarBuilder) -> Result<N>,
+) -> Result<(Vec<ConvTranspose2d>, Vec<Option<N>>)> {
+    cfg.validate()?;
+    let vb = vb.pp("main");
+    let (mut convs, mut norms, mut idx) = (Vec::new(), Vec::new(), 0);
+    for s in cfg.g_stages() {
+        let p = ConvParams::new(s.s, s.p);
+        convs.push(ConvTranspose2d::new(
+            s.c_in,
+            s.c_out,
+            s.k,
+            p,
+            false,
+            vb.pp(idx),
+        )?);
+        norms.push(if s.bn {
+            Some(norm(s.c_out, vb.pp(idx + 1))?)
+        } else {
+            None
+        });
+        idx += if s.bn { 3 } else { 2 }; // conv, [bn], activation
+    }
+    Ok((convs, norms))
+}
+
 /// The DCGAN generator.
 #[derive(Debug)]
 pub struct DcganGenerator {
@@ -167,27 +205,7 @@ pub struct DcganGenerator {
 impl DcganGenerator {
     /// Builds the generator; weights come from `vb` (`main.<i>.*`).
     pub fn new(cfg: &DcganConfig, vb: VarBuilder) -> Result<Self> {
-        cfg.validate()?;
-        let vb = vb.pp("main");
-        let (mut convs, mut norms, mut idx) = (Vec::new(), Vec::new(), 0);
-        for s in cfg.g_stages() {
-            let p = ConvParams::new(s.s, s.p);
-            convs.push(ConvTranspose2d::new(
-                s.c_in,
-                s.c_out,
-                s.k,
-                p,
-                false,
-                vb.pp(idx),
-            )?);
-            let act = Activation::Relu;
-            norms.push(if s.bn {
-                Some(bn(s.c_out, act, vb.pp(idx + 1))?)
-            } else {
-                None
-            });
-            idx += if s.bn { 3 } else { 2 }; // conv, [bn], activation
-        }
+        let (convs, norms) = generator_layers(cfg, vb, |c, vb| bn(c, Activation::Relu, vb))?;
         Ok(Self {
             convs,
             norms,
@@ -249,17 +267,27 @@ impl DcganDiscriminator {
     /// # Shapes
     /// `xs`: `[batch, channels, size, size]` → logits `[batch]`.
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        Ok(self.forward_features(xs, train)?.1)
+    }
+
+    /// The features before the last layer and the logits.
+    ///
+    /// # Shapes
+    /// `xs`: `[batch, channels, size, size]` → (features `[batch, d_features, s, s]`, `s` 7 for
+    /// 28 pixels and 4 otherwise; logits `[batch]`); `d_features` is
+    /// [`DcganConfig::d_features`].
+    pub fn forward_features(&self, xs: &Tensor, train: bool) -> Result<(Tensor, Tensor)> {
         let b = xs.dim(0)?;
         let last = self.convs.len() - 1;
         let mut xs = xs.clone();
-        for (i, (conv, norm)) in self.convs.iter().zip(&self.norms).enumerate() {
+        for (conv, norm) in self.convs[..last].iter().zip(&self.norms) {
             xs = match norm {
                 // BatchNorm + LeakyReLU(0.2), one op with the convolution on the fast path
                 Some(n) => n.forward_conv(ConvLayer::Conv2d(conv), &xs, train)?,
-                None if i != last => conv.forward_leaky_relu(&xs, 0.2)?,
-                None => conv.forward(&xs)?,
+                None => conv.forward_leaky_relu(&xs, 0.2)?,
             };
         }
-        Ok(xs.reshape(b)?)
+        let logits = self.convs[last].forward(&xs)?.reshape(b)?;
+        Ok((xs, logits))
     }
 }

@@ -164,32 +164,40 @@ pub fn build_generator(cfg: &DcganConfig, dev: &Device) -> Result<(DcganGenerato
 /// Builds a freshly initialised trainer (DCGAN initialisation from the seed).
 pub fn build_trainer(cfg: &DcganRunConfig, dev: &Device) -> Result<DcganTrainer> {
     gan_core::conv::set_fast_conv(cfg.fast_conv);
-    let (g, g_vars) = build_generator(&cfg.dcgan, dev)?;
-    let d_vars = VarMap::new();
-    let d = DcganDiscriminator::new(
-        &cfg.dcgan,
-        VarBuilder::from_varmap(&d_vars, DType::F32, dev),
-    )?;
-    dcgan_init(
-        &g_vars,
-        &mut SeededRng::with_stream(cfg.seed, stream::INIT_G),
-    )?;
-    dcgan_init(
-        &d_vars,
-        &mut SeededRng::with_stream(cfg.seed, stream::INIT_D),
+    let nets = init_nets(
+        cfg.seed,
+        dev,
+        |vb| DcganGenerator::new(&cfg.dcgan, vb),
+        |vb| DcganDiscriminator::new(&cfg.dcgan, vb),
     )?;
     GanTrainer::new(
-        GanNets {
-            g,
-            d,
-            g_vars,
-            d_vars,
-        },
+        nets,
         [cfg.adam_g, cfg.adam_d],
         SeededRng::with_stream(cfg.seed, stream::NOISE),
         cfg.step,
         dev,
     )
+}
+
+/// A generator and a discriminator built by `make_g` and `make_d` on fresh variables, with
+/// DCGAN's initialisation from `seed` (streams [`stream::INIT_G`] and [`stream::INIT_D`]).
+pub fn init_nets<G, D>(
+    seed: u64,
+    dev: &Device,
+    make_g: impl FnOnce(VarBuilder) -> Result<G>,
+    make_d: impl FnOnce(VarBuilder) -> Result<D>,
+) -> Result<GanNets<G, D>> {
+    let (g_vars, d_vars) = (VarMap::new(), VarMap::new());
+    let g = make_g(VarBuilder::from_varmap(&g_vars, DType::F32, dev))?;
+    let d = make_d(VarBuilder::from_varmap(&d_vars, DType::F32, dev))?;
+    dcgan_init(&g_vars, &mut SeededRng::with_stream(seed, stream::INIT_G))?;
+    dcgan_init(&d_vars, &mut SeededRng::with_stream(seed, stream::INIT_D))?;
+    Ok(GanNets {
+        g,
+        d,
+        g_vars,
+        d_vars,
+    })
 }
 
 /// The fixed noise batch of the sample grids, drawn once from the seed.

@@ -649,6 +649,9 @@ pub struct ReferenceSet {
     /// Squared radius of each one's k-th nearest neighbour (k = [`PR_K`]); empty when the set
     /// has k images or fewer, or only a Gaussian.
     pub radii: Vec<f32>,
+    /// Their class labels, when the images were labelled (the per-class scores of
+    /// [`crate::class_eval`] need them).
+    pub labels: Option<Vec<u32>>,
 }
 
 /// The neighbourhood size of precision and recall.
@@ -669,7 +672,10 @@ impl ReferenceSet {
     ) -> Result<Self> {
         progress.start(&format!("embedding the {name}"), gan_data::Dataset::len(ds));
         let embedding = embed_dataset_with(net, ds, progress)?;
-        Self::from_embedding(embedding, name)
+        Ok(Self {
+            labels: ds.labels().map(<[u32]>::to_vec),
+            ..Self::from_embedding(embedding, name)?
+        })
     }
 
     /// A reference set from an embedding computed elsewhere.
@@ -687,6 +693,7 @@ impl ReferenceSet {
             embedding,
             gaussian,
             radii,
+            labels: None,
         })
     }
 
@@ -703,6 +710,7 @@ impl ReferenceSet {
             },
             gaussian,
             radii: Vec::new(),
+            labels: None,
         }
     }
 
@@ -1196,7 +1204,11 @@ pub fn cached_reference(
             0,
         );
         match read_reference(&path, name) {
-            Ok(set) => return Ok((set, CacheUse::Reused(path))),
+            // The labels are the dataset's own (the file is keyed by its images).
+            Ok(set) => {
+                let labels = ds.labels().map(<[u32]>::to_vec);
+                return Ok((ReferenceSet { labels, ..set }, CacheUse::Reused(path)));
+            }
             Err(e) => tracing::warn!("{e}: computing the reference statistics again"),
         }
     }

@@ -7,6 +7,9 @@
 //! - [`streams`]: the one table of random streams;
 //! - [`cyclegan`], [`cyclegan_run`]: CycleGAN's networks, step and image pool; its runs,
 //!   translation and the `thin2thick` evaluation;
+//! - [`cgan`], [`cgan_run`]: class-conditional DCGANs (projection discriminator, ACGAN,
+//!   concatenation) and their runs: sampling by class, walks within and between classes;
+//! - [`class_eval`]: per-class accuracy and the intra-class FID of a conditional generator;
 //! - [`dcgan_run`]: a whole DCGAN run from its configuration: train, resume, sample, walk;
 //! - [`run`]: the run folder (config, metrics, samples, atomic checkpoints);
 //! - [`grid`]: sample grids and single images as PNG;
@@ -14,6 +17,9 @@
 //!   Inception network of the reference FID) and the scores computed with them.
 #![deny(missing_docs)]
 
+pub mod cgan;
+pub mod cgan_run;
+pub mod class_eval;
 pub mod cyclegan;
 pub mod cyclegan_run;
 pub mod dcgan;

@@ -16,6 +16,7 @@ use candle_core::{Device, Tensor};
 use gan_core::rng::SeededRng;
 use serde::Serialize;
 
+use crate::class_eval::{score_classes, ClassReport};
 use crate::engine::{log_warning, StepRecord};
 use crate::error::Result;
 use crate::evaluator::{evaluate, EvalReport, EvalSetup};
@@ -62,6 +63,17 @@ pub struct RunMonitor<'a, M = crate::train::StepMetrics> {
     health: HealthMonitor,
     /// The scores of the latest evaluation.
     pub last_eval: Option<(u64, EvalReport)>,
+    /// The class names of a class-conditional run (its per-class scores are evaluated too).
+    class_names: Vec<String>,
+}
+
+/// One per-class evaluation line of `metrics.jsonl` (class-conditional runs).
+#[derive(Clone, Debug, Serialize)]
+pub struct ClassEvalLine<'a> {
+    /// The step evaluated.
+    pub step: u64,
+    /// The per-class scores.
+    pub class_eval: &'a ClassReport,
 }
 
 impl<M> std::fmt::Debug for RunMonitor<'_, M> {
@@ -91,7 +103,15 @@ impl<'a, M: StepRecord> RunMonitor<'a, M> {
             device,
             health: HealthMonitor::default(),
             last_eval: None,
+            class_names: Vec::new(),
         }
+    }
+
+    /// Also scores each class at every evaluation (per-class accuracy and the intra-class FID,
+    /// [`crate::class_eval`]) of a class-conditional generator whose classes are `names`.
+    pub fn with_class_names(mut self, names: Vec<String>) -> Self {
+        self.class_names = names;
+        self
     }
 
     fn rewrite_report(&mut self) {
@@ -135,6 +155,29 @@ impl<'a, M: StepRecord> RunMonitor<'a, M> {
         }
         msg.push_str(&format!(" ({:.1} s)", report.seconds));
         self.inner.on_event(&msg);
+        let k = g.classes();
+        if k > 0 && k == self.class_names.len() {
+            // Sample i was drawn for class i mod k (`GeneratorNet::generate` of a conditional
+            // generator).
+            let labels: Vec<u32> = (0..self.cfg.eval_count).map(|i| (i % k) as u32).collect();
+            let r = score_classes(
+                setup.net.as_ref(),
+                &setup.reference,
+                &images,
+                &labels,
+                &self.class_names,
+            )?;
+            self.run.append_metrics(&ClassEvalLine {
+                step,
+                class_eval: &r,
+            })?;
+            self.inner.on_event(&format!(
+                "classes at step {step}: accuracy {:.1}% (lowest {:.1}%), intra-class FID {:.3}",
+                100.0 * r.accuracy,
+                100.0 * r.per_class.iter().map(|c| c.accuracy).fold(1.0, f64::min),
+                r.intra_fid
+            ));
+        }
         for w in self.health.observe_eval(step, &report) {
             log_warning(&self.run, &mut *self.inner, &w);
         }

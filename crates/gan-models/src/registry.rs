@@ -10,6 +10,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use crate::cgan_run::CganRunConfig;
 use crate::cyclegan_run::CycleGanRunConfig;
 use crate::dcgan_run::DcganRunConfig;
 use crate::error::{ModelError, Result};
@@ -29,6 +30,8 @@ pub enum RunConfig {
     Toy(ToyConfig),
     /// `"cyclegan"`.
     CycleGan(CycleGanRunConfig),
+    /// `"cgan"`: a class-conditional DCGAN.
+    Cgan(CganRunConfig),
 }
 
 /// Written as the model's own configuration (which records its `model`), so that a
@@ -40,12 +43,13 @@ impl serde::Serialize for RunConfig {
             Self::Wgan(c) => c.serialize(s),
             Self::Toy(c) => c.serialize(s),
             Self::CycleGan(c) => c.serialize(s),
+            Self::Cgan(c) => c.serialize(s),
         }
     }
 }
 
 /// The models [`RunConfig`] knows, by the name `config.json` records.
-pub const MODELS: [&str; 5] = ["dcgan", "wgan", "wgan-gp", "toy", "cyclegan"];
+pub const MODELS: [&str; 6] = ["dcgan", "wgan", "wgan-gp", "toy", "cyclegan", "cgan"];
 
 impl RunConfig {
     /// Reads `config.json` of `run`. Errors name the file: not JSON, no `model`, an unknown
@@ -72,6 +76,7 @@ impl RunConfig {
             "wgan" | "wgan-gp" => serde_json::from_value(value).map(Self::Wgan),
             "toy" => serde_json::from_value(value).map(Self::Toy),
             "cyclegan" => serde_json::from_value(value).map(Self::CycleGan),
+            "cgan" => serde_json::from_value(value).map(Self::Cgan),
             other => {
                 return Err(bad(format!(
                     "unknown model {other:?} (known: {})",
@@ -90,6 +95,7 @@ impl RunConfig {
             Self::Wgan(c) => &c.model,
             Self::Toy(_) => "toy",
             Self::CycleGan(_) => "cyclegan",
+            Self::Cgan(_) => "cgan",
         }
     }
 
@@ -101,6 +107,7 @@ impl RunConfig {
             Self::Wgan(c) => c.data.source.clone(),
             Self::Toy(c) => format!("the {} distribution", c.dist),
             Self::CycleGan(c) => c.data.dataroot.display().to_string(),
+            Self::Cgan(c) => c.base.data.source.clone(),
         }
     }
 
@@ -111,6 +118,7 @@ impl RunConfig {
             Self::Wgan(c) => c.schedule,
             Self::Toy(c) => c.schedule,
             Self::CycleGan(c) => c.schedule,
+            Self::Cgan(c) => c.base.schedule,
         }
     }
 
@@ -121,6 +129,7 @@ impl RunConfig {
             Self::Wgan(c) => &c.device,
             Self::Toy(c) => &c.device,
             Self::CycleGan(c) => &c.device,
+            Self::Cgan(c) => &c.base.device,
         }
     }
 
@@ -139,6 +148,7 @@ impl RunConfig {
             Self::Wgan(c) => c.streams,
             Self::Toy(c) => c.streams,
             Self::CycleGan(c) => c.streams,
+            Self::Cgan(c) => c.base.streams,
         }
     }
 }

@@ -14,6 +14,7 @@ use base64::Engine;
 use plotters::prelude::*;
 use serde_json::Value;
 
+use crate::class_eval::ClassReport;
 use crate::engine::Signals;
 use crate::error::{ModelError, Result};
 use crate::evaluator::EvalReport;
@@ -31,6 +32,8 @@ pub struct RunHistory {
     pub steps: Vec<(u64, Vec<(String, f64)>)>,
     /// The evaluations, in order.
     pub evals: Vec<(u64, EvalReport)>,
+    /// The per-class evaluations of a class-conditional run, in order.
+    pub class_evals: Vec<(u64, ClassReport)>,
     /// The warnings logged during training.
     pub warnings: Vec<Warning>,
 }
@@ -61,6 +64,10 @@ pub fn read_history(run: &RunDir) -> Result<RunHistory> {
             let r: EvalReport =
                 serde_json::from_value(e.clone()).map_err(|e| bad(format!("eval: {e}")))?;
             h.evals.push((step, r));
+        } else if let Some(c) = v.get("class_eval") {
+            let r: ClassReport =
+                serde_json::from_value(c.clone()).map_err(|e| bad(format!("class_eval: {e}")))?;
+            h.class_evals.push((step, r));
         } else if let Some(w) = v.get("warning") {
             let w: Warning =
                 serde_json::from_value(w.clone()).map_err(|e| bad(format!("warning: {e}")))?;
@@ -305,6 +312,33 @@ fn eval_table(step: u64, r: &EvalReport) -> String {
     s
 }
 
+fn class_table(step: u64, r: &ClassReport) -> String {
+    let mut s = format!(
+        "<h3>Per class (step {step}, evaluator {})</h3>\n<table class=\"numbers\">\n\
+         <tr><th>class</th><th>accuracy</th><th>FID</th><th>samples</th></tr>\n",
+        escape(&r.evaluator)
+    );
+    for c in &r.per_class {
+        let _ = writeln!(
+            s,
+            "<tr><th>{}</th><td>{:.1}%</td><td>{:.3}</td><td>{}</td></tr>",
+            escape(&c.class),
+            100.0 * c.accuracy,
+            c.fid,
+            c.samples
+        );
+    }
+    let _ = writeln!(
+        s,
+        "<tr><th>all</th><td>{:.1}%</td><td>{:.3} (intra-class)</td><td>{}</td></tr>",
+        100.0 * r.accuracy,
+        r.intra_fid,
+        r.per_class.iter().map(|c| c.samples).sum::<usize>()
+    );
+    s.push_str("</table>\n");
+    s
+}
+
 const STYLE: &str = "body{font-family:sans-serif;max-width:1200px;margin:1em auto;padding:0 1em;color:#222}\
 h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.5em}\
 table.numbers{border-collapse:collapse}table.numbers th{text-align:left;padding:.2em 1em .2em 0;font-weight:normal;color:#555}\
@@ -376,6 +410,10 @@ pub fn render_report(run: &RunDir) -> Result<String> {
             "<p>No evaluation yet (train with <code>--eval-every N</code> or run \
              <code>gan-cli eval</code>).</p>\n",
         ),
+    }
+
+    if let Some((step, r)) = h.class_evals.last() {
+        out.push_str(&class_table(*step, r));
     }
 
     out.push_str("<h2>Health</h2>\n");
@@ -508,6 +546,30 @@ pub fn render_report(run: &RunDir) -> Result<String> {
                     ev(&|r| r.density_coverage.map(|d| d.coverage)),
                 ),
             ],
+        )?);
+    }
+    if !h.class_evals.is_empty() {
+        let ev = |f: &dyn Fn(&ClassReport) -> f64| -> Vec<(f64, f64)> {
+            h.class_evals
+                .iter()
+                .map(|(s, r)| (*s as f64, f(r)))
+                .collect()
+        };
+        out.push_str(&chart_img(
+            "Accuracy on the class asked for (overall and the lowest class)",
+            "share",
+            vec![
+                ("overall".into(), ev(&|r| r.accuracy)),
+                (
+                    "lowest class".into(),
+                    ev(&|r| r.per_class.iter().map(|c| c.accuracy).fold(1.0, f64::min)),
+                ),
+            ],
+        )?);
+        out.push_str(&chart_img(
+            "Intra-class FID (mean of the per-class FIDs)",
+            "FID",
+            vec![("intra-class FID".into(), ev(&|r| r.intra_fid))],
         )?);
     }
     out.push_str("</div>\n");

@@ -30,6 +30,19 @@ pub trait GeneratorNet {
     fn generate(&self, z: &Tensor, train: bool) -> Result<Tensor>;
     /// Length of z.
     fn latent_dim(&self) -> usize;
+    /// Number of classes of a class-conditional generator (0, the default, for an
+    /// unconditional one).
+    fn classes(&self) -> usize {
+        0
+    }
+    /// Samples of given classes (a class-conditional generator, [`crate::cgan`]): `z`
+    /// `[batch, latent_dim]` and `y` `[batch, classes]`, one-hot rows or blends of them →
+    /// samples. Unconditional generators refuse.
+    fn generate_classes(&self, _z: &Tensor, _y: &Tensor, _train: bool) -> Result<Tensor> {
+        Err(crate::ModelError::Config(
+            "this generator is not class-conditional".into(),
+        ))
+    }
 }
 
 /// A discriminator network returning one logit per sample.

@@ -11,6 +11,8 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use gan_data::{ImageSource, Split, Unpaired};
+use gan_models::cgan::CondMode;
+use gan_models::cgan_run::{train_cgan, CganRunConfig};
 use gan_models::cyclegan_run::train_cyclegan;
 use gan_models::dcgan_run::train_dcgan;
 use gan_models::registry::RunConfig;
@@ -25,9 +27,21 @@ fn fixtures() -> PathBuf {
 
 /// The fixture's configuration of `kind`, on the current stream table, `steps` long, logging
 /// every step and checkpointing only at the end.
+///
+/// `cgan-projection` and `cgan-acgan` are the DCGAN fixture made class-conditional on the ten
+/// digits.
 fn config(kind: &str, steps: u64) -> RunConfig {
-    let run = RunDir::open(fixtures().join(kind)).unwrap();
+    let cond = match kind {
+        "cgan-projection" => Some(CondMode::Projection),
+        "cgan-acgan" => Some(CondMode::Acgan),
+        _ => None,
+    };
+    let run = RunDir::open(fixtures().join(if cond.is_some() { "dcgan" } else { kind })).unwrap();
     let mut cfg = RunConfig::read(&run).unwrap();
+    if let (Some(cond), RunConfig::Dcgan(base)) = (cond, &cfg) {
+        let digits = (0..10).map(|d| d.to_string()).collect();
+        cfg = RunConfig::Cgan(CganRunConfig::new(base.clone(), cond, digits));
+    }
     let schedule = match &mut cfg {
         RunConfig::Dcgan(c) => {
             c.streams = gan_models::streams::CURRENT;
@@ -46,6 +60,10 @@ fn config(kind: &str, steps: u64) -> RunConfig {
             c.data.dataroot = fixtures().join("cyclegan-data");
             &mut c.schedule
         }
+        RunConfig::Cgan(c) => {
+            c.base.streams = gan_models::streams::CURRENT;
+            &mut c.base.schedule
+        }
     };
     schedule.steps = steps;
     schedule.log_every = 1;
@@ -57,13 +75,14 @@ fn config(kind: &str, steps: u64) -> RunConfig {
 /// train function.
 fn train(run: &RunDir, cfg: &RunConfig, resume: bool) {
     let datasets = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets");
-    let mnist = || {
+    let mnist_at = |items: &[usize]| {
         ImageSource::resolve(Some("mnist-mini"), &datasets)
             .expect("datasets/mnist-mini is committed: it must be present")
             .load_train(28, 1)
             .unwrap()
-            .subset(&(0..64).collect::<Vec<_>>())
+            .subset(items)
     };
+    let mnist = || mnist_at(&(0..64).collect::<Vec<_>>());
     match cfg {
         RunConfig::Dcgan(c) => {
             train_dcgan(run, c, &mnist(), resume, &mut Silent).unwrap();
@@ -86,13 +105,20 @@ fn train(run: &RunDir, cfg: &RunConfig, resume: bool) {
             .unwrap();
             train_cyclegan(run, c, &data, resume, &mut Silent).unwrap();
         }
+        RunConfig::Cgan(c) => {
+            // mnist-mini is sorted by class: every 140th image holds all ten.
+            let every_class: Vec<usize> = (0..64).map(|i| i * 140).collect();
+            train_cgan(run, c, &mnist_at(&every_class), resume, &mut Silent).unwrap();
+        }
     }
 }
 
 /// The checkpoint files of a kind.
 fn files(cfg: &RunConfig) -> Vec<&'static str> {
     match cfg {
-        RunConfig::Dcgan(_) => vec!["generator", "discriminator", "optimizers"],
+        RunConfig::Dcgan(_) | RunConfig::Cgan(_) => {
+            vec!["generator", "discriminator", "optimizers"]
+        }
         RunConfig::Wgan(_) => vec!["generator", "critic", "optimizers"],
         RunConfig::Toy(c) if c.loss == gan_models::toy::ToyLoss::WganGp => {
             vec!["generator", "critic", "optimizers"]
@@ -150,6 +176,16 @@ fn assert_resume_is_exact(kind: &'static str, first: u64, total: u64) {
 #[test]
 fn dcgan_resumes_exactly() {
     assert_resume_is_exact("dcgan", 5, 11);
+}
+
+#[test]
+fn cgan_projection_resumes_exactly() {
+    assert_resume_is_exact("cgan-projection", 5, 11);
+}
+
+#[test]
+fn cgan_acgan_resumes_exactly() {
+    assert_resume_is_exact("cgan-acgan", 3, 6);
 }
 
 #[test]

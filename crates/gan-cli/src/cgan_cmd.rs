@@ -1,0 +1,182 @@
+//! `gan-cli train cgan`: the flags of `train dcgan` plus `--cond` and `--aux-weight` into a
+//! [`CganRunConfig`], then the shared train path ([`crate::train_cmd`]) around
+//! `gan_models::cgan_run::train_cgan`; and what `sample`, `interpolate` and `eval` do for a
+//! class-conditional run.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::bail;
+use clap::{Args, ValueEnum};
+use gan_data::ImageSource;
+use gan_models::cgan::CondMode;
+use gan_models::cgan_run::{check_labels, load_cgan, train_cgan, CganRunConfig, LoadedCgan};
+use gan_models::grid::{save_grid, save_images};
+use gan_models::registry::RunConfig;
+use gan_models::run::RunDir;
+
+use crate::args::{InterpolateArgs, SampleArgs, TrainDcgan};
+use crate::dcgan_cmd::{apply_resume, new_config, stored_data};
+use crate::train_cmd::{open_for_resume, record_changes, run_training, Session};
+use crate::{image_out, ImageOut};
+
+/// How the class reaches the networks.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum CondArg {
+    /// Projection discriminator (Miyato & Koyama 2018) and class-conditional BatchNorm in G.
+    Projection,
+    /// Auxiliary classifier on D (Odena et al. 2017) and class-conditional BatchNorm in G.
+    Acgan,
+    /// One-hot label concatenated to z and to D's input (Mirza & Osindero 2014).
+    Concat,
+}
+
+impl From<CondArg> for CondMode {
+    fn from(c: CondArg) -> Self {
+        match c {
+            CondArg::Projection => Self::Projection,
+            CondArg::Acgan => Self::Acgan,
+            CondArg::Concat => Self::Concat,
+        }
+    }
+}
+
+/// Flags of `gan-cli train cgan`.
+#[derive(Debug, Args)]
+pub struct TrainCganArgs {
+    #[command(flatten)]
+    pub dcgan: TrainDcgan,
+    /// How the networks are conditioned on the class.
+    #[arg(long, value_enum, default_value_t = CondArg::Projection)]
+    pub cond: CondArg,
+    /// Weight of the auxiliary classifier's cross-entropy in both losses (--cond acgan).
+    #[arg(long, default_value_t = 1.0)]
+    pub aux_weight: f64,
+}
+
+/// Runs `gan-cli train cgan`.
+pub fn train(a: TrainCganArgs) -> anyhow::Result<ExitCode> {
+    let d = &a.dcgan;
+    let (run, cfg, data, resume) = match &d.run.resume {
+        Some(dir) => {
+            let (run, cfg) = open_for_resume(dir, "cgan", &["cgan"])?;
+            let RunConfig::Cgan(mut cfg) = cfg else {
+                unreachable!("open_for_resume accepts only cgan runs")
+            };
+            let before = RunConfig::Cgan(cfg.clone());
+            apply_resume(d, dir, &mut cfg.base)?;
+            record_changes(&run, &before, &RunConfig::Cgan(cfg.clone()))?;
+            let data = stored_data(&run, &cfg.base)?;
+            (run, cfg, data, true)
+        }
+        None => {
+            let (base, data) = new_config(d)?;
+            let source =
+                ImageSource::resolve(Some(&base.data.path.to_string_lossy()), Path::new("."))?;
+            let classes = source.class_names()?;
+            let what = base.data.path.display().to_string();
+            check_labels(&data, &classes, &what)?;
+            let mut cfg = CganRunConfig::new(base, a.cond.into(), classes);
+            cfg.aux_weight = a.aux_weight;
+            cfg.net().validate()?;
+            let out = d
+                .run
+                .out
+                .clone()
+                .unwrap_or_else(|| crate::fresh_run_dir("cgan"));
+            (RunDir::create(&out, &cfg)?, cfg, data, false)
+        }
+    };
+    tracing::info!(
+        run = %run.root().display(),
+        "class-conditional DCGAN ({}) {}px on {} ({} images, {} classes), {} steps of batch {}",
+        cfg.cond.name(),
+        cfg.base.dcgan.image_size,
+        cfg.base.data.source,
+        cfg.base.data.items,
+        cfg.classes.len(),
+        cfg.base.schedule.steps,
+        cfg.base.batch_size,
+    );
+    let session = Session {
+        run,
+        cfg: RunConfig::Cgan(cfg.clone()),
+        resume,
+        eval: Some(&d.eval),
+        datasets_dir: &d.net.datasets_dir,
+    };
+    run_training(session, |run, resume, observer| {
+        train_cgan(run, &cfg, &data, resume, observer)
+    })
+}
+
+/// `gan-cli sample` for a class-conditional run: `--class` (a name or a number) gives `--count`
+/// samples of that class; without it, one row per class of `⌈count / classes⌉` samples.
+pub fn sample(a: &SampleArgs, g: &LoadedCgan, out: &Path) -> anyhow::Result<ExitCode> {
+    let kind = image_out(out, true)?;
+    let k = g.cfg.classes.len();
+    let (imgs, nrow, what) = match &a.class {
+        Some(c) => {
+            let class = g.cfg.class_index(c)?;
+            let imgs = g.sample_class(class, a.count, a.seed)?;
+            let nrow = (a.count as f64).sqrt().ceil() as usize;
+            (imgs, nrow, format!("class {}", g.cfg.classes[class]))
+        }
+        None => {
+            let per_class = a.count.div_ceil(k).max(1);
+            let imgs = g.sample_every_class(per_class, a.seed)?;
+            (imgs, per_class, format!("one row per class ({k})"))
+        }
+    };
+    let n = imgs.dim(0)?;
+    if kind == ImageOut::Grid {
+        save_grid(&imgs, nrow, out)?;
+        println!("wrote a grid of {n} samples, {what}, to {}", out.display());
+    } else {
+        save_images(&imgs, out, 0)?;
+        println!("wrote {n} images, {what}, to {}", out.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `gan-cli interpolate` for a class-conditional run: `--class K` walks z within class K
+/// (one row per pair of random z), `--between-classes A,B` keeps z and blends the class
+/// embeddings from A to B.
+pub fn interpolate(a: &InterpolateArgs, run: &RunDir, out: &Path) -> anyhow::Result<ExitCode> {
+    let dev = gan_models::dcgan_run::parse_device(&a.device)?;
+    let g = load_cgan(run, &a.checkpoint, &dev)?;
+    if a.dim.is_some() {
+        bail!("--dim is for unconditional runs: give --class K or --between-classes A,B");
+    }
+    let (imgs, what) = match (&a.class, &a.between_classes) {
+        (Some(c), None) => {
+            let class = g.cfg.class_index(c)?;
+            let imgs = g.walk_class(class, a.rows, a.steps, a.seed)?;
+            let what = format!(
+                "walks between two random z in class {}",
+                g.cfg.classes[class]
+            );
+            (imgs, what)
+        }
+        (None, Some(pair)) => {
+            let Some((from, to)) = pair.split_once(',') else {
+                bail!("--between-classes {pair:?}: give two classes as A,B (e.g. 3,8)");
+            };
+            let (from, to) = (
+                g.cfg.class_index(from.trim())?,
+                g.cfg.class_index(to.trim())?,
+            );
+            let imgs = g.between_classes(from, to, a.rows, a.steps, a.seed)?;
+            let (a_name, b_name) = (&g.cfg.classes[from], &g.cfg.classes[to]);
+            (imgs, format!("blends from class {a_name} to {b_name}"))
+        }
+        _ => bail!(
+            "{} is a class-conditional run: give --class K (walk within a class) or \
+             --between-classes A,B (blend two classes)",
+            run.root().display()
+        ),
+    };
+    save_grid(&imgs, a.steps.max(2), out)?;
+    println!("wrote {} rows of {what} to {}", a.rows, out.display());
+    Ok(ExitCode::SUCCESS)
+}
