@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use gan_core::eval_metrics::Gaussian;
 use gan_data::{ImageFolder, ImageFolderConfig, ImageSource};
-use gan_models::dcgan_run::{load_generator, parse_device};
+use gan_models::dcgan_run::{load_generator_from, parse_device};
 use gan_models::evaluator::{
     dataset_side, embed_dataset, embed_images, evaluator_for_data, load_evaluator, load_fid_stats,
     load_setup, real_reference, save_fid_stats, score_embedding, FeatureNet, ReferenceSet,
@@ -35,6 +35,9 @@ pub struct EvalArgs {
     /// latest or step-N.
     #[arg(long, default_value = "latest")]
     pub checkpoint: String,
+    /// Score the raw generator of a run that keeps an EMA generator.
+    #[arg(long, requires = "run")]
+    pub raw_g: bool,
     /// Samples to draw from the generator (or the first images of a real split).
     #[arg(long, default_value_t = 10_000)]
     pub count: usize,
@@ -212,7 +215,7 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let (embedding, net, reference, what) = if let Some(dir) = &a.run {
         let run = RunDir::open(dir)?;
-        let g = load_generator(&run, &a.checkpoint, &dev)?;
+        let g = load_generator_from(&run, &a.checkpoint, &dev, a.raw_g)?;
         let name = evaluator_name(a.evaluator.as_deref(), Some(&g.cfg.data.source))?;
         let (net, reference, _) = setup(&name)?;
         eprintln!(

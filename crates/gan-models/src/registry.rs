@@ -21,7 +21,7 @@ use crate::wgan::WganRunConfig;
 /// The configuration of a run of any model.
 #[derive(Clone, Debug, PartialEq)]
 pub enum RunConfig {
-    /// `"dcgan"`.
+    /// `"dcgan"` or `"sngan"`.
     Dcgan(DcganRunConfig),
     /// `"wgan"` (weight clipping) or `"wgan-gp"` (gradient penalty).
     Wgan(WganRunConfig),
@@ -45,7 +45,7 @@ impl serde::Serialize for RunConfig {
 }
 
 /// The models [`RunConfig`] knows, by the name `config.json` records.
-pub const MODELS: [&str; 5] = ["dcgan", "wgan", "wgan-gp", "toy", "cyclegan"];
+pub const MODELS: [&str; 6] = ["dcgan", "sngan", "wgan", "wgan-gp", "toy", "cyclegan"];
 
 impl RunConfig {
     /// Reads `config.json` of `run`. Errors name the file: not JSON, no `model`, an unknown
@@ -68,7 +68,7 @@ impl RunConfig {
             .ok_or_else(|| bad("no \"model\" field: not a gan-cli run configuration".into()))?
             .to_string();
         let parsed = match model.as_str() {
-            "dcgan" => serde_json::from_value(value).map(Self::Dcgan),
+            "dcgan" | "sngan" => serde_json::from_value(value).map(Self::Dcgan),
             "wgan" | "wgan-gp" => serde_json::from_value(value).map(Self::Wgan),
             "toy" => serde_json::from_value(value).map(Self::Toy),
             "cyclegan" => serde_json::from_value(value).map(Self::CycleGan),
@@ -86,7 +86,7 @@ impl RunConfig {
     /// `gan-cli train` subcommand that trains and resumes it.
     pub fn model(&self) -> &str {
         match self {
-            Self::Dcgan(_) => "dcgan",
+            Self::Dcgan(c) => &c.model,
             Self::Wgan(c) => &c.model,
             Self::Toy(_) => "toy",
             Self::CycleGan(_) => "cyclegan",

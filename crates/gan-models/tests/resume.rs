@@ -25,12 +25,36 @@ fn fixtures() -> PathBuf {
 
 /// The fixture's configuration of `kind`, on the current stream table, `steps` long, logging
 /// every step and checkpointing only at the end.
+///
+/// `sngan-all` is the DCGAN fixture as an SNGAN (spectral norm, hinge) with every option of
+/// `GanOptions` on: 2 discriminator steps, DiffAugment, lazy R1 and the EMA generator.
 fn config(kind: &str, steps: u64) -> RunConfig {
-    let run = RunDir::open(fixtures().join(kind)).unwrap();
+    let fixture = if kind == "sngan-all" { "dcgan" } else { kind };
+    let run = RunDir::open(fixtures().join(fixture)).unwrap();
     let mut cfg = RunConfig::read(&run).unwrap();
     let schedule = match &mut cfg {
         RunConfig::Dcgan(c) => {
             c.streams = gan_models::streams::CURRENT;
+            if kind == "sngan-all" {
+                c.model = "sngan".into();
+                c.dcgan.spectral_norm = true;
+                c.step.loss = gan_core::loss::GeneratorLoss::Hinge;
+                c.options = gan_models::options::GanOptions {
+                    n_dis: 2,
+                    diffaug: Some(
+                        gan_core::diffaug::DiffAugment::parse("color,translation,cutout").unwrap(),
+                    ),
+                    r1: Some(gan_models::options::R1Config {
+                        gamma: 1.0,
+                        every: 2,
+                    }),
+                    ema: Some(gan_core::ema::EmaConfig {
+                        decay: 0.9,
+                        start: 1,
+                    }),
+                    raw_generator: false,
+                };
+            }
             &mut c.schedule
         }
         RunConfig::Wgan(c) => {
@@ -92,6 +116,9 @@ fn train(run: &RunDir, cfg: &RunConfig, resume: bool) {
 /// The checkpoint files of a kind.
 fn files(cfg: &RunConfig) -> Vec<&'static str> {
     match cfg {
+        RunConfig::Dcgan(c) if c.options.ema.is_some() => {
+            vec!["generator", "generator_ema", "discriminator", "optimizers"]
+        }
         RunConfig::Dcgan(_) => vec!["generator", "discriminator", "optimizers"],
         RunConfig::Wgan(_) => vec!["generator", "critic", "optimizers"],
         RunConfig::Toy(c) if c.loss == gan_models::toy::ToyLoss::WganGp => {
@@ -175,4 +202,11 @@ fn toy_wgan_gp_resumes_exactly() {
 #[test]
 fn cyclegan_resumes_exactly() {
     assert_resume_is_exact("cyclegan", 3, 6);
+}
+
+/// Spectral norm's u, the EMA generator, DiffAugment's draws, R1 and extra discriminator steps
+/// all resume exactly.
+#[test]
+fn sngan_with_every_option_resumes_exactly() {
+    assert_resume_is_exact("sngan-all", 3, 6);
 }
