@@ -139,16 +139,7 @@ fn new_config(
 
 /// `--lr` (both networks), then `--lr-g` and `--lr-d` (TTUR), where given.
 fn apply_lr(a: &TrainDcgan, cfg: &mut DcganRunConfig) {
-    if let Some(lr) = a.lr {
-        cfg.adam_g.lr = lr;
-        cfg.adam_d.lr = lr;
-    }
-    if let Some(lr) = a.lr_g {
-        cfg.adam_g.lr = lr;
-    }
-    if let Some(lr) = a.lr_d {
-        cfg.adam_d.lr = lr;
-    }
+    crate::train_cmd::apply_lrs([a.lr, a.lr_g, a.lr_d], &mut cfg.adam_g, &mut cfg.adam_d);
 }
 
 /// The flags of [`GanOptionFlags`] over the model's defaults, checked.

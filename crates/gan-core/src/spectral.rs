@@ -20,11 +20,11 @@
 //! ```
 //! use candle_core::{DType, Device, Module, Tensor};
 //! use candle_nn::{VarBuilder, VarMap};
-//! use gan_core::conv::ConvParams;
+//! use gan_core::conv::{Conv2d, ConvParams};
 //! use gan_core::spectral::SnConv2d;
 //! let vm = VarMap::new();
 //! let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
-//! let conv = SnConv2d::new(3, 8, 3, ConvParams::new(1, 1), false, vb)?;
+//! let conv = SnConv2d::new(Conv2d::new(3, 8, 3, ConvParams::new(1, 1), false, vb.clone())?, &vb)?;
 //! let xs = Tensor::ones((2, 3, 8, 8), DType::F32, &Device::Cpu)?;
 //! assert_eq!(conv.forward_t(&xs, true)?.dims(), &[2, 8, 8, 8]);
 //! # Ok::<(), candle_core::Error>(())
@@ -32,7 +32,7 @@
 
 use candle_core::{Result, Tensor, Var};
 
-use crate::conv::{conv2d, conv2d_leaky_relu, Conv2d, ConvParams};
+use crate::conv::{conv2d, conv2d_leaky_relu, Conv2d};
 use crate::freeze::param;
 
 /// Added to the norms of the power iteration (PyTorch's `eps`), so that a zero weight gives no
@@ -109,20 +109,10 @@ pub struct SnConv2d {
 }
 
 impl SnConv2d {
-    /// Creates the layer as [`Conv2d::new`] does, with u in `weight_u`.
-    pub fn new(
-        in_c: usize,
-        out_c: usize,
-        kernel: usize,
-        p: ConvParams,
-        bias: bool,
-        vb: candle_nn::VarBuilder,
-    ) -> Result<Self> {
-        let sn = SpectralNorm::new(out_c, &vb)?;
-        Ok(Self {
-            conv: Conv2d::new(in_c, out_c, kernel, p, bias, vb)?,
-            sn,
-        })
+    /// Wraps `conv`, whose variables come from `vb`; u is `vb`'s `weight_u`.
+    pub fn new(conv: Conv2d, vb: &candle_nn::VarBuilder) -> Result<Self> {
+        let sn = SpectralNorm::new(conv.weight().dim(0)?, vb)?;
+        Ok(Self { conv, sn })
     }
 
     /// The unnormalised layer.

@@ -408,8 +408,12 @@ fn r1_gradient_matches_finite_differences() {
         let mut rng = SeededRng::new(12);
         let vm = VarMap::new();
         let vb = VarBuilder::from_varmap(&vm, DType::F64, &Device::Cpu);
-        let c1 = SnConv2d::new(2, 3, 4, ConvParams::new(2, 1), true, vb.pp("c1")).unwrap();
-        let c2 = SnConv2d::new(3, 1, 3, ConvParams::new(1, 0), false, vb.pp("c2")).unwrap();
+        let sn = |i, o, k, p, bias, name| {
+            let conv = Conv2d::new(i, o, k, p, bias, vb.pp(name)).unwrap();
+            SnConv2d::new(conv, &vb.pp(name)).unwrap()
+        };
+        let c1 = sn(2, 3, 4, ConvParams::new(2, 1), true, "c1");
+        let c2 = sn(3, 1, 3, ConvParams::new(1, 0), false, "c2");
         for (name, var) in vm.data().lock().unwrap().iter() {
             if !name.ends_with("weight_u") {
                 let v = rng

@@ -4,7 +4,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use gan_core::conv::ConvParams;
+use gan_core::conv::{Conv2d, ConvParams};
 use gan_core::eval_metrics::sym_eigen;
 use gan_core::rng::SeededRng;
 use gan_core::spectral::{SnConv2d, SpectralNorm};
@@ -32,7 +32,8 @@ fn top_singular_value(w: &Tensor) -> f64 {
 
 fn conv(vm: &VarMap, seed: u64) -> SnConv2d {
     let vb = VarBuilder::from_varmap(vm, DType::F32, &Device::Cpu);
-    let c = SnConv2d::new(6, 16, 4, ConvParams::new(2, 1), true, vb.pp("c")).unwrap();
+    let conv = Conv2d::new(6, 16, 4, ConvParams::new(2, 1), true, vb.pp("c")).unwrap();
+    let c = SnConv2d::new(conv, &vb.pp("c")).unwrap();
     let w = SeededRng::new(seed)
         .randn((16, 6, 4, 4), 0.0, 0.3, &Device::Cpu)
         .unwrap();

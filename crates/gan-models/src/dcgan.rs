@@ -254,10 +254,11 @@ impl DcganDiscriminator {
         for (i, s) in stages.into_iter().enumerate() {
             let p = ConvParams::new(s.s, s.p);
             let (c_in, c_out, k) = (s.c_in, s.c_out, s.k);
+            let conv = Conv2d::new(c_in, c_out, k, p, false, vb.pp(idx))?;
             convs.push(if cfg.spectral_norm {
-                DConv::Spectral(SnConv2d::new(c_in, c_out, k, p, false, vb.pp(idx))?)
+                DConv::Spectral(SnConv2d::new(conv, &vb.pp(idx))?)
             } else {
-                DConv::Plain(Conv2d::new(c_in, c_out, k, p, false, vb.pp(idx))?)
+                DConv::Plain(conv)
             });
             let bn_here = s.bn && !cfg.spectral_norm;
             let act = Activation::LeakyRelu(0.2);
