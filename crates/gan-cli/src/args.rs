@@ -37,6 +37,9 @@ pub enum Command {
 pub enum TrainModel {
     /// DCGAN on MNIST-like data or a folder of images.
     Dcgan(Box<TrainDcgan>),
+    /// SNGAN: DCGAN's networks with spectral norm instead of BatchNorm in D, hinge loss,
+    /// Adam(2e-4, β1 0, β2 0.9), 5 discriminator steps per generator step.
+    Sngan(Box<TrainDcgan>),
     /// The 2D toy GAN (ring8, grid25, ring).
     Toy(Box<crate::toy_cmd::TrainToyArgs>),
     /// WGAN with weight clipping (critic = DCGAN discriminator body, linear output).
@@ -56,6 +59,8 @@ pub enum LossArg {
     NonSaturating,
     /// log(1 − D(G(z))), the original minimax form.
     Minimax,
+    /// The hinge loss for both networks (SNGAN's).
+    Hinge,
 }
 
 impl From<LossArg> for gan_core::loss::GeneratorLoss {
@@ -63,6 +68,7 @@ impl From<LossArg> for gan_core::loss::GeneratorLoss {
         match l {
             LossArg::NonSaturating => Self::NonSaturating,
             LossArg::Minimax => Self::Minimax,
+            LossArg::Hinge => Self::Hinge,
         }
     }
 }
@@ -178,24 +184,63 @@ impl ImageGanFlags {
     }
 }
 
-/// Flags of `gan-cli train dcgan`.
+/// Flags of `gan-cli train dcgan` and `train sngan`; unset flags take the model's defaults.
 #[derive(Debug, Args)]
 pub struct TrainDcgan {
     #[command(flatten)]
     pub net: ImageGanFlags,
-    /// Adam learning rate of both networks.
-    #[arg(long, default_value_t = 2e-4)]
-    pub lr: f64,
-    /// The generator's loss.
-    #[arg(long, value_enum, default_value_t = LossArg::NonSaturating)]
-    pub loss: LossArg,
-    /// Target for real images; 0.9 gives one-sided label smoothing.
+    /// Adam learning rate of both networks (default 2e-4).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// The generator's learning rate (TTUR; default --lr).
+    #[arg(long)]
+    pub lr_g: Option<f64>,
+    /// The discriminator's learning rate (TTUR; default --lr).
+    #[arg(long)]
+    pub lr_d: Option<f64>,
+    /// The loss (dcgan: non-saturating; sngan: hinge).
+    #[arg(long, value_enum)]
+    pub loss: Option<LossArg>,
+    /// Target for real images; 0.9 gives one-sided label smoothing (cross-entropy losses only).
     #[arg(long, default_value_t = 1.0)]
     pub real_label: f64,
+    #[command(flatten)]
+    pub tricks: GanOptionFlags,
     #[command(flatten)]
     pub eval: crate::eval_cmd::TrainEvalArgs,
     #[command(flatten)]
     pub run: crate::args::RunFlags,
+}
+
+/// The additions to the adversarial step ([`gan_models::options::GanOptions`]) as flags.
+#[derive(Debug, Args)]
+pub struct GanOptionFlags {
+    /// Discriminator steps per generator step (dcgan: 1, sngan: 5).
+    #[arg(long)]
+    pub n_dis: Option<usize>,
+    /// Keep an exponential moving average of the generator with this decay (e.g. 0.999) and
+    /// sample from it; 0 turns the average off.
+    #[arg(long)]
+    pub ema: Option<f64>,
+    /// The EMA copies the weights until this step, then averages.
+    #[arg(long)]
+    pub ema_start: Option<u64>,
+    /// Write sample grids and evaluate with the raw generator, not its EMA.
+    #[arg(long)]
+    pub raw_g: bool,
+    /// DiffAugment policy for everything the discriminator sees, e.g. color,translation,cutout
+    /// ("none": off).
+    #[arg(long)]
+    pub diffaug: Option<String>,
+    /// R1 penalty weight γ on real images (0: off).
+    #[arg(long)]
+    pub r1: Option<f64>,
+    /// Apply R1 every this many steps (lazy regularisation, γ scaled by it).
+    #[arg(long, default_value_t = 1)]
+    pub r1_every: u64,
+    /// Spectral norm on the discriminator's convolutions instead of BatchNorm (on in sngan).
+    #[arg(long)]
+    pub spectral_norm: bool,
 }
 
 #[derive(Debug, Args)]
@@ -224,6 +269,9 @@ pub struct SampleArgs {
     /// Without it, a conditional run gives one row per class.
     #[arg(long)]
     pub class: Option<String>,
+    /// Sample the raw generator of a run that keeps an EMA generator.
+    #[arg(long)]
+    pub raw_g: bool,
 }
 
 #[derive(Debug, Args)]
@@ -260,6 +308,9 @@ pub struct InterpolateArgs {
     /// cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Walk the raw generator of a run that keeps an EMA generator.
+    #[arg(long)]
+    pub raw_g: bool,
 }
 
 /// Where a training run goes and what it starts from: the flags every `train` command shares.

@@ -70,7 +70,15 @@ pub fn train(a: TrainCganArgs) -> anyhow::Result<ExitCode> {
             (run, cfg, data, true)
         }
         None => {
-            let (base, data) = new_config(d)?;
+            let (base, data) = new_config(d, "dcgan")?;
+            if base.options != gan_models::options::GanOptions::default()
+                || base.dcgan.spectral_norm
+                || base.step.loss != gan_core::loss::GeneratorLoss::NonSaturating
+            {
+                anyhow::bail!(
+                    "train cgan does not take --n-dis, --ema, --diffaug, --r1, --spectral-norm or                      --loss yet (its trainer has the plain DCGAN step)"
+                );
+            }
             let source =
                 ImageSource::resolve(Some(&base.data.path.to_string_lossy()), Path::new("."))?;
             let classes = source.class_names()?;

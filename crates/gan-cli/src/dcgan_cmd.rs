@@ -1,5 +1,6 @@
-//! `gan-cli train dcgan`: flags into a [`DcganRunConfig`], then the shared train path
-//! ([`crate::train_cmd`]) around `gan_models::dcgan_run::train_dcgan`.
+//! `gan-cli train dcgan` and `train sngan`: flags into a [`DcganRunConfig`] (each model's
+//! defaults, then the flags given), then the shared train path ([`crate::train_cmd`]) around
+//! `gan_models::dcgan_run::train_dcgan`.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -12,19 +13,21 @@ use gan_models::dcgan_run::{
 use gan_models::registry::RunConfig;
 use gan_models::run::RunDir;
 
-use crate::args::TrainDcgan;
+use crate::args::{GanOptionFlags, TrainDcgan};
 use crate::train_cmd::{
-    apply_on_resume, check_resume_flags, given, open_for_resume, record_changes, run_training,
-    Session,
+    apply_on_resume, check_resume_flags, open_for_resume, record_changes, run_training, Session,
 };
+use gan_core::diffaug::DiffAugment;
+use gan_core::ema::EmaConfig;
+use gan_models::options::R1Config;
 
-/// Runs `gan-cli train dcgan`.
-pub fn train(a: TrainDcgan) -> anyhow::Result<ExitCode> {
+/// Runs `gan-cli train dcgan` (`model` "dcgan") or `train sngan` ("sngan").
+pub fn train(a: TrainDcgan, model: &str) -> anyhow::Result<ExitCode> {
     let (run, cfg, data, resume) = match &a.run.resume {
         Some(dir) => {
-            let (run, cfg) = open_for_resume(dir, "dcgan", &["dcgan"])?;
+            let (run, cfg) = open_for_resume(dir, model, &[model])?;
             let RunConfig::Dcgan(mut cfg) = cfg else {
-                unreachable!("open_for_resume accepts only dcgan runs")
+                unreachable!("open_for_resume accepts only dcgan and sngan runs")
             };
             let before = RunConfig::Dcgan(cfg.clone());
             apply_resume(&a, dir, &mut cfg)?;
@@ -33,18 +36,19 @@ pub fn train(a: TrainDcgan) -> anyhow::Result<ExitCode> {
             (run, cfg, data, true)
         }
         None => {
-            let (cfg, data) = new_config(&a)?;
+            let (cfg, data) = new_config(&a, model)?;
             let out = a
                 .run
                 .out
                 .clone()
-                .unwrap_or_else(|| crate::fresh_run_dir("dcgan"));
+                .unwrap_or_else(|| crate::fresh_run_dir(model));
             (RunDir::create(&out, &cfg)?, cfg, data, false)
         }
     };
     tracing::info!(
         run = %run.root().display(),
-        "DCGAN {}px on {} ({} images), {} steps of batch {} on {}{}",
+        "{} {}px on {} ({} images), {} steps of batch {} on {}{}",
+        model.to_uppercase(),
         cfg.dcgan.image_size,
         cfg.data.source,
         cfg.data.items,
@@ -53,6 +57,12 @@ pub fn train(a: TrainDcgan) -> anyhow::Result<ExitCode> {
         cfg.device,
         if cfg.fast_conv { "" } else { " (candle's convolutions)" }
     );
+    if cfg.options.r1.is_some() {
+        // Before the first backward pass and before the Ctrl-C thread: candle reads the switch
+        // once per thread (see gan_core::penalty).
+        gan_core::penalty::ensure_second_order()
+            .map_err(|e| anyhow::anyhow!("cannot turn on second-order gradients for R1: {e}"))?;
+    }
     let session = Session {
         run,
         cfg: RunConfig::Dcgan(cfg.clone()),
@@ -72,7 +82,7 @@ pub(crate) fn apply_resume(
     dir: &Path,
     cfg: &mut DcganRunConfig,
 ) -> anyhow::Result<()> {
-    check_resume_flags(dir, &["lr"])?;
+    check_resume_flags(dir, &["lr", "lr_g", "lr_d"])?;
     // Extending a run: a new length replaces the saved one.
     if let Some(steps) = a.net.steps {
         cfg.schedule.steps = steps;
@@ -84,10 +94,7 @@ pub(crate) fn apply_resume(
     let n = &a.net;
     let cadences = [n.sample_every, n.checkpoint_every, n.log_every].map(Some);
     apply_on_resume(&a.run, &mut cfg.schedule, &mut cfg.device, cadences);
-    if given("lr") {
-        cfg.adam_g.lr = a.lr;
-        cfg.adam_d.lr = a.lr;
-    }
+    apply_lr(a, cfg);
     Ok(())
 }
 
@@ -105,13 +112,19 @@ pub(crate) fn stored_data(
 /// is written, so that bad data leaves no run folder behind).
 pub(crate) fn new_config(
     a: &TrainDcgan,
+    model: &str,
 ) -> anyhow::Result<(DcganRunConfig, gan_data::TensorDataset)> {
     let (source, data, channels) = a.net.data_config()?;
-    let mut cfg = DcganRunConfig::new(data, channels);
-    cfg.adam_g.lr = a.lr;
-    cfg.adam_d.lr = a.lr;
-    cfg.step.loss = a.loss.into();
+    let mut cfg = match model {
+        "sngan" => DcganRunConfig::sngan(data, channels),
+        _ => DcganRunConfig::new(data, channels),
+    };
+    apply_lr(a, &mut cfg);
+    if let Some(loss) = a.loss {
+        cfg.step.loss = loss.into();
+    }
     cfg.step.real_label = a.real_label;
+    apply_options(&a.tricks, &mut cfg)?;
     cfg.batch_size = a.net.batch_size;
     cfg.seed = a.run.seed;
     cfg.device = a.run.device.clone();
@@ -141,4 +154,50 @@ pub(crate) fn new_config(
         }
     }
     Ok((cfg, data))
+}
+
+/// `--lr` (both networks), then `--lr-g` and `--lr-d` (TTUR), where given.
+fn apply_lr(a: &TrainDcgan, cfg: &mut DcganRunConfig) {
+    crate::train_cmd::apply_lrs([a.lr, a.lr_g, a.lr_d], &mut cfg.adam_g, &mut cfg.adam_d);
+}
+
+/// The flags of [`GanOptionFlags`] over the model's defaults, checked.
+fn apply_options(f: &GanOptionFlags, cfg: &mut DcganRunConfig) -> anyhow::Result<()> {
+    let o = &mut cfg.options;
+    if let Some(n) = f.n_dis {
+        o.n_dis = n;
+    }
+    if let Some(decay) = f.ema {
+        o.ema = (decay != 0.0).then_some(EmaConfig {
+            decay,
+            start: o.ema.map_or(0, |e| e.start),
+        });
+    }
+    if let (Some(start), Some(ema)) = (f.ema_start, o.ema.as_mut()) {
+        ema.start = start;
+    }
+    o.raw_generator = f.raw_g;
+    if let Some(policy) = &f.diffaug {
+        o.diffaug = match policy.as_str() {
+            "none" => None,
+            p => Some(DiffAugment::parse(p).map_err(|e| anyhow::anyhow!("--diffaug: {e}"))?),
+        };
+    }
+    if let Some(gamma) = f.r1 {
+        o.r1 = (gamma != 0.0).then_some(R1Config {
+            gamma,
+            every: f.r1_every,
+        });
+    }
+    if f.spectral_norm {
+        cfg.dcgan.spectral_norm = true;
+    }
+    o.validate()?;
+    if o.r1.is_some() && !cfg.dcgan.spectral_norm {
+        bail!(
+            "--r1 needs a discriminator without BatchNorm (BatchNorm mixes the samples of a \
+             batch): add --spectral-norm, or use gan-cli train sngan"
+        );
+    }
+    Ok(())
 }

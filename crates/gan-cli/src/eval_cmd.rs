@@ -11,7 +11,7 @@ use gan_core::eval_metrics::Gaussian;
 use gan_data::{ImageFolder, ImageFolderConfig, ImageSource};
 use gan_models::cgan_run::load_cgan;
 use gan_models::class_eval::score_classes;
-use gan_models::dcgan_run::{load_generator, parse_device};
+use gan_models::dcgan_run::{load_generator_from, parse_device};
 use gan_models::evaluator::{
     dataset_side, embed_dataset_with, embed_images_with, evaluator_for_data, load_evaluator,
     load_fid_stats, load_setup_with, real_reference, save_fid_stats, score_embedding, FeatureNet,
@@ -41,6 +41,9 @@ pub struct EvalArgs {
     /// latest or step-N.
     #[arg(long, default_value = "latest")]
     pub checkpoint: String,
+    /// Score the raw generator of a run that keeps an EMA generator.
+    #[arg(long, requires = "run")]
+    pub raw_g: bool,
     /// Samples to draw from the generator (or the first images of a real split).
     #[arg(long, default_value_t = 10_000)]
     pub count: usize,
@@ -281,7 +284,7 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
                 (Sampler::Conditional(g), source)
             }
             _ => {
-                let g = load_generator(&run, &a.checkpoint, &dev)?;
+                let g = load_generator_from(&run, &a.checkpoint, &dev, a.raw_g)?;
                 let source = g.cfg.data.source.clone();
                 (Sampler::Plain(g), source)
             }

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use gan_models::cgan_run::load_cgan;
-use gan_models::dcgan_run::{load_generator, parse_device};
+use gan_models::dcgan_run::{load_generator_from, parse_device};
 use gan_models::grid::{save_grid, save_images};
 use gan_models::registry::RunConfig;
 use gan_models::run::RunDir;
@@ -82,7 +82,8 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Train(TrainModel::Dcgan(a)) => dcgan_cmd::train(*a),
+        Command::Train(TrainModel::Dcgan(a)) => dcgan_cmd::train(*a, "dcgan"),
+        Command::Train(TrainModel::Sngan(a)) => dcgan_cmd::train(*a, "sngan"),
         Command::Train(TrainModel::Toy(a)) => toy_cmd::train(*a),
         Command::Train(TrainModel::Wgan(a)) => wgan_cmd::train(*a, false),
         Command::Train(TrainModel::WganGp(a)) => wgan_cmd::train(*a, true),
@@ -270,7 +271,7 @@ fn sample(a: SampleArgs) -> anyhow::Result<ExitCode> {
     let out = out_or_in_run(a.out.as_deref(), &a.run, &stem, "png");
     let kind = image_out(&out, true)?;
     let dev = parse_device(&a.device)?;
-    let g = load_generator(&run, &a.checkpoint, &dev)?;
+    let g = load_generator_from(&run, &a.checkpoint, &dev, a.raw_g)?;
     let imgs = g.sample(a.count, a.seed)?;
     if kind == ImageOut::Grid {
         let nrow = (a.count as f64).sqrt().ceil() as usize;
@@ -301,7 +302,7 @@ fn interpolate(a: InterpolateArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let dev = parse_device(&a.device)?;
-    let g = load_generator(&run, &a.checkpoint, &dev)?;
+    let g = load_generator_from(&run, &a.checkpoint, &dev, a.raw_g)?;
     let imgs = g.latent_walk(a.rows, a.steps, a.dim, a.seed)?;
     save_grid(&imgs, a.steps.max(2), &out)?;
     match a.dim {

@@ -191,13 +191,7 @@ pub fn train(a: TrainToyArgs) -> anyhow::Result<ExitCode> {
             let before = RunConfig::Toy(cfg.clone());
             let cadences = [a.sample_every, a.checkpoint_every, a.log_every];
             apply_on_resume(&a.run, &mut cfg.schedule, &mut cfg.device, cadences);
-            if let Some(lr) = a.lr {
-                cfg.adam_g.lr = lr;
-                cfg.adam_d.lr = lr;
-            }
-            if let Some(lr) = a.d_lr {
-                cfg.adam_d.lr = lr;
-            }
+            crate::train_cmd::apply_lrs([a.lr, None, a.d_lr], &mut cfg.adam_g, &mut cfg.adam_d);
             if let Some(steps) = a.steps {
                 cfg.schedule.steps = steps;
             }

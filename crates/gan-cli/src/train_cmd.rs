@@ -338,3 +338,23 @@ fn discard_if_unstarted(run: &RunDir) {
         Err(e) => tracing::warn!("cannot remove {}: {e}", run.root().display()),
     }
 }
+
+/// Learning rates `[both, generator, discriminator]`, where given, in that order: the first sets
+/// both optimizers, the others one each (TTUR).
+pub fn apply_lrs(
+    lrs: [Option<f64>; 3],
+    g: &mut gan_core::optim::AdamConfig,
+    d: &mut gan_core::optim::AdamConfig,
+) {
+    let [both, lr_g, lr_d] = lrs;
+    if let Some(lr) = both {
+        g.lr = lr;
+        d.lr = lr;
+    }
+    if let Some(lr) = lr_g {
+        g.lr = lr;
+    }
+    if let Some(lr) = lr_d {
+        d.lr = lr;
+    }
+}

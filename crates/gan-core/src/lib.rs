@@ -8,6 +8,8 @@
 
 pub mod batchnorm;
 pub mod conv;
+pub mod diffaug;
+pub mod ema;
 pub mod eval_metrics;
 pub mod freeze;
 pub mod init;
@@ -19,3 +21,4 @@ mod par;
 pub mod penalty;
 pub mod rng;
 mod simd;
+pub mod spectral;

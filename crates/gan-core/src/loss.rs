@@ -76,6 +76,9 @@ pub enum GeneratorLoss {
     NonSaturating,
     /// Minimise log(1 − D(G(z))), the original minimax objective; saturates early in training.
     Minimax,
+    /// The hinge objective for both networks (SNGAN, SAGAN, BigGAN): the discriminator
+    /// minimises [`hinge_discriminator_loss`] on raw scores, the generator −mean D(G(z)).
+    Hinge,
 }
 
 /// Discriminator cross-entropy: mean BCE(`real_logits`, `real_label`) + mean
@@ -91,10 +94,27 @@ pub fn discriminator_loss(
 /// Generator loss from the discriminator's logits on fakes, to be minimised:
 /// [`GeneratorLoss::NonSaturating`] gives mean −log σ(x) = mean softplus(−x);
 /// [`GeneratorLoss::Minimax`] gives mean log(1 − σ(x)) = −mean softplus(x).
+/// [`GeneratorLoss::Hinge`] gives −mean x.
 pub fn generator_loss(fake_logits: &Tensor, kind: GeneratorLoss) -> Result<Tensor> {
     match kind {
         GeneratorLoss::NonSaturating => bce_with_logits(fake_logits, 1.0),
         GeneratorLoss::Minimax => bce_with_logits(fake_logits, 0.0)?.neg(),
+        GeneratorLoss::Hinge => hinge_generator_loss(fake_logits),
+    }
+}
+
+/// The discriminator's loss that goes with the generator objective `kind`: the hinge loss
+/// ([`hinge_discriminator_loss`], `real_label` unused) for [`GeneratorLoss::Hinge`], the
+/// cross-entropy [`discriminator_loss`] otherwise.
+pub fn discriminator_loss_for(
+    kind: GeneratorLoss,
+    real_logits: &Tensor,
+    fake_logits: &Tensor,
+    real_label: f64,
+) -> Result<Tensor> {
+    match kind {
+        GeneratorLoss::Hinge => hinge_discriminator_loss(real_logits, fake_logits),
+        _ => discriminator_loss(real_logits, fake_logits, real_label),
     }
 }
 

@@ -1,4 +1,5 @@
-//! The WGAN-GP gradient penalty (Gulrajani et al. 2017) and the switch that makes its own
+//! The WGAN-GP gradient penalty (Gulrajani et al. 2017), the R1 penalty (Mescheder et al.
+//! 2018, [`r1_penalty`]) and the switch that makes its own
 //! gradient right.
 //!
 //! # The penalty
@@ -152,6 +153,44 @@ pub fn interpolate(real: &Tensor, fake: &Tensor, rng: &mut SeededRng) -> Result<
     Ok(x_hat?.detach())
 }
 
+/// Σⱼ (∂D(x)ᵢ/∂xᵢⱼ)², the squared norm of each sample's input gradient, `[b]`, differentiable
+/// with respect to the critic's parameters (through the gradient's own graph). Errors on a
+/// thread where candle detaches gradients (see [`ensure_second_order`]). `what` names the
+/// penalty in errors.
+fn input_grad_sq_norms(
+    critic: impl Fn(&Tensor) -> Result<Tensor>,
+    xs: &Tensor,
+    what: &str,
+) -> Result<Tensor> {
+    if !second_order_enabled()? {
+        bail!(
+            "{what} on a thread where candle detaches gradients: its gradient would be wrong; \
+             call gan_core::penalty::ensure_second_order before this thread's first backward"
+        );
+    }
+    let b = xs.dim(0)?;
+    let x = Var::from_tensor(&xs.detach())?;
+    let scores = critic(x.as_tensor())?;
+    if scores.elem_count() != b {
+        bail!(
+            "{what}: the critic gave {:?} for a batch of {b}; expected one score per sample",
+            scores.dims()
+        );
+    }
+    let Some(grad) = scores.sum_all()?.backward()?.remove(x.as_tensor()) else {
+        bail!("{what}: the critic's output does not depend on its input");
+    };
+    grad.reshape((b, ()))?.sqr()?.sum(1)
+}
+
+fn mean_scalar(xs: &Tensor) -> Result<f32> {
+    Ok(xs
+        .detach()
+        .to_dtype(DType::F64)?
+        .mean_all()?
+        .to_scalar::<f64>()? as f32)
+}
+
 /// The penalty λ · mean_i (‖∇x D(x)_i‖₂ − 1)² at the points `x_hat`, differentiable with respect
 /// to the critic's parameters (through the gradient's own graph). Errors on a thread where
 /// candle detaches gradients (see [`ensure_second_order`]).
@@ -162,36 +201,36 @@ pub fn penalty_at(
     x_hat: &Tensor,
     lambda: f64,
 ) -> Result<PenaltyTerm> {
-    if !second_order_enabled()? {
-        bail!(
-            "gradient penalty on a thread where candle detaches gradients: its gradient would be \
-             wrong; call gan_core::penalty::ensure_second_order before this thread's first \
-             backward"
-        );
-    }
-    let b = x_hat.dim(0)?;
-    let x = Var::from_tensor(&x_hat.detach())?;
-    let scores = critic(x.as_tensor())?;
-    if scores.elem_count() != b {
-        bail!(
-            "gradient penalty: the critic gave {:?} for a batch of {b}; expected one score per \
-             sample",
-            scores.dims()
-        );
-    }
-    let Some(grad) = scores.sum_all()?.backward()?.remove(x.as_tensor()) else {
-        bail!("gradient penalty: the critic's output does not depend on its input");
-    };
-    let norms = (grad.reshape((b, ()))?.sqr()?.sum(1)? + NORM_EPS)?.sqrt()?;
+    let sq = input_grad_sq_norms(critic, x_hat, "gradient penalty")?;
+    let norms = (sq + NORM_EPS)?.sqrt()?;
     let value = ((norms.affine(1.0, -1.0)?.sqr()?.mean_all()?) * lambda)?;
-    let mean_grad_norm = norms
-        .detach()
-        .to_dtype(DType::F64)?
-        .mean_all()?
-        .to_scalar::<f64>()? as f32;
     Ok(PenaltyTerm {
         value,
-        mean_grad_norm,
+        mean_grad_norm: mean_scalar(&norms)?,
+    })
+}
+
+/// The R1 penalty (Mescheder et al. 2018, "Which Training Methods for GANs do actually
+/// Converge?", eq. 9) on the real batch `real` `[b, ...]`:
+///
+/// ```text
+/// R1 = γ/2 · mean_i ‖∇x D(x)_i‖₂²
+/// ```
+///
+/// differentiable with respect to the critic's parameters; `mean_grad_norm` is the mean of
+/// ‖∇x D(x)_i‖₂. `critic` maps `[b, ...]` to one score (logit) per sample and must treat
+/// samples independently. Errors on a thread where candle detaches gradients (see
+/// [`ensure_second_order`]).
+pub fn r1_penalty(
+    critic: impl Fn(&Tensor) -> Result<Tensor>,
+    real: &Tensor,
+    gamma: f64,
+) -> Result<PenaltyTerm> {
+    let sq = input_grad_sq_norms(critic, real, "R1 penalty")?;
+    let value = (sq.mean_all()? * (gamma / 2.0))?;
+    Ok(PenaltyTerm {
+        value,
+        mean_grad_norm: mean_scalar(&sq.sqrt()?)?,
     })
 }
 

@@ -213,6 +213,7 @@ impl CganTrainer {
                 d_x: sigmoid_mean(&real_out.logits)?,
                 d_g_z1: sigmoid_mean(&fake_out.logits)?,
                 d_g_z2: sigmoid_mean(&out.logits)?,
+                r1: None,
             },
             cls_real,
             cls_fake,

@@ -6,11 +6,16 @@
 //! `shared/bench/torch_dcgan.py` (64 is pytorch/examples' DCGAN); 32 is the 64 network with one
 //! up/down-sampling stage fewer. Weight names follow PyTorch's `nn.Sequential` indices
 //! (`main.0.weight`, `main.1.running_mean`, ...), as in pytorch/examples, so that they stay stable.
+//!
+//! With [`DcganConfig::spectral_norm`] (SNGAN, Miyato et al. 2018) the discriminator has the same
+//! convolutions, each spectrally normalised ([`gan_core::spectral`]; u saved as
+//! `main.<i>.weight_u`), and no BatchNorm.
 
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 use gan_core::batchnorm::{Activation, BatchNorm2d};
 use gan_core::conv::{Conv2d, ConvLayer, ConvParams, ConvTranspose2d};
+use gan_core::spectral::SnConv2d;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
@@ -28,6 +33,10 @@ pub struct DcganConfig {
     pub channels: usize,
     /// Image side: 28, 32 or 64.
     pub image_size: usize,
+    /// Spectral normalisation on every discriminator convolution, and no BatchNorm in the
+    /// discriminator (SNGAN); false in runs written before it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub spectral_norm: bool,
 }
 
 impl Default for DcganConfig {
@@ -39,6 +48,7 @@ impl Default for DcganConfig {
             ndf: 64,
             channels: 1,
             image_size: 28,
+            spectral_norm: false,
         }
     }
 }
@@ -235,11 +245,20 @@ impl DcganGenerator {
     }
 }
 
+/// A discriminator convolution: plain, or spectrally normalised.
+#[derive(Debug)]
+enum DConv {
+    Plain(Conv2d),
+    Spectral(SnConv2d),
+}
+
 /// The DCGAN discriminator; it outputs logits (the sigmoid lives in the loss).
 #[derive(Debug)]
 pub struct DcganDiscriminator {
-    convs: Vec<Conv2d>,
+    convs: Vec<DConv>,
     norms: Vec<Option<BatchNorm2d>>,
+    /// Use activations whose backward can be differentiated again (R1).
+    second_order: bool,
 }
 
 impl DcganDiscriminator {
@@ -252,16 +271,43 @@ impl DcganDiscriminator {
         let (mut convs, mut norms, mut idx) = (Vec::new(), Vec::new(), 0);
         for (i, s) in stages.into_iter().enumerate() {
             let p = ConvParams::new(s.s, s.p);
-            convs.push(Conv2d::new(s.c_in, s.c_out, s.k, p, false, vb.pp(idx))?);
+            let (c_in, c_out, k) = (s.c_in, s.c_out, s.k);
+            let conv = Conv2d::new(c_in, c_out, k, p, false, vb.pp(idx))?;
+            convs.push(if cfg.spectral_norm {
+                DConv::Spectral(SnConv2d::new(conv, &vb.pp(idx))?)
+            } else {
+                DConv::Plain(conv)
+            });
+            let bn_here = s.bn && !cfg.spectral_norm;
             let act = Activation::LeakyRelu(0.2);
-            norms.push(if s.bn {
+            norms.push(if bn_here {
                 Some(bn(s.c_out, act, vb.pp(idx + 1))?)
             } else {
                 None
             });
             idx += 1 + usize::from(s.bn) + usize::from(i != last);
         }
-        Ok(Self { convs, norms })
+        Ok(Self {
+            convs,
+            norms,
+            second_order: false,
+        })
+    }
+
+    /// Switches to candle's LeakyReLU, whose backward can be differentiated again (for R1);
+    /// errors for a discriminator with BatchNorm, which mixes the samples of a batch and whose
+    /// fused backward cannot be.
+    pub fn enable_second_order(&mut self) -> Result<()> {
+        if self.norms.iter().any(Option::is_some) {
+            return Err(ModelError::Config(
+                "R1 needs a discriminator without BatchNorm (BatchNorm mixes samples and its \
+                 backward cannot be differentiated again): use gan-cli train sngan, or \
+                 --spectral-norm"
+                    .into(),
+            ));
+        }
+        self.second_order = true;
+        Ok(())
     }
 
     /// # Shapes
@@ -281,13 +327,20 @@ impl DcganDiscriminator {
         let last = self.convs.len() - 1;
         let mut xs = xs.clone();
         for (conv, norm) in self.convs[..last].iter().zip(&self.norms) {
-            xs = match norm {
+            xs = match (conv, norm) {
+                (DConv::Spectral(c), _) => {
+                    c.forward_leaky_relu(&xs, 0.2, train, self.second_order)?
+                }
                 // BatchNorm + LeakyReLU(0.2), one op with the convolution on the fast path
-                Some(n) => n.forward_conv(ConvLayer::Conv2d(conv), &xs, train)?,
-                None => conv.forward_leaky_relu(&xs, 0.2)?,
+                (DConv::Plain(c), Some(n)) => n.forward_conv(ConvLayer::Conv2d(c), &xs, train)?,
+                (DConv::Plain(c), None) => c.forward_leaky_relu(&xs, 0.2)?,
             };
         }
-        let logits = self.convs[last].forward(&xs)?.reshape(b)?;
+        let logits = match &self.convs[last] {
+            DConv::Plain(c) => c.forward(&xs)?,
+            DConv::Spectral(c) => c.forward_t(&xs, train)?,
+        };
+        let logits = logits.reshape(b)?;
         Ok((xs, logits))
     }
 }

@@ -1,11 +1,17 @@
 //! A DCGAN training run: its configuration (`config.json`), building the trainer from it,
 //! resuming, sampling and the latent walk.
+//!
+//! SNGAN (Miyato et al. 2018) is a run of the same kind with `model` `"sngan"`
+//! ([`DcganRunConfig::sngan`]): the DCGAN generator, the DCGAN discriminator with spectral
+//! normalisation instead of BatchNorm, the hinge loss, Adam(2e-4, β1 0, β2 0.9) and 5
+//! discriminator steps per generator step.
 
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use gan_core::init::dcgan_init;
+use gan_core::loss::GeneratorLoss;
 use gan_core::optim::AdamConfig;
 use gan_core::rng::SeededRng;
 use gan_data::{BatchConfig, Batcher, Dataset, ImageSource, TensorDataset};
@@ -15,6 +21,7 @@ use crate::dcgan::{DcganConfig, DcganDiscriminator, DcganGenerator};
 use crate::engine::{fit, FitConfig, FitOutcome};
 use crate::error::{ModelError, Result};
 use crate::grid::save_grid;
+use crate::options::GanOptions;
 use crate::registry::RunConfig;
 use crate::run::RunDir;
 use crate::streams as stream;
@@ -67,6 +74,9 @@ pub struct DcganRunConfig {
     /// The version of the random-stream table ([`crate::streams`]; 1 for runs written before it).
     #[serde(default = "stream::legacy")]
     pub streams: u32,
+    /// Discriminator steps, DiffAugment, R1 and the EMA generator (all off in older runs).
+    #[serde(default, skip_serializing_if = "GanOptions::is_plain")]
+    pub options: GanOptions,
 }
 
 impl DcganRunConfig {
@@ -95,7 +105,28 @@ impl DcganRunConfig {
             device: "cpu".into(),
             fast_conv: true,
             streams: stream::CURRENT,
+            options: GanOptions::default(),
         }
+    }
+
+    /// The defaults of `gan-cli train sngan`: the SNGAN paper's CNN setting on DCGAN's networks
+    /// (spectral norm in D without BatchNorm, hinge loss, Adam(2e-4, β1 0, β2 0.9), 5
+    /// discriminator steps per generator step).
+    pub fn sngan(data: DataConfig, channels: usize) -> Self {
+        let adam = AdamConfig {
+            lr: 2e-4,
+            beta1: 0.0,
+            beta2: 0.9,
+            eps: 1e-8,
+        };
+        let mut cfg = Self::new(data, channels);
+        cfg.model = "sngan".into();
+        cfg.dcgan.spectral_norm = true;
+        cfg.adam_g = adam;
+        cfg.adam_d = adam;
+        cfg.step.loss = GeneratorLoss::Hinge;
+        cfg.options.n_dis = 5;
+        cfg
     }
 
     /// How the batches are drawn ([`stream::batch_config`]).
@@ -119,6 +150,9 @@ impl GeneratorNet for DcganGenerator {
 impl DiscriminatorNet for DcganDiscriminator {
     fn logits(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         self.forward_t(xs, train)
+    }
+    fn enable_second_order(&mut self) -> Result<()> {
+        DcganDiscriminator::enable_second_order(self)
     }
 }
 
@@ -176,6 +210,13 @@ pub fn build_trainer(cfg: &DcganRunConfig, dev: &Device) -> Result<DcganTrainer>
         SeededRng::with_stream(cfg.seed, stream::NOISE),
         cfg.step,
         dev,
+    )?
+    .with_options(
+        cfg.options.clone(),
+        match cfg.options.ema {
+            Some(_) => Some(build_generator(&cfg.dcgan, dev)?),
+            None => None,
+        },
     )
 }
 
@@ -230,7 +271,7 @@ pub fn train_dcgan(
     }
     let noise = fixed_noise(cfg, &dev)?;
     let mut write = |t: &DcganTrainer, p: &Path| -> Result<()> {
-        save_grid(&t.g.forward_t(&noise, false)?, 8, p)
+        save_grid(&t.sampler().forward_t(&noise, false)?, 8, p)
     };
     fit(
         &mut trainer,
@@ -281,10 +322,23 @@ pub struct LoadedGenerator {
     pub device: Device,
 }
 
-/// Loads the generator of `run` at checkpoint `name` (`latest`, `step-N`) onto `dev`. DCGAN,
-/// WGAN and WGAN-GP runs share the generator; for the latter two, `cfg` is
-/// [`WganRunConfig::generator_view`](crate::wgan::WganRunConfig::generator_view).
+/// Loads the generator of `run` at checkpoint `name` (`latest`, `step-N`) onto `dev`: the EMA
+/// generator when the run keeps one, else the trained one ([`load_generator_from`]).
 pub fn load_generator(run: &RunDir, name: &str, dev: &Device) -> Result<LoadedGenerator> {
+    load_generator_from(run, name, dev, false)
+}
+
+/// Loads the generator of `run` at checkpoint `name` (`latest`, `step-N`) onto `dev`. DCGAN,
+/// SNGAN, WGAN and WGAN-GP runs share the generator; for the latter two, `cfg` is
+/// [`WganRunConfig::generator_view`](crate::wgan::WganRunConfig::generator_view). A run with an
+/// EMA generator gives it (`generator_ema.safetensors`) unless `raw`, or unless the run was
+/// trained with `raw_generator`.
+pub fn load_generator_from(
+    run: &RunDir,
+    name: &str,
+    dev: &Device,
+    raw: bool,
+) -> Result<LoadedGenerator> {
     let cfg = match RunConfig::read(run)? {
         RunConfig::Dcgan(c) => c,
         RunConfig::Wgan(c) => c.generator_view(),
@@ -298,7 +352,9 @@ pub fn load_generator(run: &RunDir, name: &str, dev: &Device) -> Result<LoadedGe
     };
     let (g, mut vars) = build_generator(&cfg.dcgan, dev)?;
     let dir = run.checkpoint(name)?;
-    load_vars(&mut vars, &dir.join("generator.safetensors"))?;
+    let ema = cfg.options.ema.is_some() && !raw && !cfg.options.raw_generator;
+    let file = if ema { "generator_ema" } else { "generator" };
+    load_vars(&mut vars, &dir.join(format!("{file}.safetensors")))?;
     Ok(LoadedGenerator {
         g,
         cfg,

@@ -1292,6 +1292,7 @@ fn read_reference(path: &Path, name: &str) -> Result<ReferenceSet> {
         },
         gaussian,
         radii,
+        labels: None,
     })
 }
 

@@ -31,6 +31,7 @@ pub mod grid;
 pub mod health;
 pub mod inception;
 pub mod monitor;
+pub mod options;
 pub mod plot;
 pub mod registry;
 pub mod report;

@@ -22,7 +22,7 @@ use crate::wgan::WganRunConfig;
 /// The configuration of a run of any model.
 #[derive(Clone, Debug, PartialEq)]
 pub enum RunConfig {
-    /// `"dcgan"`.
+    /// `"dcgan"` or `"sngan"`.
     Dcgan(DcganRunConfig),
     /// `"wgan"` (weight clipping) or `"wgan-gp"` (gradient penalty).
     Wgan(WganRunConfig),
@@ -49,7 +49,9 @@ impl serde::Serialize for RunConfig {
 }
 
 /// The models [`RunConfig`] knows, by the name `config.json` records.
-pub const MODELS: [&str; 6] = ["dcgan", "wgan", "wgan-gp", "toy", "cyclegan", "cgan"];
+pub const MODELS: [&str; 7] = [
+    "dcgan", "sngan", "wgan", "wgan-gp", "toy", "cyclegan", "cgan",
+];
 
 impl RunConfig {
     /// Reads `config.json` of `run`. Errors name the file: not JSON, no `model`, an unknown
@@ -72,7 +74,7 @@ impl RunConfig {
             .ok_or_else(|| bad("no \"model\" field: not a gan-cli run configuration".into()))?
             .to_string();
         let parsed = match model.as_str() {
-            "dcgan" => serde_json::from_value(value).map(Self::Dcgan),
+            "dcgan" | "sngan" => serde_json::from_value(value).map(Self::Dcgan),
             "wgan" | "wgan-gp" => serde_json::from_value(value).map(Self::Wgan),
             "toy" => serde_json::from_value(value).map(Self::Toy),
             "cyclegan" => serde_json::from_value(value).map(Self::CycleGan),
@@ -91,7 +93,7 @@ impl RunConfig {
     /// `gan-cli train` subcommand that trains and resumes it.
     pub fn model(&self) -> &str {
         match self {
-            Self::Dcgan(_) => "dcgan",
+            Self::Dcgan(c) => &c.model,
             Self::Wgan(c) => &c.model,
             Self::Toy(_) => "toy",
             Self::CycleGan(_) => "cyclegan",

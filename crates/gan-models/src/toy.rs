@@ -730,8 +730,8 @@ impl StepRecord for ToyMetrics {
 
 /// Either trainer of a toy run, so that one loop serves both objectives.
 enum AnyToyTrainer {
-    Gan(ToyTrainer),
-    Wgan(ToyWganTrainer),
+    Gan(Box<ToyTrainer>),
+    Wgan(Box<ToyWganTrainer>),
 }
 
 macro_rules! each {
@@ -788,7 +788,7 @@ impl Trainer for AnyToyTrainer {
         each!(self, t => t.generator())
     }
     fn device(&self) -> &Device {
-        each!(self, t => Trainer::device(t))
+        each!(self, t => Trainer::device(&**t))
     }
 }
 
@@ -910,8 +910,8 @@ pub fn train_toy(
     let dist = cfg.distribution()?;
     let dev = parse_device(&cfg.device)?;
     let mut trainer = match cfg.loss {
-        ToyLoss::WganGp => AnyToyTrainer::Wgan(build_wgan_trainer(cfg, &dev)?),
-        _ => AnyToyTrainer::Gan(build_trainer(cfg, &dev)?),
+        ToyLoss::WganGp => AnyToyTrainer::Wgan(Box::new(build_wgan_trainer(cfg, &dev)?)),
+        _ => AnyToyTrainer::Gan(Box::new(build_trainer(cfg, &dev)?)),
     };
     let data = dist.dataset(
         cfg.train_points,

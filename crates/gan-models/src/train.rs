@@ -11,16 +11,22 @@
 //!
 //! Logged per step: Loss_D, Loss_G, D(x) (mean σ on reals), D(G(z)) before the G step (on the
 //! detached fakes) and after the D update (the fakes seen by the G step).
+//!
+//! [`GanOptions`] add to this step (several discriminator steps, DiffAugment, R1, an EMA
+//! generator; see [`crate::options`]); with the defaults the step is exactly the one above. With
+//! the hinge objective ([`GeneratorLoss::Hinge`]) the discriminator's raw scores replace the
+//! logits in both losses; D(x) and D(G(z)) are still logged as mean σ of them.
 
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
-use gan_core::loss::{discriminator_loss, generator_loss, sigmoid_mean, GeneratorLoss};
+use gan_core::loss::{discriminator_loss_for, generator_loss, sigmoid_mean, GeneratorLoss};
 use gan_core::optim::Adam;
 use gan_core::rng::{RngState, SeededRng};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{BatchSource, Signals, StepRecord, Trainer};
 use crate::error::Result;
+use crate::options::{EmaGenerator, GanOptions};
 
 pub use crate::engine::{load_vars, FitOutcome, TrainState};
 
@@ -49,6 +55,11 @@ pub trait GeneratorNet {
 pub trait DiscriminatorNet {
     /// Logits `[batch]` (or fewer, for packed discriminators) for samples `xs`.
     fn logits(&self, xs: &Tensor, train: bool) -> Result<Tensor>;
+    /// Switches to layers whose backward pass can itself be differentiated (for the R1
+    /// penalty), or errors naming why this network cannot have one (BatchNorm mixes samples).
+    fn enable_second_order(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// What one step measured.
@@ -68,6 +79,9 @@ pub struct StepMetrics {
     pub d_g_z1: f32,
     /// Mean D(G(z)) on the same fakes after the D update, as seen by the G step.
     pub d_g_z2: f32,
+    /// The R1 penalty of the last discriminator step, on the steps that applied it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r1: Option<f32>,
 }
 
 impl StepRecord for StepMetrics {
@@ -75,13 +89,15 @@ impl StepRecord for StepMetrics {
         self.step
     }
     fn values(&self) -> Vec<(&'static str, f32)> {
-        vec![
+        let mut v = vec![
             ("Loss_D", self.loss_d),
             ("Loss_G", self.loss_g),
             ("D(x)", self.d_x),
             ("D(G(z))", self.d_g_z1),
             ("D(G(z)) after", self.d_g_z2),
-        ]
+        ];
+        v.extend(self.r1.map(|r| ("R1", r)));
+        v
     }
     fn signals(&self) -> Signals {
         Signals::Probabilities {
@@ -139,8 +155,12 @@ pub struct GanTrainer<G, D> {
     pub device: Device,
     /// The base learning rates of G and D, which a schedule's factor multiplies.
     pub base_lr: [f64; 2],
-    /// Items in the last step's real batch.
+    /// Items in the last step's real batches.
     pub last_items: usize,
+    /// Discriminator steps, DiffAugment, R1 and the EMA's settings.
+    pub opts: GanOptions,
+    /// The EMA generator, if one is kept.
+    pub ema: Option<EmaGenerator<G>>,
 }
 
 impl<G, D> std::fmt::Debug for GanTrainer<G, D> {
@@ -188,7 +208,110 @@ impl<G: GeneratorNet, D: DiscriminatorNet> GanTrainer<G, D> {
             device: device.clone(),
             base_lr: [adam[0].lr, adam[1].lr],
             last_items: 0,
+            opts: GanOptions::default(),
+            ema: None,
         })
+    }
+
+    /// Adds the options to a trainer at step 0: validates them, starts the EMA generator
+    /// `ema` (required exactly when `opts.ema` is set) as a copy of the generator, and for R1
+    /// turns on second-order gradients (failing on a thread that already ran a backward pass
+    /// with candle's detaching default, or for a discriminator that cannot have them).
+    pub fn with_options(mut self, opts: GanOptions, ema: Option<(G, VarMap)>) -> Result<Self> {
+        opts.validate()?;
+        if opts.r1.is_some() {
+            self.d.enable_second_order()?;
+            gan_core::penalty::ensure_second_order()?;
+        }
+        self.ema = match (opts.ema, ema) {
+            (Some(cfg), Some((g, vars))) => {
+                gan_core::ema::copy_vars(&vars, &self.g_vars)?;
+                Some(EmaGenerator { g, vars, cfg })
+            }
+            (None, None) => None,
+            _ => {
+                return Err(crate::error::ModelError::Config(
+                    "an EMA generator goes with options.ema, and only with it".into(),
+                ))
+            }
+        };
+        self.opts = opts;
+        Ok(self)
+    }
+
+    /// The generator that samples and is evaluated: the EMA one when kept (unless
+    /// `raw_generator`), else the trained one.
+    pub fn sampler(&self) -> &G {
+        match &self.ema {
+            Some(e) if !self.opts.raw_generator => &e.g,
+            _ => &self.g,
+        }
+    }
+
+    /// `xs` as the discriminator sees it: through DiffAugment when on (a fresh draw from the
+    /// noise stream), else unchanged.
+    fn augment(&mut self, xs: &Tensor) -> Result<Tensor> {
+        match &self.opts.diffaug {
+            Some(aug) => Ok(aug.apply(xs, &mut self.noise, false)?),
+            None => Ok(xs.clone()),
+        }
+    }
+
+    /// One discriminator update on `real` and the detached `fake`, with R1 when `r1_gamma` is
+    /// given: (loss, real logits, fake logits, R1 value).
+    fn d_step(
+        &mut self,
+        real: &Tensor,
+        fake: &Tensor,
+        r1_gamma: Option<f64>,
+    ) -> Result<(Tensor, Tensor, Tensor, Option<f32>)> {
+        let real = self.augment(real)?;
+        let fake = self.augment(fake)?;
+        let real_logits = self.d.logits(&real, true)?;
+        let fake_logits = self.d.logits(&fake, true)?;
+        let mut loss_d = discriminator_loss_for(
+            self.cfg.loss,
+            &real_logits,
+            &fake_logits,
+            self.cfg.real_label,
+        )?;
+        let mut r1 = None;
+        if let Some(gamma) = r1_gamma {
+            let d = &self.d;
+            let p = gan_core::penalty::r1_penalty(
+                |xs| d.logits(xs, true).map_err(crate::wgan::to_candle),
+                &real,
+                gamma,
+            )?;
+            r1 = Some(
+                p.value
+                    .to_dtype(candle_core::DType::F32)?
+                    .to_scalar::<f32>()?,
+            );
+            loss_d = (loss_d + p.value)?;
+        }
+        self.opt_d.backward_step(&loss_d)?;
+        Ok((loss_d, real_logits, fake_logits, r1))
+    }
+
+    /// The `n_dis − 1` discriminator steps that precede [`GanTrainer::step_on`], each on a fresh
+    /// real batch from `data` and a fresh fake batch; returns the items they used.
+    fn extra_d_steps(
+        &mut self,
+        data: &mut dyn BatchSource<Batch = gan_data::Batch>,
+    ) -> Result<usize> {
+        let mut items = 0;
+        for _ in 1..self.opts.n_dis {
+            let real = data.next_batch(self.step + 1)?.items;
+            let mut rng = std::mem::replace(&mut self.noise, SeededRng::new(0));
+            let z = self.noise_batch(&mut rng, real.dim(0)?);
+            self.noise = rng;
+            let fake = self.g.generate(&z?, true)?.detach();
+            let r1 = self.opts.r1_gamma_at(self.step);
+            self.d_step(&real, &fake, r1)?;
+            items += real.dim(0)?;
+        }
+        Ok(items)
     }
 
     /// Draws a noise batch `[n, latent_dim]` from `rng`.
@@ -206,21 +329,23 @@ impl<G: GeneratorNet, D: DiscriminatorNet> GanTrainer<G, D> {
         let fake = self.g.generate(&z?, true)?;
 
         // Discriminator: reals, and fakes detached so that no gradient reaches G.
-        let real_logits = self.d.logits(real, true)?;
-        let fake_logits = self.d.logits(&fake.detach(), true)?;
-        let loss_d = discriminator_loss(&real_logits, &fake_logits, self.cfg.real_label)?;
-        self.opt_d.backward_step(&loss_d)?;
+        let r1_gamma = self.opts.r1_gamma_at(self.step);
+        let (loss_d, real_logits, fake_logits, r1) = self.d_step(real, &fake.detach(), r1_gamma)?;
 
         // Generator, through the updated D; only G's optimizer steps, so D's parameters are
         // constants here and their gradients are not computed.
+        let seen = self.augment(&fake)?;
         let out = {
             let _frozen = gan_core::freeze::freeze_params();
-            self.d.logits(&fake, true)?
+            self.d.logits(&seen, true)?
         };
         let loss_g = generator_loss(&out, self.cfg.loss)?;
         self.opt_g.backward_step(&loss_g)?;
 
         self.step += 1;
+        if let Some(ema) = &self.ema {
+            ema.update(&self.g_vars, self.step)?;
+        }
         Ok(StepMetrics {
             step: self.step,
             epoch,
@@ -229,6 +354,7 @@ impl<G: GeneratorNet, D: DiscriminatorNet> GanTrainer<G, D> {
             d_x: sigmoid_mean(&real_logits)?,
             d_g_z1: sigmoid_mean(&fake_logits)?,
             d_g_z2: sigmoid_mean(&out)?,
+            r1,
         })
     }
 }
@@ -247,11 +373,30 @@ impl<G: GeneratorNet, D: DiscriminatorNet> Trainer for GanTrainer<G, D> {
         &mut self,
         data: &mut dyn BatchSource<Batch = gan_data::Batch>,
     ) -> Result<StepMetrics> {
+        let extra = self.extra_d_steps(data)?;
         let batch = data.next_batch(self.step + 1)?;
-        self.step_on(&batch.items, batch.epoch as u64)
+        let m = self.step_on(&batch.items, batch.epoch as u64)?;
+        self.last_items += extra;
+        Ok(m)
     }
     fn items(&self, _m: &StepMetrics) -> usize {
         self.last_items
+    }
+    fn extra_file(&self) -> Option<&'static str> {
+        self.ema.as_ref().map(|_| "generator_ema")
+    }
+    fn extra_tensors(&self) -> Result<std::collections::HashMap<String, Tensor>> {
+        Ok(self
+            .ema
+            .as_ref()
+            .map(EmaGenerator::tensors)
+            .unwrap_or_default())
+    }
+    fn restore_extra(&mut self, tensors: std::collections::HashMap<String, Tensor>) -> Result<()> {
+        match &self.ema {
+            Some(e) => e.restore(&tensors),
+            None => Ok(()),
+        }
     }
     crate::engine::trainer_parts! {
         "generator", "generator" => g_vars, opt_g;
@@ -268,7 +413,7 @@ impl<G: GeneratorNet, D: DiscriminatorNet> Trainer for GanTrainer<G, D> {
         self.opt_d.set_lr(self.base_lr[1] * factor);
     }
     fn generator(&self) -> Option<&dyn GeneratorNet> {
-        Some(&self.g)
+        Some(self.sampler())
     }
     fn device(&self) -> &Device {
         &self.device

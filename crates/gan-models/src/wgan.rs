@@ -61,6 +61,7 @@ use crate::dcgan_run::{build_generator, parse_device, DataConfig, DcganRunConfig
 use crate::engine::{fit, BatchSource, FitConfig, FitOutcome, Signals, StepRecord, Trainer};
 use crate::error::{ModelError, Result};
 use crate::grid::save_grid;
+use crate::options::GanOptions;
 use crate::run::RunDir;
 use crate::streams as stream;
 use crate::train::{DiscriminatorNet, GeneratorNet, LoopConfig, Observer, StepConfig};
@@ -455,6 +456,7 @@ impl WganRunConfig {
             device: self.device.clone(),
             fast_conv: self.fast_conv,
             streams: self.streams,
+            options: GanOptions::default(),
         }
     }
 }
@@ -782,7 +784,7 @@ impl<G: GeneratorNet, C: DiscriminatorNet> Trainer for WganTrainer<G, C> {
     }
 }
 
-fn to_candle(e: ModelError) -> candle_core::Error {
+pub(crate) fn to_candle(e: ModelError) -> candle_core::Error {
     match e {
         ModelError::Candle(e) => e,
         e => candle_core::Error::Msg(e.to_string()),

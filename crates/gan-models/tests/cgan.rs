@@ -151,6 +151,7 @@ fn tiny(cond: CondMode, size: usize) -> CganConfig {
             ndf: 4,
             channels: 1,
             image_size: size,
+            spectral_norm: false,
         },
         classes: 3,
         cond,

@@ -21,6 +21,7 @@ fn step(step: u64, d_x: f32, d_g_z: f32) -> StepMetrics {
         d_x,
         d_g_z1: d_g_z,
         d_g_z2: d_g_z,
+        r1: None,
     }
 }
 

@@ -29,14 +29,20 @@ fn fixtures() -> PathBuf {
 /// every step and checkpointing only at the end.
 ///
 /// `cgan-projection` and `cgan-acgan` are the DCGAN fixture made class-conditional on the ten
-/// digits.
+/// digits. `sngan-all` is the DCGAN fixture as an SNGAN (spectral norm, hinge) with every option
+/// of `GanOptions` on: 2 discriminator steps, DiffAugment, lazy R1 and the EMA generator.
 fn config(kind: &str, steps: u64) -> RunConfig {
     let cond = match kind {
         "cgan-projection" => Some(CondMode::Projection),
         "cgan-acgan" => Some(CondMode::Acgan),
         _ => None,
     };
-    let run = RunDir::open(fixtures().join(if cond.is_some() { "dcgan" } else { kind })).unwrap();
+    let fixture = if kind == "sngan-all" || cond.is_some() {
+        "dcgan"
+    } else {
+        kind
+    };
+    let run = RunDir::open(fixtures().join(fixture)).unwrap();
     let mut cfg = RunConfig::read(&run).unwrap();
     if let (Some(cond), RunConfig::Dcgan(base)) = (cond, &cfg) {
         let digits = (0..10).map(|d| d.to_string()).collect();
@@ -45,6 +51,26 @@ fn config(kind: &str, steps: u64) -> RunConfig {
     let schedule = match &mut cfg {
         RunConfig::Dcgan(c) => {
             c.streams = gan_models::streams::CURRENT;
+            if kind == "sngan-all" {
+                c.model = "sngan".into();
+                c.dcgan.spectral_norm = true;
+                c.step.loss = gan_core::loss::GeneratorLoss::Hinge;
+                c.options = gan_models::options::GanOptions {
+                    n_dis: 2,
+                    diffaug: Some(
+                        gan_core::diffaug::DiffAugment::parse("color,translation,cutout").unwrap(),
+                    ),
+                    r1: Some(gan_models::options::R1Config {
+                        gamma: 1.0,
+                        every: 2,
+                    }),
+                    ema: Some(gan_core::ema::EmaConfig {
+                        decay: 0.9,
+                        start: 1,
+                    }),
+                    raw_generator: false,
+                };
+            }
             &mut c.schedule
         }
         RunConfig::Wgan(c) => {
@@ -116,6 +142,9 @@ fn train(run: &RunDir, cfg: &RunConfig, resume: bool) {
 /// The checkpoint files of a kind.
 fn files(cfg: &RunConfig) -> Vec<&'static str> {
     match cfg {
+        RunConfig::Dcgan(c) if c.options.ema.is_some() => {
+            vec!["generator", "generator_ema", "discriminator", "optimizers"]
+        }
         RunConfig::Dcgan(_) | RunConfig::Cgan(_) => {
             vec!["generator", "discriminator", "optimizers"]
         }
@@ -211,4 +240,11 @@ fn toy_wgan_gp_resumes_exactly() {
 #[test]
 fn cyclegan_resumes_exactly() {
     assert_resume_is_exact("cyclegan", 3, 6);
+}
+
+/// Spectral norm's u, the EMA generator, DiffAugment's draws, R1 and extra discriminator steps
+/// all resume exactly.
+#[test]
+fn sngan_with_every_option_resumes_exactly() {
+    assert_resume_is_exact("sngan-all", 3, 6);
 }

@@ -46,6 +46,7 @@ fn small(gp: bool, steps: u64) -> (WganRunConfig, TensorDataset) {
         ndf: 8,
         channels: 1,
         image_size: 28,
+        spectral_norm: false,
     };
     cfg.critic = CriticSchedule::constant(2);
     cfg.batch_size = 16;
@@ -92,6 +93,7 @@ fn critic_is_dcgan_discriminator_body_with_linear_output() {
             ndf: 8,
             channels: c,
             image_size: size,
+            spectral_norm: false,
         };
         let d_vars = VarMap::new();
         DcganDiscriminator::new(&cfg, VarBuilder::from_varmap(&d_vars, DType::F32, &dev)).unwrap();
@@ -301,6 +303,7 @@ fn gp_critic_penalty_gradient_matches_finite_differences() {
         ndf: 2,
         channels: 1,
         image_size: 28,
+        spectral_norm: false,
     };
     for norm in [CriticNorm::LayerNorm, CriticNorm::None] {
         let vm = VarMap::new();

@@ -212,7 +212,7 @@ fn block_planes<'a>(
     debug_assert_eq!(block_len % ncols.max(1), 0);
     debug_assert!(row0 * ncols + block_len <= g.k() * ncols);
     debug_assert_eq!(offs.len(), taps * l);
-    let rows = if ncols == 0 { 0 } else { block_len / ncols };
+    let rows = block_len.checked_div(ncols).unwrap_or(0);
     (0..rows).flat_map(move |r| {
         let row = row0 + r;
         let (ch, t) = (row / taps, &offs[(row % taps) * l..][..l]);
