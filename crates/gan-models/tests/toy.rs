@@ -70,8 +70,9 @@ fn ring8_training_captures_most_modes() -> anyhow::Result<()> {
         m.high_quality_share
     );
 
-    // Evaluations logged with their step, and plots written, every 750 steps and at the
-    // learning-rate milestones (half and three quarters of the run).
+    // Evaluations logged with their step, and plots written, at step 0 (the untrained
+    // generator, as every model's step-0 sample grid), every 750 steps and at the learning-rate
+    // milestones (half and three quarters of the run).
     let text = std::fs::read_to_string(run.metrics_path())?;
     let evals: Vec<EvalRecord> = text
         .lines()
@@ -80,7 +81,7 @@ fn ring8_training_captures_most_modes() -> anyhow::Result<()> {
         .collect::<Result<_, _>>()?;
     assert_eq!(
         evals.iter().map(|e| e.step).collect::<Vec<_>>(),
-        vec![750, 1125, 1500]
+        vec![0, 750, 1125, 1500]
     );
     assert_eq!(evals.last().map(|e| &e.modes), Some(&m));
     assert!(run.sample_path(750).is_file() && run.sample_path(1500).is_file());
