@@ -16,29 +16,20 @@ fn png_size(path: &Path) -> (u32, u32) {
 fn train_sample_interpolate() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let out = gan_cli(
-        &[
-            "train",
-            "dcgan",
-            "--data",
-            "mnist-mini",
-            "--steps",
-            "3",
-            "--batch-size",
-            "8",
-            "--ngf",
-            "8",
-            "--ndf",
-            "8",
-            "--nz",
-            "10",
-            "--out",
-            "run",
-            "--sample-every",
-            "2",
-        ],
-        d,
-    );
+    let mut args = vec![
+        "train",
+        "dcgan",
+        "--data",
+        "mnist-mini",
+        "--steps",
+        "3",
+        "--out",
+        "run",
+        "--sample-every",
+        "2",
+    ];
+    args.extend(common::TINY_DCGAN);
+    let out = gan_cli(&args, d);
     ok(&out);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("samples in run/samples"), "{stdout}");
