@@ -26,6 +26,7 @@ use candle_nn::{VarBuilder, VarMap};
 use gan_core::batchnorm::{leaky_relu, Activation, BatchNorm2d};
 use gan_core::conv::{set_fast_conv, Conv2d, ConvLayer, ConvParams, ConvTranspose2d};
 use gan_core::rng::SeededRng;
+use gan_models::cgan_run::CganRunConfig;
 use gan_models::dcgan::DcganConfig;
 use gan_models::dcgan_run::{build_trainer, DataConfig, DcganRunConfig};
 use gan_models::engine::StepRecord;
@@ -73,6 +74,14 @@ pub struct BenchArgs {
     /// Time each layer's forward and backward pass instead of the whole step.
     #[arg(long)]
     layers: bool,
+    /// Also time the class-conditional step (`train cgan`) of these modes, comma-separated
+    /// (`projection`, `acgan`, `concat`), on dcgan28's networks and batch, as more sides
+    /// beside DCGAN's in every round, with each one's per-round ratio to DCGAN's step.
+    #[arg(long, value_delimiter = ',')]
+    cgan: Vec<String>,
+    /// Internal, with `--worker`: time the class-conditional step of this mode.
+    #[arg(long, hide = true)]
+    cond: Option<String>,
     /// Internal: run one side's timed loop in this process and print its JSON.
     #[arg(long, hide = true)]
     worker: bool,
@@ -189,19 +198,34 @@ fn worker(args: &BenchArgs, m: Model) -> anyhow::Result<()> {
     cfg.dcgan = dcgan_config(m);
     cfg.batch_size = m.batch;
     cfg.fast_conv = fast;
-    let mut trainer = build_trainer(&cfg, &dev)?;
-    set_fast_conv(fast);
     let side = cfg.dcgan.image_size;
     let real =
         SeededRng::with_stream(0, 100).rand((m.batch, m.channels, side, side), -1.0, 1.0, &dev)?;
+    let mut step: Box<dyn FnMut() -> anyhow::Result<bool>> = match &args.cond {
+        None => {
+            let mut trainer = build_trainer(&cfg, &dev)?;
+            Box::new(move || Ok(trainer.step_on(&real, 0)?.is_finite()))
+        }
+        Some(mode) => {
+            let cond = serde_json::from_value(json!(mode))
+                .with_context(|| format!("unknown --cgan mode {mode:?}"))?;
+            let classes: Vec<String> = (0..10).map(|c| c.to_string()).collect();
+            let cgan = CganRunConfig::new(cfg.clone(), cond, classes);
+            let mut trainer = gan_models::cgan_run::build_trainer(&cgan, &dev)?;
+            let labels: Vec<u32> = (0..m.batch as u32).map(|i| i % 10).collect();
+            let labels = Tensor::from_vec(labels, m.batch, &dev)?;
+            Box::new(move || Ok(trainer.step_on(&real, &labels, 0)?.base.is_finite()))
+        }
+    };
+    set_fast_conv(fast);
     let rss_before_kib = vm_kib("VmRSS:");
     let mut times = Vec::with_capacity(args.steps);
     for i in 0..args.warmup + args.steps {
         let t0 = Instant::now();
-        let metrics = trainer.step_on(&real, 0)?;
+        let finite = step()?;
         let dt = t0.elapsed().as_secs_f64();
-        if !metrics.is_finite() {
-            bail!("non-finite step metrics: {metrics:?}");
+        if !finite {
+            bail!("non-finite step metrics at step {i}");
         }
         if i >= args.warmup {
             times.push(dt);
@@ -212,6 +236,7 @@ fn worker(args: &BenchArgs, m: Model) -> anyhow::Result<()> {
         "framework": "gan-rs",
         "conv": if fast { "gan-core" } else { "candle" },
         "model": m.name,
+        "cgan": args.cond,
         "batch": m.batch,
         "channels": m.channels,
         "device": "cpu",
@@ -431,6 +456,13 @@ fn worker_command(args: &BenchArgs, m: Model, candle: bool) -> Command {
     cmd
 }
 
+/// The worker command of the class-conditional step of `mode` on `m`'s networks.
+fn cgan_command(args: &BenchArgs, m: Model, mode: &str) -> Command {
+    let mut cmd = worker_command(args, m, false);
+    cmd.args(["--cond", mode]);
+    cmd
+}
+
 fn torch_command(args: &BenchArgs, python: &std::path::Path, m: Model) -> Command {
     let mut cmd = Command::new(python);
     cmd.arg(&args.torch_script)
@@ -531,6 +563,7 @@ fn compare(args: &BenchArgs) -> anyhow::Result<()> {
     }
     let mut lines = Vec::new();
     let mut rows = Vec::new();
+    let mut cgan_rows = Vec::new();
     for m in args.models()? {
         let mut sides = vec![Side::new(
             "gan-rs (gan-core conv)",
@@ -544,6 +577,12 @@ fn compare(args: &BenchArgs) -> anyhow::Result<()> {
         }
         if let Some(py) = &args.torch {
             sides.push(Side::new("torch", torch_command(args, py, m)));
+        }
+        if m.name == "dcgan28" {
+            for mode in &args.cgan {
+                let label: &'static str = Box::leak(format!("gan-rs cgan {mode}").into_boxed_str());
+                sides.push(Side::new(label, cgan_command(args, m, mode)));
+            }
         }
         for round in 0..args.rounds {
             for side in &mut sides {
@@ -562,6 +601,13 @@ fn compare(args: &BenchArgs) -> anyhow::Result<()> {
                 side.peak_rss_mib.push(rss);
                 side.last = Some(v);
             }
+        }
+        for side in sides.iter().filter(|s| s.label.starts_with("gan-rs cgan")) {
+            let r = median_round_ratio(&side.medians_ms, &sides[0].medians_ms);
+            cgan_rows.push(format!(
+                "{} b{}: {} / gan-rs DCGAN step, median of per-round ratios: {r:.3}",
+                m.name, m.batch, side.label
+            ));
         }
         let flops = step_flops(m);
         let torch = sides
@@ -655,6 +701,9 @@ fn compare(args: &BenchArgs) -> anyhow::Result<()> {
     // "best": the fastest round of each side, i.e. the least disturbed by other load; PyTorch's
     // OpenMP threads spin-wait and slow down far more than ours when the cores are shared.
     for r in rows {
+        println!("{r}");
+    }
+    for r in cgan_rows {
         println!("{r}");
     }
     for l in lines {

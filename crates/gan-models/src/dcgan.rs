@@ -99,6 +99,13 @@ impl DcganConfig {
         self.d_stages().last().map_or(0, |s| s.c_in)
     }
 
+    /// Length of the discriminator's flattened features before its last layer,
+    /// `d_features · s · s` (`s` 7 for 28 pixels, 4 otherwise): the vector φ(x) that the last
+    /// layer maps linearly to the logit.
+    pub fn d_feature_len(&self) -> usize {
+        self.d_stages().last().map_or(0, |s| s.c_in * s.k * s.k)
+    }
+
     fn g_stages(&self) -> Vec<Stage> {
         let (nz, f, nc) = (self.nz, self.ngf, self.channels);
         let st = |c_in, c_out, k, s, p, bn| Stage {

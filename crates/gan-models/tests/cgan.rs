@@ -22,15 +22,23 @@ fn t(data: &[f32], shape: &[usize]) -> Tensor {
 }
 
 #[test]
-fn projection_term_is_the_inner_product_of_embedding_and_pooled_features() {
-    // Two samples, 2 channels of 1 × 2 pixels, 3 classes.
+fn projection_term_is_the_inner_product_of_embedding_and_flattened_features() {
+    // Two samples, 2 channels of 1 × 2 pixels (φ has 4 values), 3 classes.
     let feats = t(&[1., 2., 3., 4., /**/ -1., 0.5, 2., -2.], &[2, 2, 1, 2]);
-    let embed = t(&[0.1, 0.2, /**/ -0.3, 0.4, /**/ 1.0, -1.0], &[3, 2]);
+    #[rustfmt::skip]
+    let embed = t(&[
+        0.1, 0.2, 0.0, 1.0,
+        -0.3, 0.4, 0.5, -0.5,
+        1.0, -1.0, 2.0, 0.0,
+    ], &[3, 4]);
     // Sample 0 of class 1; sample 1 halfway between classes 0 and 2.
     let y = t(&[0., 1., 0., /**/ 0.5, 0., 0.5], &[2, 3]);
     let got: Vec<f32> = projection(&feats, &y, &embed).unwrap().to_vec1().unwrap();
-    // Sum-pooled: [3, 7] and [-0.5, 0]. Embeddings: [-0.3, 0.4] and [0.55, -0.4].
-    let want = [3.0 * -0.3 + 7.0 * 0.4, -0.5 * 0.55 + 0.0 * -0.4];
+    // Sample 1's embedding: [0.55, -0.4, 1.0, 0.5].
+    let want = [
+        1.0 * -0.3 + 2.0 * 0.4 + 3.0 * 0.5 + 4.0 * -0.5,
+        -1.0 * 0.55 + 0.5 * -0.4 + 2.0 * 1.0 + -2.0 * 0.5,
+    ];
     for (g, w) in got.iter().zip(want) {
         assert!((g - w).abs() < 1e-6, "got {got:?}, want {want:?}");
     }
