@@ -777,9 +777,10 @@ pub const IS_SPLITS: usize = 10;
 /// - FID: each set needs more samples than features ([`fid_min_samples`], `dim + 1`) for a
 ///   full-rank covariance, and at least 2 for any value.
 /// - Inception Score: [`inception_score_min_samples`] (10 per class and split).
-/// - KID: twice [`KID_SUBSET_SIZE`] in each set, for subsets of the size of clean-fid and
-///   torch-fidelity (subsets take at most half the smaller set: [`kid_subset_size`]), and at
-///   least 2 for any value.
+/// - KID: [`KID_SUBSET_SIZE`] in each set (the subset size of clean-fid and torch-fidelity),
+///   and at least 2 for any value. From 1,000 to 2,000 samples its subsets take half the smaller
+///   set ([`kid_subset_size`]): the mean is as good (unbiased, from every sample), only the ±
+///   is that of a smaller subset, so no warning.
 /// - Precision/recall, density and coverage: more than k = [`PR_K`] samples in each set, or no
 ///   value.
 ///
@@ -832,13 +833,11 @@ pub fn sample_warnings(
         out.push(format!(
             "KID not computed: {counts}; the unbiased estimate needs at least 2 in each set"
         ));
-    } else if least < 2 * KID_SUBSET_SIZE {
+    } else if least < KID_SUBSET_SIZE {
         let m = kid_subset_size(KID_SUBSET_SIZE, samples, reference.unwrap_or(samples));
         out.push(format!(
-            "KID is not comparable: {counts}; its subsets take {m} from each set (half the \
-             smaller set), not {KID_SUBSET_SIZE} (which needs at least {} in each set): the mean \
-             is still unbiased, its ± is larger",
-            2 * KID_SUBSET_SIZE
+            "KID is not comparable: {counts}; it needs {KID_SUBSET_SIZE} in each set (its \
+             subsets take {m} from each set, half the smaller set)"
         ));
     }
     if least <= PR_K {
