@@ -101,9 +101,9 @@ pub struct TrainCycleganArgs {
     /// built in as well) and the reference cache (`cache/`, or $GAN_CACHE).
     #[arg(long, default_value = "datasets", env = "GAN_DATASETS")]
     pub datasets_dir: PathBuf,
-    /// --eval-every N: FID/KID of G(testA) against the real testB and of F(testB) against the
-    /// real testA every N steps (--eval-count: test images translated per direction; the
-    /// evaluator: mnist for grey runs, inception for RGB runs with its weights).
+    // --eval-every N: FID/KID of G(testA) against the real testB and of F(testB) against the
+    // real testA every N steps (--eval-count: test images translated per direction; the
+    // evaluator: mnist for grey runs, inception for RGB runs with its weights).
     #[command(flatten)]
     pub eval: crate::eval_cmd::TrainEvalArgs,
     #[command(flatten)]

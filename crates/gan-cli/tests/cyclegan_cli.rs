@@ -336,6 +336,22 @@ fn eval_every_scores_translations_both_ways_during_training() {
     args[channels + 1] = "3";
     fails_with(&gan_cli(&args, d), "--evaluator inception");
     assert!(!d.join("rgb/config.json").exists());
+    // With Inception weights (the formula's, width / 16) it is scored on Inception features.
+    common::tiny_inception_weights(&d.join("inception.safetensors"));
+    args.extend_from_slice(&[
+        "--steps",
+        "2",
+        "--inception-weights",
+        "inception.safetensors",
+    ]);
+    ok(&gan_cli(&args, d));
+    let evals = translation_evals(&d.join("rgb"));
+    assert_eq!(evals.len(), 1, "{evals:?}");
+    for dir in ["a2b", "b2a"] {
+        let r = &evals[0]["translation_eval"][dir];
+        assert_eq!(r["evaluator"], "inception (width / 16)", "{r}");
+        assert!(r["fid"].as_f64().unwrap().is_finite(), "{r}");
+    }
     // A dataroot without test images: refused, naming the folder.
     std::fs::create_dir_all(d.join("notest")).unwrap();
     for s in ["trainA", "trainB"] {
