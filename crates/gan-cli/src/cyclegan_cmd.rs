@@ -2,7 +2,7 @@
 //! [`CycleGanRunConfig`], then the library's [`train_cyclegan`], [`LoadedCycleGan`](gan_models::cyclegan_run::LoadedCycleGan) and
 //! [`eval_thin2thick`].
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
@@ -97,6 +97,15 @@ pub struct TrainCycleganArgs {
     /// Use candle's own convolutions instead of the fast CPU kernels.
     #[arg(long)]
     pub no_fast_conv: bool,
+    /// Where the evaluators of --eval-every live (`evaluators/`; mnist and fashion-mnist are
+    /// built in as well) and the reference cache (`cache/`, or $GAN_CACHE).
+    #[arg(long, default_value = "datasets", env = "GAN_DATASETS")]
+    pub datasets_dir: PathBuf,
+    // --eval-every N: FID/KID of G(testA) against the real testB and of F(testB) against the
+    // real testA every N steps (--eval-count: test images translated per direction; the
+    // evaluator: mnist for grey runs, inception for RGB runs with its weights).
+    #[command(flatten)]
+    pub eval: crate::eval_cmd::TrainEvalArgs,
     #[command(flatten)]
     pub run: crate::args::RunFlags,
 }
@@ -152,6 +161,21 @@ pub struct EvalTranslationArgs {
     /// cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+}
+
+/// The evaluator that scores a CycleGAN's translations: the one asked for, else `mnist` for
+/// grey runs (thin2thick-style digits) and `inception` for RGB runs when its weights are given;
+/// `None` for an RGB run without them.
+pub fn translation_evaluator(
+    explicit: Option<&str>,
+    channels: usize,
+    inception_given: bool,
+) -> Option<String> {
+    match explicit {
+        Some(e) => Some(e.to_string()),
+        None if channels == 1 => Some("mnist".into()),
+        None => inception_given.then(|| "inception".into()),
+    }
 }
 
 fn new_config(a: &TrainCycleganArgs, dataroot: PathBuf) -> CycleGanRunConfig {
@@ -247,10 +271,9 @@ pub fn train(a: TrainCycleganArgs) -> anyhow::Result<ExitCode> {
         run,
         cfg: RunConfig::CycleGan(cfg.clone()),
         resume,
-        // CycleGAN translates instead of sampling noise: its evaluation is
-        // `gan-cli eval-translation` on a checkpoint.
-        eval: None,
-        datasets_dir: Path::new("datasets"),
+        // Translations of the test images, scored in both directions.
+        eval: Some(&a.eval),
+        datasets_dir: &a.datasets_dir,
     };
     run_training(session, |run, resume, observer| {
         train_cyclegan(run, &cfg, &data, resume, observer)
@@ -303,19 +326,25 @@ pub fn eval_translation(a: EvalTranslationArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let inception = a.inception.source();
-    let evaluator = a.evaluator.clone().or_else(|| {
-        if model.cfg.net.channels == 1 {
-            Some("mnist".into())
-        } else {
-            inception.is_some().then(|| "inception".into())
-        }
-    });
+    let evaluator = translation_evaluator(
+        a.evaluator.as_deref(),
+        model.cfg.net.channels,
+        inception.is_some(),
+    );
     match evaluator {
         Some(name) => {
             let mut progress = crate::progress::PhaseProgress::new();
             progress.start(&format!("loading the {name} evaluator"), 0);
-            let (net, _) = load_evaluator(&name, &a.datasets_dir, &dev, inception.as_ref())?;
-            let scores = score_translations(&model, &a.dataroot, net.as_ref(), &mut progress)?;
+            let datasets_dir = crate::embedded::datasets_dir(&a.datasets_dir)?;
+            let (net, _) = load_evaluator(&name, &datasets_dir, &dev, inception.as_ref())?;
+            let cache = crate::eval_cmd::reference_cache(&datasets_dir);
+            let scores = score_translations(
+                &model,
+                &a.dataroot,
+                net.as_ref(),
+                Some(&cache),
+                &mut progress,
+            )?;
             progress.finish();
             for (what, r) in [
                 ("G(testA) against the real testB", &scores.a2b),

@@ -11,6 +11,7 @@ use gan_core::eval_metrics::Gaussian;
 use gan_data::{ImageFolder, ImageFolderConfig, ImageSource};
 use gan_models::cgan_run::load_cgan;
 use gan_models::class_eval::score_classes;
+use gan_models::cyclegan_run::TranslationReferences;
 use gan_models::dcgan_run::{load_generator_from, parse_device};
 use gan_models::evaluator::{
     dataset_side, embed_dataset_with, embed_images_with, evaluator_for_data, load_evaluator,
@@ -18,7 +19,7 @@ use gan_models::evaluator::{
     Progress, ReferenceSet,
 };
 use gan_models::inception::InceptionSource;
-use gan_models::monitor::MonitorConfig;
+use gan_models::monitor::{MonitorConfig, TranslationEvalSetup};
 use gan_models::registry::RunConfig;
 use gan_models::report::write_report;
 use gan_models::run::{write_json, RunDir};
@@ -136,18 +137,20 @@ pub struct ReportArgs {
     pub open: bool,
 }
 
-/// The evaluation flags of `train dcgan`.
+/// The evaluation flags of the train commands (`dcgan`, `wgan`, `cgan`, `cyclegan`, ...).
 #[derive(Debug, Args)]
 pub struct TrainEvalArgs {
     /// Evaluate the generator every N steps (and at the last step) into metrics.jsonl and the
-    /// report (0: never).
+    /// report (0: never). CycleGAN: its translations of the test images, both directions.
     #[arg(long, default_value_t = 0)]
     pub eval_every: u64,
-    /// Samples per evaluation during training.
+    /// Samples per evaluation during training (CycleGAN: at most this many test images of
+    /// each domain are translated).
     #[arg(long, default_value_t = 2000)]
     pub eval_count: usize,
     /// The evaluator for --eval-every: mnist, fashion-mnist, or inception (with
-    /// --inception-weights or --inception-repo) (default: from the training data).
+    /// --inception-weights or --inception-repo) (default: from the training data; CycleGAN:
+    /// mnist for grey runs, inception for RGB runs).
     #[arg(long)]
     pub evaluator: Option<String>,
     #[command(flatten)]
@@ -218,6 +221,61 @@ pub fn monitor_setup(
         Some(&reference_cache(datasets_dir)),
     )?;
     Ok((cfg, Some(setup)))
+}
+
+/// The monitor of a CycleGAN run: with `--eval-every`, the evaluator that fits its data
+/// ([`crate::cyclegan_cmd::translation_evaluator`]: mnist for grey runs, inception for RGB runs
+/// with its weights) and the real test images of both domains embedded by it (cached like
+/// `eval`'s references: [`reference_cache`]).
+pub fn translation_monitor_setup(
+    a: &TrainEvalArgs,
+    cfg: &gan_models::cyclegan_run::CycleGanRunConfig,
+    datasets_dir: &Path,
+    total_steps: u64,
+) -> anyhow::Result<(MonitorConfig, Option<TranslationEvalSetup>)> {
+    let mcfg = MonitorConfig {
+        eval_every: a.eval_every,
+        eval_count: a.eval_count,
+        total_steps,
+        write_report: true,
+    };
+    if a.eval_every == 0 {
+        return Ok((mcfg, None));
+    }
+    if a.eval_count < 10 {
+        bail!("--eval-count {} is too small (at least 10)", a.eval_count);
+    }
+    let inception = a.inception.source();
+    let Some(name) = crate::cyclegan_cmd::translation_evaluator(
+        a.evaluator.as_deref(),
+        cfg.net.channels,
+        inception.is_some(),
+    ) else {
+        bail!(
+            "--eval-every on an RGB CycleGAN ({} channels) needs --evaluator inception and its \
+             weights (--inception-weights PATH or --inception-repo ORG/NAME); the mnist \
+             evaluators take grey digits",
+            cfg.net.channels
+        );
+    };
+    let dev = parse_device(&cfg.device)?;
+    let (net, _) = load_evaluator(&name, datasets_dir, &dev, inception.as_ref())?;
+    let root = &cfg.data.dataroot;
+    let refs = TranslationReferences::load(
+        net.as_ref(),
+        root,
+        cfg.image_cfg(cfg.data.crop_size),
+        Some(&reference_cache(datasets_dir)),
+        &mut (),
+    )
+    .with_context(|| {
+        format!(
+            "--eval-every scores translations of {} and {} against each other",
+            root.join("testA").display(),
+            root.join("testB").display()
+        )
+    })?;
+    Ok((mcfg, Some(TranslationEvalSetup { net, refs })))
 }
 
 /// The side to load an image folder at: the network's input side, except for the inception

@@ -280,19 +280,34 @@ fn train_and_report<M: StepRecord>(
     }
     let no_eval = TrainEvalArgs::none();
     let datasets_dir = crate::embedded::datasets_dir(datasets_dir)?;
-    let (monitor_cfg, setup) = crate::eval_cmd::monitor_setup(
-        eval.unwrap_or(&no_eval),
-        &cfg.data_name(),
-        &datasets_dir,
-        cfg.device(),
-        steps,
-    )?;
+    let eval = eval.unwrap_or(&no_eval);
+    // A translation model is scored on its translations of the test images; the others on
+    // samples of their generator.
+    let (monitor_cfg, setup, translation) = match cfg {
+        RunConfig::CycleGan(c) => {
+            let (m, t) = crate::eval_cmd::translation_monitor_setup(eval, c, &datasets_dir, steps)?;
+            (m, None, t)
+        }
+        _ => {
+            let (m, s) = crate::eval_cmd::monitor_setup(
+                eval,
+                &cfg.data_name(),
+                &datasets_dir,
+                cfg.device(),
+                steps,
+            )?;
+            (m, s, None)
+        }
+    };
     let stop = crate::stop_on_ctrl_c()?;
     let mut progress = TrainProgress::<M>::new(start, steps, cfg.item_unit(), stop);
     let dev = gan_models::dcgan_run::parse_device(cfg.device())?;
     let mut monitor = RunMonitor::new(&mut progress, run.clone(), setup, monitor_cfg, dev);
     if let RunConfig::Cgan(c) = cfg {
         monitor = monitor.with_class_names(c.classes.clone());
+    }
+    if let Some(t) = translation {
+        monitor = monitor.with_translation(t);
     }
     let outcome = train(run, resume, &mut monitor)?;
     drop(monitor);

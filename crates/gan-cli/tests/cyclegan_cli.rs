@@ -231,3 +231,141 @@ fn train_translate_eval_and_bad_input() {
     args.extend_from_slice(&["--crop-size", "10", "--load-size", "10"]);
     fails_with(&gan_cli(&args, d), "multiple of 4");
 }
+
+/// The `translation_eval` lines of a run's `metrics.jsonl`.
+fn translation_evals(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v.get("translation_eval").is_some())
+        .collect()
+}
+
+#[test]
+fn eval_every_scores_translations_both_ways_during_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (s, n, thick) in [
+        ("trainA", 3, 1),
+        ("trainB", 3, 3),
+        ("testA", 6, 1),
+        ("testB", 6, 3),
+    ] {
+        write_pngs(&d.join("data").join(s), n, thick);
+    }
+    let mut args = vec!["train", "cyclegan", "--dataroot", "data", "--out", "run"];
+    args.extend_from_slice(TINY);
+    args.extend_from_slice(&[
+        "--crop-size",
+        "12",
+        "--load-size",
+        "12",
+        "--steps",
+        "3",
+        "--eval-every",
+        "2",
+        "--eval-count",
+        "10",
+    ]);
+    let out = gan_cli(&args, d);
+    ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Every N steps and at the last step, on the mnist evaluator (grey data), both directions
+    // against the other domain's real test images.
+    let evals = translation_evals(&d.join("run"));
+    let steps: Vec<u64> = evals.iter().map(|v| v["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, [2, 3], "{evals:?}");
+    for v in &evals {
+        for (dir, reference) in [("a2b", "real testB"), ("b2a", "real testA")] {
+            let r = &v["translation_eval"][dir];
+            assert_eq!(r["evaluator"], "mnist", "{r}");
+            assert_eq!(r["reference"], reference, "{r}");
+            assert_eq!(
+                (r["samples"].as_u64(), r["reference_samples"].as_u64()),
+                (Some(6), Some(6)),
+                "{r}"
+            );
+            let fid = r["fid"].as_f64().unwrap();
+            assert!(fid.is_finite() && fid > 0.0, "{r}");
+            assert!(r["kid"]["mean"].as_f64().unwrap().is_finite(), "{r}");
+        }
+    }
+    assert!(
+        stderr.contains("eval at step 2 (translations): G(testA) vs real testB"),
+        "{stderr}"
+    );
+    let report = std::fs::read_to_string(d.join("run/report.html")).unwrap();
+    assert!(report.contains("FID of the translations"), "no chart");
+    assert!(
+        report.contains("Latest evaluation: G(testA) against the real testB"),
+        "no table"
+    );
+    // The references were cached (one file per test folder) and eval-translation reads them.
+    let cached: Vec<_> = std::fs::read_dir(d.join(".gan-cache"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(cached.len(), 2, "{cached:?}");
+    assert!(cached.iter().all(|f| f.starts_with("reference-real-test")));
+    let out = gan_cli(
+        &["eval-translation", "--run", "run", "--dataroot", "data"],
+        d,
+    );
+    ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for set in ["testA", "testB"] {
+        assert!(
+            stderr.contains(&format!("reading the real {set} statistics from")),
+            "{stderr}"
+        );
+    }
+
+    // An RGB run has no built-in evaluator: refused before training, naming the flags.
+    let mut args = vec!["train", "cyclegan", "--dataroot", "data", "--out", "rgb"];
+    args.extend_from_slice(TINY);
+    args.extend_from_slice(&[
+        "--crop-size",
+        "12",
+        "--load-size",
+        "12",
+        "--eval-every",
+        "2",
+    ]);
+    let channels = args.iter().position(|a| *a == "--channels").unwrap();
+    args[channels + 1] = "3";
+    fails_with(&gan_cli(&args, d), "--evaluator inception");
+    assert!(!d.join("rgb/config.json").exists());
+    // With Inception weights (the formula's, width / 16) it is scored on Inception features.
+    common::tiny_inception_weights(&d.join("inception.safetensors"));
+    args.extend_from_slice(&[
+        "--steps",
+        "2",
+        "--inception-weights",
+        "inception.safetensors",
+    ]);
+    ok(&gan_cli(&args, d));
+    let evals = translation_evals(&d.join("rgb"));
+    assert_eq!(evals.len(), 1, "{evals:?}");
+    for dir in ["a2b", "b2a"] {
+        let r = &evals[0]["translation_eval"][dir];
+        assert_eq!(r["evaluator"], "inception (width / 16)", "{r}");
+        assert!(r["fid"].as_f64().unwrap().is_finite(), "{r}");
+    }
+    // A dataroot without test images: refused, naming the folder.
+    std::fs::create_dir_all(d.join("notest")).unwrap();
+    for s in ["trainA", "trainB"] {
+        write_pngs(&d.join("notest").join(s), 2, 1);
+    }
+    let mut args = vec!["train", "cyclegan", "--dataroot", "notest", "--out", "nt"];
+    args.extend_from_slice(TINY);
+    args.extend_from_slice(&[
+        "--crop-size",
+        "12",
+        "--load-size",
+        "12",
+        "--eval-every",
+        "2",
+    ]);
+    fails_with(&gan_cli(&args, d), "testA");
+}

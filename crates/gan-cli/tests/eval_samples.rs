@@ -74,12 +74,13 @@ fn few_samples_give_values_with_warnings() {
         "FID is not comparable: 12 samples against 1000 reference images; a full-rank \
          covariance of 128 features needs at least 129 in each set",
         "Inception Score is biased low: 12 samples; 10 splits of 10 classes need at least 1000",
-        "KID is not comparable: 12 samples against 1000 reference images; its subsets take 1000",
+        "KID is not comparable: 12 samples against 1000 reference images; it needs 1000 in \
+         each set (its subsets take 6 from each set, half the smaller set)",
     ] {
         assert!(table.contains(want), "table lacks {want:?}:\n{table}");
         assert!(stderr.contains(&format!("warning: {want}")), "{stderr}");
     }
-    assert!(row(&table, "KID (evaluator features)").ends_with("(100 subsets of 12)"));
+    assert!(row(&table, "KID (evaluator features)").ends_with("(100 subsets of 6)"));
     assert!(
         !table.contains("precision/recall, density and coverage not computed"),
         "{table}"

@@ -20,7 +20,8 @@
 //!   manifold, recall the share of real samples inside the generated one.
 //! - [`kernel_inception_distance`]: KID (Bińkowski et al. 2018), the unbiased MMD² estimate with
 //!   the cubic polynomial kernel k(x, y) = (xᵀy / d + 1)³, averaged over random subsets as in
-//!   clean-fid and torch-fidelity (100 subsets of 1,000).
+//!   clean-fid and torch-fidelity (100 subsets of 1,000, capped at half the smaller set:
+//!   [`kid_subset_size`]).
 //! - [`density_coverage_given`]: density and coverage (Naeem et al. 2020) on the real set's k-NN
 //!   balls: how many real balls hold a generated sample on average (over k), and the share of
 //!   real balls that hold one; [`prdc_given`] gives them with precision and recall.
@@ -791,8 +792,25 @@ pub fn inception_score_min_samples(classes: usize, splits: usize) -> usize {
 }
 
 /// The subset size of the KID in clean-fid and torch-fidelity (their `max_subset_size` /
-/// `kid_subset_size`): each set should hold at least this many samples.
+/// `kid_subset_size`): each set should hold at least twice this many samples for subsets of
+/// this size ([`kid_subset_size`]).
 pub const KID_SUBSET_SIZE: usize = 1000;
+
+/// The subset size KID uses for sets of `n_real` and `n_fake` samples when `requested` is
+/// asked for: min(`requested`, ⌊min(n_real, n_fake) / 2⌋), and at least 2 (the least the
+/// unbiased estimate takes; sets of 2 or 3 samples then give subsets of 2).
+///
+/// Why half: torch-fidelity refuses sets smaller than its subset size and clean-fid takes
+/// min(n, 1000), so with n ≤ 1000 samples every subset is the whole set, every subset gives the
+/// same value and the reported ± is 0, which says nothing about the estimate's spread. Subsets
+/// of at most half the smaller set differ from draw to draw, so the ± is a real spread (that of
+/// an estimate from m samples, a little larger than the full set's). The mean stays unbiased
+/// whatever the subset size: the unbiased MMD² has the same expectation for every m ≥ 2; only
+/// its variance grows as m shrinks. With 2,000 samples or more in each set this is
+/// torch-fidelity's and clean-fid's 1,000.
+pub fn kid_subset_size(requested: usize, n_real: usize, n_fake: usize) -> usize {
+    requested.min(n_real.min(n_fake) / 2).max(2)
+}
 
 /// The number of subsets KID averages over in clean-fid and torch-fidelity.
 pub const KID_SUBSETS: usize = 100;
@@ -807,7 +825,8 @@ pub struct Kid {
     pub std: f64,
     /// Subsets averaged.
     pub subsets: usize,
-    /// Samples drawn from each set per subset: min(requested size, real count, fake count).
+    /// Samples drawn from each set per subset ([`kid_subset_size`]: min(requested size, half
+    /// the smaller set), at least 2).
     pub subset_size: usize,
 }
 
@@ -859,10 +878,11 @@ fn sample_rows(n: usize, m: usize, rng: &mut SeededRng) -> Vec<usize> {
 /// The Kernel Inception Distance (Bińkowski et al. 2018) of generated features `fake` against
 /// real features `real` (`n × dim` each, row-major; any counts ≥ 2), as clean-fid's
 /// `kernel_distance` and torch-fidelity compute it: `subsets` times, draw
-/// m = min(`subset_size`, n_real, n_fake) rows of each set without replacement and take
-/// [`mmd2_unbiased_poly`] of them; report the mean and standard deviation. The draws come from a
-/// [`SeededRng`] seeded with `seed`. When both sets hold exactly m rows every subset is the
-/// whole set and the result is the full-set estimate (std 0).
+/// m = [`kid_subset_size`]`(subset_size, n_real, n_fake)` rows of each set without replacement
+/// (m is at most half the smaller set, so subsets differ) and take [`mmd2_unbiased_poly`] of
+/// them; report the mean and the standard deviation over the subsets. The draws come from a
+/// [`SeededRng`] seeded with `seed`. Only sets of 2 or 3 samples give subsets that are the
+/// whole smaller set (std 0).
 pub fn kernel_inception_distance(
     real: &[f32],
     fake: &[f32],
@@ -878,7 +898,7 @@ pub fn kernel_inception_distance(
             "KID needs at least 1 subset of at least 2 samples, not {subsets} of {subset_size}"
         )));
     }
-    let m = subset_size.min(nr).min(nf);
+    let m = kid_subset_size(subset_size, nr, nf);
     let mut rng = SeededRng::new(seed);
     let gather = |xs: &[f32], idx: &[usize]| -> Vec<f32> {
         idx.iter()

@@ -2,7 +2,9 @@
 //! with the cubic polynomial kernel, written out as its double sums, and the subset average of
 //! clean-fid's `kernel_distance` with the same draws.
 
-use gan_core::eval_metrics::{kernel_inception_distance, mmd2_unbiased_poly, Kid};
+use gan_core::eval_metrics::{
+    kernel_inception_distance, kid_subset_size, mmd2_unbiased_poly, KID_SUBSETS, KID_SUBSET_SIZE,
+};
 use gan_core::rng::SeededRng;
 
 /// k(a, b) = (aᵀb / d + 1)³ in f64.
@@ -63,7 +65,8 @@ fn kid_averages_subsets_like_clean_fid() {
     let dim = 12;
     let real = features(10, 30, dim, 0.0);
     let fake = features(11, 50, dim, 0.3);
-    let (subsets, size, seed) = (7, 20, 5);
+    // 12 is below half the smaller set (15), so it is used as asked.
+    let (subsets, size, seed) = (7, 12, 5);
     let got = kernel_inception_distance(&real, &fake, dim, subsets, size, seed).unwrap();
     // The same draws: per subset, `size` fake rows then `size` real rows, each by a partial
     // Fisher–Yates shuffle driven by one SeededRng.
@@ -98,21 +101,90 @@ fn kid_averages_subsets_like_clean_fid() {
 }
 
 #[test]
-fn kid_of_whole_sets_is_the_full_estimate_and_sees_a_shift() {
-    let dim = 10;
-    let real = features(20, 40, dim, 0.0);
-    let fake = features(21, 40, dim, 0.0);
-    // Subsets as large as both sets: every subset is the whole set, reordered.
-    let Kid { mean, std, .. } = kernel_inception_distance(&real, &fake, dim, 3, 1000, 0).unwrap();
-    let want = mmd2_reference(&fake, &real, dim);
+fn subsets_are_at_most_half_the_smaller_set() {
+    // clean-fid's min(n, 1000) would take whole sets below 2,000 samples; here half.
+    assert_eq!(kid_subset_size(KID_SUBSET_SIZE, 1000, 1000), 500);
+    assert_eq!(kid_subset_size(KID_SUBSET_SIZE, 10_000, 1500), 750);
+    assert_eq!(kid_subset_size(KID_SUBSET_SIZE, 2000, 5000), 1000);
+    assert_eq!(kid_subset_size(KID_SUBSET_SIZE, 50_000, 50_000), 1000);
+    assert_eq!(kid_subset_size(20, 1000, 1000), 20);
+    // The least the unbiased estimate takes.
+    assert_eq!(kid_subset_size(KID_SUBSET_SIZE, 5, 3), 2);
+    assert_eq!(kid_subset_size(KID_SUBSET_SIZE, 2, 2), 2);
+}
+
+#[test]
+fn kid_of_1000_samples_has_a_spread_and_stays_unbiased() {
+    let (n, dim) = (1000, 16);
+    let real = features(20, n, dim, 0.0);
+    let fake = features(21, n, dim, 0.0);
+    let same =
+        kernel_inception_distance(&real, &fake, dim, KID_SUBSETS, KID_SUBSET_SIZE, 0).unwrap();
+    eprintln!("same distribution: {same:?}");
+    // Subsets of half the set differ: a real spread, not the 0 of whole-set subsets.
+    assert_eq!((same.subsets, same.subset_size), (KID_SUBSETS, 500));
+    assert!(same.std > 0.0, "{same:?}");
+    // Unbiased: identical distributions give a mean near 0, of either sign, within the spread
+    // (the subset mean's own spread is about that of a 1,000-sample estimate, std/√2).
+    assert!(same.mean.abs() < 3.0 * same.std, "{same:?}");
+    // ... and near the full-set estimate.
+    let full = mmd2_unbiased_poly(&fake, &real, dim).unwrap();
     assert!(
-        (mean - want).abs() < 1e-6 && std < 1e-6,
-        "{mean} ± {std} vs {want}"
+        (same.mean - full).abs() < 3.0 * same.std,
+        "{same:?} vs {full}"
     );
-    // Same distribution: near 0 (either sign); shifted: clearly positive.
-    let shifted = features(22, 40, dim, 1.0);
-    let far = kernel_inception_distance(&real, &shifted, dim, 3, 1000, 0).unwrap();
-    assert!(far.mean > 20.0 * mean.abs().max(1e-3), "{far:?} vs {mean}");
+    // A shift stands far outside that spread.
+    let shifted = features(22, n, dim, 0.3);
+    let far =
+        kernel_inception_distance(&real, &shifted, dim, KID_SUBSETS, KID_SUBSET_SIZE, 0).unwrap();
+    eprintln!("shifted by 0.3: {far:?}");
+    assert!(
+        far.mean > 10.0 * same.std.max(far.std),
+        "{far:?} vs {same:?}"
+    );
+    // Averaged over many independent pairs of small sets, the estimate of identical
+    // distributions is centred on 0 (the biased V-statistic would sit above it).
+    let trials: u64 = 200;
+    let mean_of_trials = (0..trials)
+        .map(|t| {
+            let x = features(1000 + 2 * t, 20, 4, 0.0);
+            let y = features(1001 + 2 * t, 20, 4, 0.0);
+            kernel_inception_distance(&x, &y, 4, 10, KID_SUBSET_SIZE, t).unwrap()
+        })
+        .map(|k| k.mean)
+        .sum::<f64>()
+        / trials as f64;
+    let one = kernel_inception_distance(
+        &features(7, 20, 4, 0.0),
+        &features(8, 20, 4, 0.0),
+        4,
+        10,
+        KID_SUBSET_SIZE,
+        0,
+    )
+    .unwrap();
+    eprintln!("mean over {trials} pairs of 20: {mean_of_trials:e}; one pair: {one:?}");
+    assert!(
+        mean_of_trials.abs() < 0.5 * one.std.max(one.mean.abs()),
+        "{mean_of_trials} vs {one:?}"
+    );
+}
+
+#[test]
+fn kid_of_two_samples_is_the_whole_set_estimate() {
+    let dim = 10;
+    let real = features(30, 2, dim, 0.0);
+    let fake = features(31, 3, dim, 0.0);
+    let k = kernel_inception_distance(&real, &fake, dim, 3, 1000, 0).unwrap();
+    assert_eq!(k.subset_size, 2);
+    // The two real rows every time; the fake pair varies.
+    assert!(k.mean.is_finite() && k.std >= 0.0, "{k:?}");
+    let both = kernel_inception_distance(&real, &real, dim, 3, 1000, 0).unwrap();
+    let want = mmd2_unbiased_poly(&real, &real, dim).unwrap();
+    assert!(
+        (both.mean - want).abs() < 1e-6 && both.std < 1e-6,
+        "{both:?} vs {want}"
+    );
 }
 
 #[test]

@@ -37,13 +37,16 @@ use crate::dcgan_run::parse_device;
 use crate::engine::{fit, BatchSource, DataPosition, FitConfig, FitOutcome, LrSchedule, Trainer};
 use crate::error::{ModelError, Result};
 use crate::evaluator::{
-    embed_images_with, score_embedding, EvalReport, FeatureNet, Progress, ReferenceSet,
+    cached_reference, embed_images_with, score_embedding, EvalReport, FeatureNet, Progress,
+    ReferenceSet,
 };
 use crate::grid::{pad_rows, save_grid, save_images};
 use crate::registry::RunConfig;
 use crate::run::RunDir;
 use crate::streams as stream;
 use crate::train::{load_vars, GeneratorNet, LoopConfig, Observer};
+
+pub use crate::train::{Direction, Translator};
 
 /// Images per domain in the sample grids.
 pub const GRID_IMAGES: usize = 8;
@@ -185,7 +188,9 @@ impl CycleGanRunConfig {
         self.adam.lr * self.lr_schedule().factor(step.saturating_sub(1))
     }
 
-    fn image_cfg(&self, size: usize) -> ImageFolderConfig {
+    /// How the run's images are loaded at side `size` (its channels): `load_size` for
+    /// training, `crop_size` for the test images that are translated and scored.
+    pub fn image_cfg(&self, size: usize) -> ImageFolderConfig {
         ImageFolderConfig {
             size,
             channels: self.net.channels,
@@ -314,8 +319,52 @@ impl Trainer for CycleGanTrainer {
     fn generator(&self) -> Option<&dyn GeneratorNet> {
         None
     }
+    fn translator(&self) -> Option<&dyn Translator> {
+        Some(self)
+    }
     fn device(&self) -> &Device {
         &self.device
+    }
+}
+
+/// Images per forward pass when translating a set of images.
+const TRANSLATE_CHUNK: usize = 64;
+
+/// Applies `g` to `images` (`[n, c, s, s]`, any device) in chunks of [`TRANSLATE_CHUNK`] on
+/// `dev`, reporting each chunk to `progress`; the result is detached.
+fn translate_chunks(
+    g: &ResnetGenerator,
+    images: &Tensor,
+    dev: &Device,
+    progress: &mut dyn Progress,
+) -> Result<Tensor> {
+    let n = images.dim(0)?;
+    let mut out = Vec::new();
+    for start in (0..n).step_by(TRANSLATE_CHUNK) {
+        let len = (n - start).min(TRANSLATE_CHUNK);
+        let xs = images.narrow(0, start, len)?.to_device(dev)?;
+        out.push(g.forward(&xs)?.detach());
+        progress.advance(len);
+    }
+    if out.is_empty() {
+        return Err(ModelError::Config("no image to translate".into()));
+    }
+    Ok(Tensor::cat(&out, 0)?)
+}
+
+/// The generators in their current training state (evaluation during training).
+impl Translator for CycleGanTrainer {
+    fn translate_with(
+        &self,
+        dir: Direction,
+        images: &Tensor,
+        progress: &mut dyn Progress,
+    ) -> Result<Tensor> {
+        let g = match dir {
+            Direction::AToB => &self.g_ab.net,
+            Direction::BToA => &self.g_ba.net,
+        };
+        translate_chunks(g, images, &self.device, progress)
     }
 }
 
@@ -540,28 +589,6 @@ pub fn train_cyclegan(
     )
 }
 
-/// Which generator to apply.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
-    /// G: A→B.
-    AToB,
-    /// F: B→A.
-    BToA,
-}
-
-impl std::str::FromStr for Direction {
-    type Err = ModelError;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "a2b" | "AtoB" => Ok(Self::AToB),
-            "b2a" | "BtoA" => Ok(Self::BToA),
-            _ => Err(ModelError::Config(format!(
-                "unknown direction {s:?} (expected a2b or b2a)"
-            ))),
-        }
-    }
-}
-
 /// Both trained generators of a run, loaded from a checkpoint.
 #[derive(Debug)]
 pub struct LoadedCycleGan {
@@ -614,25 +641,6 @@ impl LoadedCycleGan {
         self.translate_with(dir, images, &mut ())
     }
 
-    /// [`LoadedCycleGan::translate`], reporting the images translated to `progress` (the
-    /// caller starts the phase).
-    pub fn translate_with(
-        &self,
-        dir: Direction,
-        images: &Tensor,
-        progress: &mut dyn Progress,
-    ) -> Result<Tensor> {
-        let g = self.generator(dir);
-        let n = images.dim(0)?;
-        let mut out = Vec::new();
-        for start in (0..n).step_by(64) {
-            let len = (n - start).min(64);
-            out.push(g.forward(&images.narrow(0, start, len)?)?);
-            progress.advance(len);
-        }
-        Ok(Tensor::cat(&out, 0)?)
-    }
-
     /// Translates every image (PNG or JPEG) in `input` to a PNG of the same stem in `out`,
     /// at the run's crop size and channels; returns the files written, one per input. A file
     /// that cannot be decoded stops with an error naming it, before anything is written.
@@ -677,6 +685,17 @@ impl LoadedCycleGan {
         }
         let _ = std::fs::remove_dir_all(&tmp);
         Ok(written)
+    }
+}
+
+impl Translator for LoadedCycleGan {
+    fn translate_with(
+        &self,
+        dir: Direction,
+        images: &Tensor,
+        progress: &mut dyn Progress,
+    ) -> Result<Tensor> {
+        translate_chunks(self.generator(dir), images, &self.device, progress)
     }
 }
 
@@ -809,41 +828,122 @@ pub struct TranslationScores {
     pub b2a: EvalReport,
 }
 
-/// Scores the translations of `dataroot`'s test images with `net`, as a generator is scored
-/// against real images: G(testA) against the real `testB` and F(testB) against the real
-/// `testA` (FID, KID, precision/recall, density/coverage on `net`'s features, and with a
-/// classifier its class metrics), each with the warnings of [`crate::evaluator::evaluate`] for
-/// too few images. The test images are loaded at the run's crop size and channels, then
-/// converted to `net`'s input (bilinear resize, grey repeated on 3 channels). Phases
-/// (translating, embedding) are reported to `progress`. Errors: a missing or unreadable
-/// `testA`/`testB` (named), features of the wrong width.
+/// The real test images of both domains and their reference sets on one evaluator network:
+/// what translations are scored against ([`TranslationReferences::score`]).
+#[derive(Clone, Debug)]
+pub struct TranslationReferences {
+    /// The test images of A, `[n_a, c, s, s]` in [-1, 1] on the CPU: the inputs of G.
+    pub test_a: Tensor,
+    /// The test images of B, `[n_b, c, s, s]`: the inputs of F.
+    pub test_b: Tensor,
+    /// The real `testA` embedded by the network: the reference of F(testB).
+    pub ref_a: ReferenceSet,
+    /// The real `testB` embedded by the network: the reference of G(testA).
+    pub ref_b: ReferenceSet,
+}
+
+impl TranslationReferences {
+    /// Loads `dataroot/testA` and `dataroot/testB` as `icfg` says (the run's crop size and
+    /// channels) and embeds each with `net` (converted to its input: bilinear resize, grey
+    /// repeated on 3 channels), named `real testA` and `real testB`. With `cache` (a folder),
+    /// through [`cached_reference`]: the statistics of each folder are computed once per
+    /// network, weights and images and read back afterwards. Phases go to `progress`.
+    /// Errors: a missing, empty or unreadable `testA`/`testB` (named).
+    pub fn load(
+        net: &dyn FeatureNet,
+        dataroot: &Path,
+        icfg: ImageFolderConfig,
+        cache: Option<&Path>,
+        progress: &mut dyn Progress,
+    ) -> Result<Self> {
+        let test = Unpaired::load(dataroot, Split::Test, icfg)?;
+        let (c, s) = (icfg.channels, icfg.size);
+        let mut reference = |ds: &TensorDataset, name: &str| -> Result<ReferenceSet> {
+            if ds.is_empty() {
+                return Err(ModelError::Config(format!(
+                    "{}: no test images to score translations against",
+                    dataroot.join(name.trim_start_matches("real ")).display()
+                )));
+            }
+            match cache {
+                Some(dir) => Ok(cached_reference(net, ds, name, dir, progress)?.0),
+                None => ReferenceSet::new_with(net, ds, name, progress),
+            }
+        };
+        let ref_a = reference(&test.a, "real testA")?;
+        let ref_b = reference(&test.b, "real testB")?;
+        let images =
+            |ds: &TensorDataset| Tensor::from_slice(ds.data(), (ds.len(), c, s, s), &Device::Cpu);
+        Ok(Self {
+            test_a: images(&test.a)?,
+            test_b: images(&test.b)?,
+            ref_a,
+            ref_b,
+        })
+    }
+
+    /// Scores both directions of `model` on `net` (the network the references were embedded
+    /// with), as a generator is scored against real images: G(testA) against the real `testB`
+    /// and F(testB) against the real `testA` (FID, KID, precision/recall, density/coverage, and
+    /// with a classifier its class metrics), each with the warnings of
+    /// [`crate::evaluator::evaluate`] for too few images. With `max_inputs`, each direction
+    /// translates at most that many test images (evenly spaced over the folder's sorted files);
+    /// the references keep all of theirs. Phases (translating, embedding) go to `progress`.
+    pub fn score(
+        &self,
+        net: &dyn FeatureNet,
+        model: &dyn Translator,
+        max_inputs: Option<usize>,
+        progress: &mut dyn Progress,
+    ) -> Result<TranslationScores> {
+        let mut score = |dir: Direction| -> Result<EvalReport> {
+            let started = std::time::Instant::now();
+            let (from, g, input, reference) = match dir {
+                Direction::AToB => ("testA", "G", &self.test_a, &self.ref_b),
+                Direction::BToA => ("testB", "F", &self.test_b, &self.ref_a),
+            };
+            let input = spread_rows(input, max_inputs)?;
+            let n = input.dim(0)?;
+            progress.start(&format!("translating {from} with {g}"), n);
+            let fake = model.translate_with(dir, &input, progress)?;
+            progress.start(&format!("embedding {g}({from})"), n);
+            let e = embed_images_with(net, &fake.to_device(&Device::Cpu)?, progress)?;
+            progress.start(&format!("scoring {g}({from})"), 0);
+            score_embedding(&net.name(), &e, reference, started)
+        };
+        Ok(TranslationScores {
+            a2b: score(Direction::AToB)?,
+            b2a: score(Direction::BToA)?,
+        })
+    }
+}
+
+/// At most `max` rows of `images`, evenly spaced (all of them without `max`).
+fn spread_rows(images: &Tensor, max: Option<usize>) -> Result<Tensor> {
+    let n = images.dim(0)?;
+    match max {
+        Some(k) if k < n => {
+            let idx: Vec<u32> = (0..k).map(|i| (i * n / k) as u32).collect();
+            let idx = Tensor::from_vec(idx, k, images.device())?;
+            Ok(images.index_select(&idx, 0)?)
+        }
+        _ => Ok(images.clone()),
+    }
+}
+
+/// Scores the translations of `dataroot`'s test images by `model` with `net`
+/// ([`TranslationReferences::load`] at the run's crop size and channels, then
+/// [`TranslationReferences::score`] of every test image): G(testA) against the real `testB`
+/// and F(testB) against the real `testA`. With `cache`, the references' statistics are cached
+/// there. Errors: a missing or unreadable `testA`/`testB` (named), features of the wrong width.
 pub fn score_translations(
     model: &LoadedCycleGan,
     dataroot: &Path,
     net: &dyn FeatureNet,
+    cache: Option<&Path>,
     progress: &mut dyn Progress,
 ) -> Result<TranslationScores> {
     let icfg = model.cfg.image_cfg(model.cfg.data.crop_size);
-    let test = Unpaired::load(dataroot, Split::Test, icfg)?;
-    let (c, s) = (icfg.channels, icfg.size);
-    let mut score = |dir: Direction, input: &TensorDataset, real: &TensorDataset| {
-        let started = std::time::Instant::now();
-        let (from, to, g) = match dir {
-            Direction::AToB => ("testA", "testB", "G"),
-            Direction::BToA => ("testB", "testA", "F"),
-        };
-        let reference = ReferenceSet::new_with(net, real, &format!("real {to}"), progress)?;
-        let n = input.len();
-        let images = Tensor::from_slice(input.data(), (n, c, s, s), &model.device)?;
-        progress.start(&format!("translating {from} with {g}"), n);
-        let fake = model.translate_with(dir, &images, progress)?;
-        progress.start(&format!("embedding {g}({from})"), n);
-        let e = embed_images_with(net, &fake.to_device(&Device::Cpu)?, progress)?;
-        progress.start(&format!("scoring {g}({from})"), 0);
-        score_embedding(&net.name(), &e, &reference, started)
-    };
-    Ok(TranslationScores {
-        a2b: score(Direction::AToB, &test.a, &test.b)?,
-        b2a: score(Direction::BToA, &test.b, &test.a)?,
-    })
+    let refs = TranslationReferences::load(net, dataroot, icfg, cache, progress)?;
+    refs.score(net, model, None, progress)
 }

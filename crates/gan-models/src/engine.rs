@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ModelError, Result};
 use crate::health::{HealthMonitor, Warning};
 use crate::run::{read_json, write_json, RunDir, LATEST};
-use crate::train::{GeneratorNet, LoopConfig, Observer};
+use crate::train::{GeneratorNet, LoopConfig, Observer, Translator};
 
 /// What a model's health checks read from a step.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -226,6 +226,11 @@ pub trait Trainer {
     /// The generator to sample from for evaluation (`None` for models without a noise-to-image
     /// generator, such as CycleGAN).
     fn generator(&self) -> Option<&dyn GeneratorNet>;
+    /// The translation model to evaluate, for models that translate between two domains
+    /// (CycleGAN); `None`, the default, for the others.
+    fn translator(&self) -> Option<&dyn Translator> {
+        None
+    }
     /// The device the networks live on.
     fn device(&self) -> &Device;
 }
@@ -460,7 +465,8 @@ pub type SampleWriter<'a, T> = dyn FnMut(&T, &Path) -> Result<()> + 'a;
 
 /// Trains until `cfg.schedule.steps`: batches from `data`, metrics into the run folder, sample
 /// files from `write_samples`, checkpoints at the configured times, at learning-rate milestones
-/// and at the end; the generator goes to [`Observer::on_generator`] after every step.
+/// and at the end; the generator goes to [`Observer::on_generator`] (a translation model to
+/// [`Observer::on_translator`]) after every step.
 ///
 /// A step whose numbers are not finite raises a divergence [`Warning`] (log, observer,
 /// `metrics.jsonl`) naming the last finite checkpoint; with [`OnDivergence::Stop`] the loop stops
@@ -536,6 +542,9 @@ pub fn fit<T: Trainer>(
         }
         if let Some(g) = trainer.generator() {
             observer.on_generator(step, g)?;
+        }
+        if let Some(t) = trainer.translator() {
+            observer.on_translator(step, t)?;
         }
         let milestone = cfg.lr.is_milestone(step);
         if (sched.sample_every > 0 && step % sched.sample_every == 0) || milestone {

@@ -19,8 +19,8 @@ use candle_nn::{Linear, VarBuilder, VarMap};
 use gan_core::conv::{Conv2d, ConvParams};
 use gan_core::eval_metrics::{
     class_coverage, fid_min_samples, inception_score, inception_score_min_samples,
-    kernel_inception_distance, knn_sq_radii, prdc_given, ClassCoverage, DensityCoverage, Gaussian,
-    InceptionScore, Kid, PrecisionRecall, KID_SUBSETS, KID_SUBSET_SIZE,
+    kernel_inception_distance, kid_subset_size, knn_sq_radii, prdc_given, ClassCoverage,
+    DensityCoverage, Gaussian, InceptionScore, Kid, PrecisionRecall, KID_SUBSETS, KID_SUBSET_SIZE,
 };
 use gan_core::init::pytorch_default_init;
 use gan_core::optim::{Adam, AdamConfig};
@@ -755,7 +755,8 @@ pub struct EvalReport {
     #[serde(default)]
     pub density_coverage: Option<DensityCoverage>,
     /// Kernel Inception Distance on the same features ([`KID_SUBSETS`] subsets of up to
-    /// [`KID_SUBSET_SIZE`]; none when a set has fewer than 2 samples).
+    /// [`KID_SUBSET_SIZE`], at most half the smaller set ([`kid_subset_size`]); none when a set
+    /// has fewer than 2 samples).
     #[serde(default)]
     pub kid: Option<Kid>,
     /// Why some values above are not comparable or missing: too few samples for a metric (see
@@ -777,7 +778,9 @@ pub const IS_SPLITS: usize = 10;
 ///   full-rank covariance, and at least 2 for any value.
 /// - Inception Score: [`inception_score_min_samples`] (10 per class and split).
 /// - KID: [`KID_SUBSET_SIZE`] in each set (the subset size of clean-fid and torch-fidelity),
-///   and at least 2 for any value.
+///   and at least 2 for any value. From 1,000 to 2,000 samples its subsets take half the smaller
+///   set ([`kid_subset_size`]): the mean is as good (unbiased, from every sample), only the ±
+///   is that of a smaller subset, so no warning.
 /// - Precision/recall, density and coverage: more than k = [`PR_K`] samples in each set, or no
 ///   value.
 ///
@@ -831,8 +834,10 @@ pub fn sample_warnings(
             "KID not computed: {counts}; the unbiased estimate needs at least 2 in each set"
         ));
     } else if least < KID_SUBSET_SIZE {
+        let m = kid_subset_size(KID_SUBSET_SIZE, samples, reference.unwrap_or(samples));
         out.push(format!(
-            "KID is not comparable: {counts}; its subsets take {KID_SUBSET_SIZE} from each set"
+            "KID is not comparable: {counts}; it needs {KID_SUBSET_SIZE} in each set (its \
+             subsets take {m} from each set, half the smaller set)"
         ));
     }
     if least <= PR_K {

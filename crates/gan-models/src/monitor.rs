@@ -7,22 +7,27 @@
 //! ```text
 //! {"step":100,"eval":{"evaluator":"mnist","samples":2000,"fid":...,"coverage":{...},...}}
 //! {"step":340,"warning":{"step":340,"kind":"discriminator-wins","message":"..."}}
+//! {"step":100,"translation_eval":{"a2b":{"evaluator":"mnist",...},"b2a":{...}}}
 //! ```
 //!
 //! Every evaluation samples the same noise (drawn from a fixed seed), so the scores of
-//! different steps compare the generator, not the noise.
+//! different steps compare the generator, not the noise. A translation model (CycleGAN,
+//! [`Observer::on_translator`]) is evaluated on the same test images every time instead
+//! ([`RunMonitor::with_translation`]): G(testA) against the real testB and F(testB) against the
+//! real testA, one `translation_eval` line per evaluation.
 
 use candle_core::{Device, Tensor};
 use gan_core::rng::SeededRng;
 use serde::Serialize;
 
 use crate::class_eval::{score_classes, ClassReport};
+use crate::cyclegan_run::{TranslationReferences, TranslationScores};
 use crate::engine::{log_warning, StepRecord};
 use crate::error::Result;
-use crate::evaluator::{evaluate, EvalReport, EvalSetup};
+use crate::evaluator::{evaluate, fmt_fixed, EvalReport, EvalSetup, FeatureNet};
 use crate::health::HealthMonitor;
 use crate::run::RunDir;
-use crate::train::{GeneratorNet, Observer};
+use crate::train::{GeneratorNet, Observer, Translator};
 
 pub use crate::engine::WarningLine;
 
@@ -51,6 +56,25 @@ pub struct EvalLine<'a> {
     pub eval: &'a EvalReport,
 }
 
+/// The evaluation of a translation model during training: the evaluator network and the real
+/// test images of both domains embedded by it.
+#[derive(Debug)]
+pub struct TranslationEvalSetup {
+    /// The network.
+    pub net: Box<dyn FeatureNet>,
+    /// The test images and their reference sets.
+    pub refs: TranslationReferences,
+}
+
+/// One translation evaluation line of `metrics.jsonl`.
+#[derive(Clone, Debug, Serialize)]
+pub struct TranslationEvalLine<'a> {
+    /// The step evaluated.
+    pub step: u64,
+    /// The scores of both directions.
+    pub translation_eval: &'a TranslationScores,
+}
+
 /// Evaluates, watches the evaluations' health and rewrites the report during training; see the
 /// [module docs](self). The step's health (divergence, a saturated discriminator, a failing
 /// critic) is the training loop's ([`crate::engine::fit`]).
@@ -65,6 +89,10 @@ pub struct RunMonitor<'a, M = crate::train::StepMetrics> {
     pub last_eval: Option<(u64, EvalReport)>,
     /// The class names of a class-conditional run (its per-class scores are evaluated too).
     class_names: Vec<String>,
+    /// The evaluation of a translation model.
+    translation: Option<TranslationEvalSetup>,
+    /// The scores of the latest translation evaluation.
+    pub last_translation_eval: Option<(u64, TranslationScores)>,
 }
 
 /// One per-class evaluation line of `metrics.jsonl` (class-conditional runs).
@@ -104,7 +132,58 @@ impl<'a, M: StepRecord> RunMonitor<'a, M> {
             health: HealthMonitor::default(),
             last_eval: None,
             class_names: Vec::new(),
+            translation: None,
+            last_translation_eval: None,
         }
+    }
+
+    /// Evaluates a translation model ([`Observer::on_translator`]) with `setup` every
+    /// `eval_every` steps and at the last step: at most `eval_count` test images of each domain
+    /// are translated (evenly spaced), and G(testA) is scored against the real testB and
+    /// F(testB) against the real testA ([`TranslationReferences::score`]).
+    pub fn with_translation(mut self, setup: TranslationEvalSetup) -> Self {
+        self.translation = Some(setup);
+        self
+    }
+
+    fn evaluate_translation(&mut self, step: u64, t: &dyn Translator) -> Result<()> {
+        let Some(setup) = &self.translation else {
+            return Ok(());
+        };
+        let scores = setup
+            .refs
+            .score(setup.net.as_ref(), t, Some(self.cfg.eval_count), &mut ())?;
+        self.run.append_metrics(&TranslationEvalLine {
+            step,
+            translation_eval: &scores,
+        })?;
+        let mut msg = format!("eval at step {step} (translations):");
+        for (what, r) in [("G(testA)", &scores.a2b), ("F(testB)", &scores.b2a)] {
+            msg.push_str(&format!(
+                " {what} vs {} ({} vs {}): FID {}",
+                r.reference,
+                r.samples,
+                r.reference_samples,
+                fmt_fixed(r.fid, 3)
+            ));
+            if let Some(k) = &r.kid {
+                msg.push_str(&format!(
+                    ", KID {} ± {}",
+                    fmt_fixed(k.mean, 5),
+                    fmt_fixed(k.std, 5)
+                ));
+            }
+            msg.push(';');
+        }
+        msg.pop();
+        msg.push_str(&format!(
+            " ({:.1} s)",
+            scores.a2b.seconds + scores.b2a.seconds
+        ));
+        self.inner.on_event(&msg);
+        self.last_translation_eval = Some((step, scores));
+        self.rewrite_report();
+        Ok(())
     }
 
     /// Also scores each class at every evaluation (per-class accuracy and the intra-class FID,
@@ -222,6 +301,15 @@ impl<M: StepRecord> Observer<M> for RunMonitor<'_, M> {
         let every = self.cfg.eval_every;
         if every > 0 && (step % every == 0 || step == self.cfg.total_steps) {
             self.evaluate_now(step, g)?;
+        }
+        Ok(())
+    }
+
+    fn on_translator(&mut self, step: u64, t: &dyn Translator) -> Result<()> {
+        self.inner.on_translator(step, t)?;
+        let every = self.cfg.eval_every;
+        if every > 0 && (step % every == 0 || step == self.cfg.total_steps) {
+            self.evaluate_translation(step, t)?;
         }
         Ok(())
     }

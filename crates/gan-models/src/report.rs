@@ -15,6 +15,7 @@ use plotters::prelude::*;
 use serde_json::Value;
 
 use crate::class_eval::ClassReport;
+use crate::cyclegan_run::TranslationScores;
 use crate::engine::Signals;
 use crate::error::{ModelError, Result};
 use crate::evaluator::EvalReport;
@@ -34,6 +35,8 @@ pub struct RunHistory {
     pub evals: Vec<(u64, EvalReport)>,
     /// The per-class evaluations of a class-conditional run, in order.
     pub class_evals: Vec<(u64, ClassReport)>,
+    /// The evaluations of a translation model's two directions (CycleGAN), in order.
+    pub translation_evals: Vec<(u64, TranslationScores)>,
     /// The warnings logged during training.
     pub warnings: Vec<Warning>,
 }
@@ -64,6 +67,10 @@ pub fn read_history(run: &RunDir) -> Result<RunHistory> {
             let r: EvalReport =
                 serde_json::from_value(e.clone()).map_err(|e| bad(format!("eval: {e}")))?;
             h.evals.push((step, r));
+        } else if let Some(t) = v.get("translation_eval") {
+            let r: TranslationScores = serde_json::from_value(t.clone())
+                .map_err(|e| bad(format!("translation_eval: {e}")))?;
+            h.translation_evals.push((step, r));
         } else if let Some(c) = v.get("class_eval") {
             let r: ClassReport =
                 serde_json::from_value(c.clone()).map_err(|e| bad(format!("class_eval: {e}")))?;
@@ -401,12 +408,18 @@ pub fn render_report(run: &RunDir) -> Result<String> {
     } else {
         out.push_str("<p>No step logged yet.</p>\n");
     }
-    match h.evals.last() {
-        Some((step, r)) => {
+    match (h.evals.last(), h.translation_evals.last()) {
+        (Some((step, r)), _) => {
             out.push_str("<h3>Latest evaluation</h3>\n");
             out.push_str(&eval_table(*step, r));
         }
-        None => out.push_str(
+        (None, Some((step, t))) => {
+            out.push_str("<h3>Latest evaluation: G(testA) against the real testB</h3>\n");
+            out.push_str(&eval_table(*step, &t.a2b));
+            out.push_str("<h3>Latest evaluation: F(testB) against the real testA</h3>\n");
+            out.push_str(&eval_table(*step, &t.b2a));
+        }
+        (None, None) => out.push_str(
             "<p>No evaluation yet (train with <code>--eval-every N</code> or run \
              <code>gan-cli eval</code>).</p>\n",
         ),
@@ -544,6 +557,37 @@ pub fn render_report(run: &RunDir) -> Result<String> {
                 (
                     "coverage".into(),
                     ev(&|r| r.density_coverage.map(|d| d.coverage)),
+                ),
+            ],
+        )?);
+    }
+    if !h.translation_evals.is_empty() {
+        let ev = |f: &dyn Fn(&TranslationScores) -> Option<f64>| -> Vec<(f64, f64)> {
+            h.translation_evals
+                .iter()
+                .filter_map(|(s, r)| f(r).map(|v| (*s as f64, v)))
+                .filter(|(_, v)| v.is_finite())
+                .collect()
+        };
+        out.push_str(&chart_img(
+            "FID of the translations (evaluator features)",
+            "FID",
+            vec![
+                ("G(testA) vs testB".into(), ev(&|t| Some(t.a2b.fid))),
+                ("F(testB) vs testA".into(), ev(&|t| Some(t.b2a.fid))),
+            ],
+        )?);
+        out.push_str(&chart_img(
+            "KID of the translations (mean over subsets)",
+            "KID",
+            vec![
+                (
+                    "G(testA) vs testB".into(),
+                    ev(&|t| t.a2b.kid.map(|k| k.mean)),
+                ),
+                (
+                    "F(testB) vs testA".into(),
+                    ev(&|t| t.b2a.kid.map(|k| k.mean)),
                 ),
             ],
         )?);

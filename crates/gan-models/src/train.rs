@@ -51,6 +51,42 @@ pub trait GeneratorNet {
     }
 }
 
+/// Which generator of a translation model to apply (CycleGAN's G or F).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// G: A→B.
+    AToB,
+    /// F: B→A.
+    BToA,
+}
+
+impl std::str::FromStr for Direction {
+    type Err = crate::ModelError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "a2b" | "AtoB" => Ok(Self::AToB),
+            "b2a" | "BtoA" => Ok(Self::BToA),
+            _ => Err(crate::ModelError::Config(format!(
+                "unknown direction {s:?} (expected a2b or b2a)"
+            ))),
+        }
+    }
+}
+
+/// A model that maps images of one domain to another and back (CycleGAN), what evaluation of
+/// translations samples from, as [`GeneratorNet`] is for noise-to-image generators.
+pub trait Translator {
+    /// Translates `images` (`[n, c, h, w]` in [-1, 1], any device) with the generator of `dir`
+    /// → `[n, c, h, w]` in (-1, 1) on the model's device, detached from any graph, reporting
+    /// the images done to `progress` (the caller starts the phase).
+    fn translate_with(
+        &self,
+        dir: Direction,
+        images: &Tensor,
+        progress: &mut dyn crate::evaluator::Progress,
+    ) -> Result<Tensor>;
+}
+
 /// A discriminator network returning one logit per sample.
 pub trait DiscriminatorNet {
     /// Logits `[batch]` (or fewer, for packed discriminators) for samples `xs`.
@@ -452,6 +488,12 @@ pub trait Observer<M = StepMetrics> {
     /// state, so that an observer can sample from it (to evaluate every N steps, for example).
     /// An error ends training with that error.
     fn on_generator(&mut self, _step: u64, _g: &dyn GeneratorNet) -> Result<()> {
+        Ok(())
+    }
+    /// Called after every step of a translation model (CycleGAN), after [`Observer::on_step`],
+    /// with its generators in their current state, so that an observer can translate test
+    /// images with them (to evaluate every N steps). An error ends training with that error.
+    fn on_translator(&mut self, _step: u64, _t: &dyn Translator) -> Result<()> {
         Ok(())
     }
 }

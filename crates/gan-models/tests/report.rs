@@ -3,10 +3,11 @@
 
 use candle_core::{Device, Tensor};
 use gan_core::eval_metrics::{ClassCoverage, DensityCoverage, PrecisionRecall};
+use gan_models::cyclegan_run::TranslationScores;
 use gan_models::evaluator::EvalReport;
 use gan_models::grid::save_grid;
 use gan_models::health::{HealthMonitor, WarningKind};
-use gan_models::monitor::{EvalLine, WarningLine};
+use gan_models::monitor::{EvalLine, TranslationEvalLine, WarningLine};
 use gan_models::report::{read_history, render_report, write_report};
 use gan_models::run::RunDir;
 use gan_models::train::StepMetrics;
@@ -208,4 +209,55 @@ fn report_is_self_contained_and_complete() {
     std::fs::write(run.metrics_path(), "{\"step\": 1}\nnot json\n").unwrap();
     let e = render_report(&run).unwrap_err().to_string();
     assert!(e.contains("metrics.jsonl") && e.contains("line 2"), "{e}");
+}
+
+#[test]
+fn translation_evaluations_are_read_and_shown_for_both_directions() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = RunDir::create(
+        dir.path().join("run"),
+        &json!({"model": "cyclegan", "data": {"dataroot": "thin2thick"},
+                "schedule": {"steps": 200}}),
+    )
+    .unwrap();
+    let with = |reference: &str, fid: f64| EvalReport {
+        reference: reference.into(),
+        kid: Some(gan_core::eval_metrics::Kid {
+            mean: fid / 10.0,
+            std: 1.0,
+            subsets: 100,
+            subset_size: 250,
+        }),
+        ..eval(10, vec![10; 10], 0.02, fid)
+    };
+    for (s, fid) in [(100u64, 90.0), (200, 45.0)] {
+        let scores = TranslationScores {
+            a2b: with("real testB", fid),
+            b2a: with("real testA", fid + 20.0),
+        };
+        run.append_metrics(&TranslationEvalLine {
+            step: s,
+            translation_eval: &scores,
+        })
+        .unwrap();
+    }
+    let h = read_history(&run).unwrap();
+    assert!(h.evals.is_empty());
+    let steps: Vec<(u64, f64, f64)> = h
+        .translation_evals
+        .iter()
+        .map(|(s, t)| (*s, t.a2b.fid, t.b2a.fid))
+        .collect();
+    assert_eq!(steps, [(100, 90.0, 110.0), (200, 45.0, 65.0)]);
+    assert_eq!(h.translation_evals[1].1.b2a.reference, "real testA");
+    let html = render_report(&run).unwrap();
+    for want in [
+        "Latest evaluation: G(testA) against the real testB",
+        "Latest evaluation: F(testB) against the real testA",
+        "FID of the translations",
+        "KID of the translations",
+    ] {
+        assert!(html.contains(want), "no {want:?}");
+    }
+    assert!(!html.contains("No evaluation yet"));
 }
