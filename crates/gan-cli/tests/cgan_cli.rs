@@ -215,3 +215,48 @@ fn mnist_mini_trains_resumes_and_is_scored_per_class() {
     ));
     assert!(e.contains("not a class-conditional run"), "{e}");
 }
+
+/// The class is learned: 300 steps of the projection cGAN at the default widths, seed 0, then
+/// the mnist evaluator classifies 200 samples asked for each class in turn. Measured: 41.5 %
+/// overall (chance is 10 %; before the discriminator's heads read the whole feature map and
+/// the label entered with z, 15 % after 1,000 steps and 18 % after 3,000).
+#[test]
+fn projection_cgan_learns_its_classes_in_300_steps() {
+    let tmp = tempfile::tempdir().unwrap();
+    ok(&gan_cli(
+        &[
+            "train",
+            "cgan",
+            "--data",
+            "mnist-mini",
+            "--out",
+            "run",
+            "--cond",
+            "projection",
+            "--steps",
+            "300",
+            "--seed",
+            "0",
+        ],
+        tmp.path(),
+    ));
+    ok(&gan_cli(
+        &[
+            "eval",
+            "--run",
+            "run",
+            "--count",
+            "200",
+            "--json",
+            "scores.json",
+        ],
+        tmp.path(),
+    ));
+    let scores: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("scores.json")).unwrap())
+            .unwrap();
+    let acc = scores["classes"]["accuracy"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no overall accuracy in {scores}"));
+    assert!(acc > 0.25, "accuracy {acc} after 300 steps (chance 0.1)");
+}

@@ -37,7 +37,7 @@ fn projection_term_is_the_inner_product_of_embedding_and_flattened_features() {
     // Sample 1's embedding: [0.55, -0.4, 1.0, 0.5].
     let want = [
         1.0 * -0.3 + 2.0 * 0.4 + 3.0 * 0.5 + 4.0 * -0.5,
-        -1.0 * 0.55 + 0.5 * -0.4 + 2.0 * 1.0 + -2.0 * 0.5,
+        -0.55 + 0.5 * -0.4 + 2.0 * 1.0 + -2.0 * 0.5,
     ];
     for (g, w) in got.iter().zip(want) {
         assert!((g - w).abs() < 1e-6, "got {got:?}, want {want:?}");
