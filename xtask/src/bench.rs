@@ -544,7 +544,7 @@ fn last_json(out: &str) -> anyhow::Result<Value> {
 
 /// One side of the comparison.
 struct Side {
-    label: &'static str,
+    label: String,
     cmd: Command,
     medians_ms: Vec<f64>,
     peak_rss_mib: Vec<f64>,
@@ -580,8 +580,10 @@ fn compare(args: &BenchArgs) -> anyhow::Result<()> {
         }
         if m.name == "dcgan28" {
             for mode in &args.cgan {
-                let label: &'static str = Box::leak(format!("gan-rs cgan {mode}").into_boxed_str());
-                sides.push(Side::new(label, cgan_command(args, m, mode)));
+                sides.push(Side::new(
+                    format!("gan-rs cgan {mode}"),
+                    cgan_command(args, m, mode),
+                ));
             }
         }
         for round in 0..args.rounds {
@@ -713,9 +715,9 @@ fn compare(args: &BenchArgs) -> anyhow::Result<()> {
 }
 
 impl Side {
-    fn new(label: &'static str, cmd: Command) -> Self {
+    fn new(label: impl Into<String>, cmd: Command) -> Self {
         Self {
-            label,
+            label: label.into(),
             cmd,
             medians_ms: Vec::new(),
             peak_rss_mib: Vec::new(),

@@ -190,6 +190,20 @@ fn evaluator_name(explicit: Option<&str>, data: Option<&str>) -> anyhow::Result<
     }
 }
 
+/// The monitor's settings from the evaluation flags; with `--eval-every`, `--eval-count` must
+/// be at least 10.
+fn monitor_config(a: &TrainEvalArgs, total_steps: u64) -> anyhow::Result<MonitorConfig> {
+    if a.eval_every > 0 && a.eval_count < 10 {
+        bail!("--eval-count {} is too small (at least 10)", a.eval_count);
+    }
+    Ok(MonitorConfig {
+        eval_every: a.eval_every,
+        eval_count: a.eval_count,
+        total_steps,
+        write_report: true,
+    })
+}
+
 /// The monitor of a training run: evaluation every N steps (with its evaluator loaded) and
 /// the report.
 pub fn monitor_setup(
@@ -199,17 +213,9 @@ pub fn monitor_setup(
     device: &str,
     total_steps: u64,
 ) -> anyhow::Result<(MonitorConfig, Option<gan_models::evaluator::EvalSetup>)> {
-    let cfg = MonitorConfig {
-        eval_every: a.eval_every,
-        eval_count: a.eval_count,
-        total_steps,
-        write_report: true,
-    };
+    let cfg = monitor_config(a, total_steps)?;
     if a.eval_every == 0 {
         return Ok((cfg, None));
-    }
-    if a.eval_count < 10 {
-        bail!("--eval-count {} is too small (at least 10)", a.eval_count);
     }
     let name = evaluator_name(a.evaluator.as_deref(), Some(data_source))?;
     let inception = a.inception.source();
@@ -233,17 +239,9 @@ pub fn translation_monitor_setup(
     datasets_dir: &Path,
     total_steps: u64,
 ) -> anyhow::Result<(MonitorConfig, Option<TranslationEvalSetup>)> {
-    let mcfg = MonitorConfig {
-        eval_every: a.eval_every,
-        eval_count: a.eval_count,
-        total_steps,
-        write_report: true,
-    };
+    let mcfg = monitor_config(a, total_steps)?;
     if a.eval_every == 0 {
         return Ok((mcfg, None));
-    }
-    if a.eval_count < 10 {
-        bail!("--eval-count {} is too small (at least 10)", a.eval_count);
     }
     let inception = a.inception.source();
     let Some(name) = crate::cyclegan_cmd::translation_evaluator(

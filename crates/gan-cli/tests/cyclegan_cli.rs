@@ -233,6 +233,23 @@ fn train_translate_eval_and_bad_input() {
 }
 
 /// The `translation_eval` lines of a run's `metrics.jsonl`.
+/// `train cyclegan` of the tiny networks on 12-pixel crops of `dataroot` into `out`, with
+/// `--eval-every 2`, then `extra`.
+fn tiny_eval_every_2<'a>(dataroot: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["train", "cyclegan", "--dataroot", dataroot, "--out", out];
+    args.extend_from_slice(TINY);
+    args.extend_from_slice(&[
+        "--crop-size",
+        "12",
+        "--load-size",
+        "12",
+        "--eval-every",
+        "2",
+    ]);
+    args.extend_from_slice(extra);
+    args
+}
+
 fn translation_evals(run: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(run.join("metrics.jsonl"))
         .unwrap()
@@ -254,20 +271,7 @@ fn eval_every_scores_translations_both_ways_during_training() {
     ] {
         write_pngs(&d.join("data").join(s), n, thick);
     }
-    let mut args = vec!["train", "cyclegan", "--dataroot", "data", "--out", "run"];
-    args.extend_from_slice(TINY);
-    args.extend_from_slice(&[
-        "--crop-size",
-        "12",
-        "--load-size",
-        "12",
-        "--steps",
-        "3",
-        "--eval-every",
-        "2",
-        "--eval-count",
-        "10",
-    ]);
+    let args = tiny_eval_every_2("data", "run", &["--steps", "3", "--eval-count", "10"]);
     let out = gan_cli(&args, d);
     ok(&out);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -322,16 +326,7 @@ fn eval_every_scores_translations_both_ways_during_training() {
     }
 
     // An RGB run has no built-in evaluator: refused before training, naming the flags.
-    let mut args = vec!["train", "cyclegan", "--dataroot", "data", "--out", "rgb"];
-    args.extend_from_slice(TINY);
-    args.extend_from_slice(&[
-        "--crop-size",
-        "12",
-        "--load-size",
-        "12",
-        "--eval-every",
-        "2",
-    ]);
+    let mut args = tiny_eval_every_2("data", "rgb", &[]);
     let channels = args.iter().position(|a| *a == "--channels").unwrap();
     args[channels + 1] = "3";
     fails_with(&gan_cli(&args, d), "--evaluator inception");
@@ -357,15 +352,6 @@ fn eval_every_scores_translations_both_ways_during_training() {
     for s in ["trainA", "trainB"] {
         write_pngs(&d.join("notest").join(s), 2, 1);
     }
-    let mut args = vec!["train", "cyclegan", "--dataroot", "notest", "--out", "nt"];
-    args.extend_from_slice(TINY);
-    args.extend_from_slice(&[
-        "--crop-size",
-        "12",
-        "--load-size",
-        "12",
-        "--eval-every",
-        "2",
-    ]);
+    let args = tiny_eval_every_2("notest", "nt", &[]);
     fails_with(&gan_cli(&args, d), "testA");
 }

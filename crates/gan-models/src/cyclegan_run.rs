@@ -858,20 +858,21 @@ impl TranslationReferences {
     ) -> Result<Self> {
         let test = Unpaired::load(dataroot, Split::Test, icfg)?;
         let (c, s) = (icfg.channels, icfg.size);
-        let mut reference = |ds: &TensorDataset, name: &str| -> Result<ReferenceSet> {
+        let mut reference = |ds: &TensorDataset, folder: &str| -> Result<ReferenceSet> {
             if ds.is_empty() {
                 return Err(ModelError::Config(format!(
                     "{}: no test images to score translations against",
-                    dataroot.join(name.trim_start_matches("real ")).display()
+                    dataroot.join(folder).display()
                 )));
             }
+            let name = format!("real {folder}");
             match cache {
-                Some(dir) => Ok(cached_reference(net, ds, name, dir, progress)?.0),
-                None => ReferenceSet::new_with(net, ds, name, progress),
+                Some(dir) => Ok(cached_reference(net, ds, &name, dir, progress)?.0),
+                None => ReferenceSet::new_with(net, ds, &name, progress),
             }
         };
-        let ref_a = reference(&test.a, "real testA")?;
-        let ref_b = reference(&test.b, "real testB")?;
+        let ref_a = reference(&test.a, "testA")?;
+        let ref_b = reference(&test.b, "testB")?;
         let images =
             |ds: &TensorDataset| Tensor::from_slice(ds.data(), (ds.len(), c, s, s), &Device::Cpu);
         Ok(Self {

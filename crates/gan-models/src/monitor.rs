@@ -47,6 +47,15 @@ pub struct MonitorConfig {
     pub write_report: bool,
 }
 
+impl MonitorConfig {
+    /// Whether `step` is evaluated: every `eval_every` steps and the last step (never with
+    /// `eval_every` 0).
+    pub fn eval_due(&self, step: u64) -> bool {
+        let every = self.eval_every;
+        every > 0 && (step % every == 0 || step == self.total_steps)
+    }
+}
+
 /// One evaluation line of `metrics.jsonl`.
 #[derive(Clone, Debug, Serialize)]
 pub struct EvalLine<'a> {
@@ -298,8 +307,7 @@ impl<M: StepRecord> Observer<M> for RunMonitor<'_, M> {
 
     fn on_generator(&mut self, step: u64, g: &dyn GeneratorNet) -> Result<()> {
         self.inner.on_generator(step, g)?;
-        let every = self.cfg.eval_every;
-        if every > 0 && (step % every == 0 || step == self.cfg.total_steps) {
+        if self.cfg.eval_due(step) {
             self.evaluate_now(step, g)?;
         }
         Ok(())
@@ -307,8 +315,7 @@ impl<M: StepRecord> Observer<M> for RunMonitor<'_, M> {
 
     fn on_translator(&mut self, step: u64, t: &dyn Translator) -> Result<()> {
         self.inner.on_translator(step, t)?;
-        let every = self.cfg.eval_every;
-        if every > 0 && (step % every == 0 || step == self.cfg.total_steps) {
+        if self.cfg.eval_due(step) {
             self.evaluate_translation(step, t)?;
         }
         Ok(())
