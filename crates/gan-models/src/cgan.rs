@@ -180,12 +180,8 @@ impl ConditionalBatchNorm2d {
 
     fn modulate(&self, normed: &Tensor, y: &Tensor) -> Result<Tensor> {
         let (b, c) = (normed.dim(0)?, normed.dim(1)?);
-        let s: f64 = std::env::var("GAN_X_MUL")
-            .ok()
-            .map(|v| v.parse().unwrap())
-            .unwrap_or(1.0);
-        let gain = ((y.matmul(&self.scale)? * s)? + 1.0)?.reshape((b, c, 1, 1))?;
-        let shift = (y.matmul(&self.shift)? * s)?.reshape((b, c, 1, 1))?;
+        let gain = (y.matmul(&self.scale)? + 1.0)?.reshape((b, c, 1, 1))?;
+        let shift = y.matmul(&self.shift)?.reshape((b, c, 1, 1))?;
         Ok(normed.broadcast_mul(&gain)?.broadcast_add(&shift)?.relu()?)
     }
 }
