@@ -58,7 +58,9 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
             bail!("{name} failed ({status})");
         }
     }
-    test(root, TestArgs { cargo_args: vec![] })
+    test(root, TestArgs { cargo_args: vec![] })?;
+    eprintln!("xtask ci: the CUDA build: cargo xtask build-cuda --check");
+    crate::cuda::run(root, crate::cuda::BuildCudaArgs::check_only())
 }
 
 /// Debian's Fashion-MNIST, which `fetch-fashion-mnist` imports when the hub is out of reach.

@@ -2,9 +2,11 @@
 
 mod bench;
 mod ci;
+mod cuda;
 mod evaluator;
 mod fetch;
 mod fid_parity;
+mod gpu_check;
 mod unpaired;
 
 use std::path::PathBuf;
@@ -50,6 +52,12 @@ enum Task {
     /// Regenerate the pytorch-fid parity fixture of the Inception network (needs a Python with
     /// torch and pytorch-fid; no weights are downloaded).
     FidParity(fid_parity::FidParityArgs),
+    /// Build gan-cli with `--features cuda` on a machine without a GPU (nvcc and the CUDA
+    /// libraries from PyPI, a link-time stand-in for the driver) into target/cuda/release.
+    BuildCuda(cuda::BuildCudaArgs),
+    /// On a GPU machine, from the repository root: CPU-against-GPU parity, step times against
+    /// PyTorch on the same GPU, and a 1,000-step training run with its FID, as one JSON file.
+    GpuCheck(gpu_check::GpuCheckArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -84,6 +92,8 @@ fn main() -> anyhow::Result<()> {
         Task::Bench(args) => bench::run(args),
         Task::TrainEvaluator(args) => evaluator::run(&root, args),
         Task::FidParity(args) => fid_parity::run(&root, args),
+        Task::BuildCuda(args) => cuda::run(&root, args),
+        Task::GpuCheck(args) => gpu_check::run(args),
     }
 }
 

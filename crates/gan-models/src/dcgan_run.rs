@@ -169,7 +169,12 @@ pub fn parse_device(s: &str) -> Result<Device> {
         if !cfg!(feature = "cuda") {
             return Err(built_without("cuda"));
         }
-        Ok(Device::new_cuda(n)?)
+        Device::new_cuda(n).map_err(|e| {
+            ModelError::Config(format!(
+                "--device {s}: no usable CUDA device {n} ({e}); check that an NVIDIA GPU and its \
+                 driver are present (nvidia-smi lists them) and that the driver supports CUDA 13"
+            ))
+        })
     };
     let dev = match s {
         "cpu" => Device::Cpu,
