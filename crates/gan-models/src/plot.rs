@@ -1,8 +1,10 @@
 //! Scatter plots of 2D points as PNG, with plotters' bitmap backend.
 //!
-//! No text is drawn (plotters' font support needs system font libraries): each panel is a
-//! square with a light grid at integer coordinates and the axes through the origin in a darker
-//! grey, so scales can still be read off.
+//! Each panel is a square with a light grid at integer coordinates and the axes through the
+//! origin in a darker grey, so scales can be read off; a title at its top left, and a legend at
+//! its top right naming each labelled layer beside a dot of its colour. Text is drawn with an
+//! ASCII subset of DejaVu Sans built into the library (`assets/DejaVuSans-ascii.ttf`, through
+//! plotters' `ab_glyph` backend), so no system font is needed.
 
 use std::path::Path;
 
@@ -30,6 +32,8 @@ pub struct Layer<'a> {
     pub radius: u32,
     /// Opacity in [0, 1].
     pub opacity: f64,
+    /// Its name in the panel's legend (unlabelled layers are not listed).
+    pub label: Option<String>,
 }
 
 /// One square panel: a view of the plane and the layers drawn in it, first to last.
@@ -39,6 +43,27 @@ pub struct Panel<'a> {
     pub half_width: f32,
     /// The layers.
     pub layers: Vec<Layer<'a>>,
+    /// Text at the panel's top left (`step 2000`), if any.
+    pub title: Option<String>,
+}
+
+/// The family name the built-in font is registered under: plotters' default family, which the
+/// report's charts use too.
+const FONT: &str = "sans-serif";
+
+/// Registers the built-in font with plotters, once; every chart or plot that draws text calls
+/// it first (plotters' `ab_glyph` text has no font until one is registered).
+pub(crate) fn register_font() -> std::result::Result<(), String> {
+    static DONE: std::sync::OnceLock<std::result::Result<(), String>> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| {
+        plotters::style::register_font(
+            FONT,
+            FontStyle::Normal,
+            include_bytes!("../assets/DejaVuSans-ascii.ttf"),
+        )
+        .map_err(|_| "the built-in font does not parse".to_string())
+    })
+    .clone()
 }
 
 /// Grey of the real data in toy plots.
@@ -73,6 +98,7 @@ pub fn scatter_png(path: &Path, panels: &[Panel<'_>], panel_px: u32) -> Result<(
     if panels.is_empty() {
         return Err(err(&"no panel to draw"));
     }
+    register_font().map_err(|e| err(&e))?;
     let width = panel_px * panels.len() as u32;
     let root = BitMapBackend::new(path, (width, panel_px)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
@@ -123,6 +149,60 @@ fn draw_panel<DB: DrawingBackend>(
                 )
             }))?;
         }
+    }
+    draw_text(panel, area)
+}
+
+/// The title at the top left and the legend at the top right of a panel's `area`.
+fn draw_text<DB: DrawingBackend>(
+    panel: &Panel<'_>,
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+) -> std::result::Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let (w, _) = area.dim_in_pixel();
+    let px = (w / 30).clamp(11, 18);
+    let font = (FONT, px).into_font().color(&BLACK);
+    let pad = 14 + px as i32 / 2;
+    let line = px as i32 + 6;
+    // A light box under the text keeps it readable over the points.
+    let backdrop = |x0: i32, y0: i32, x1: i32, y1: i32| {
+        Rectangle::new(
+            [(x0 - 4, y0 - 3), (x1 + 4, y1 + 3)],
+            WHITE.mix(0.8).filled(),
+        )
+    };
+    if let Some(title) = &panel.title {
+        let (tw, th) = area.estimate_text_size(title, &font)?;
+        area.draw(&backdrop(pad, pad, pad + tw as i32, pad + th as i32))?;
+        area.draw(&Text::new(title.as_str(), (pad, pad), font.clone()))?;
+    }
+    let labelled: Vec<(&str, RGBColor)> = panel
+        .layers
+        .iter()
+        .filter_map(|l| {
+            let color = match &l.colors {
+                Colors::Single(c) => *c,
+                Colors::PerPoint(cs) => cs.first().copied().unwrap_or(BLACK),
+            };
+            l.label.as_deref().map(|t| (t, color))
+        })
+        .collect();
+    let mut widest = 0;
+    for (text, _) in &labelled {
+        widest = widest.max(area.estimate_text_size(text, &font)?.0 as i32);
+    }
+    if !labelled.is_empty() {
+        let dot_room = px as i32 + 8;
+        let right = w as i32 - pad;
+        let bottom = pad + labelled.len() as i32 * line - 6;
+        area.draw(&backdrop(right - widest - dot_room, pad, right, bottom))?;
+    }
+    for (i, (text, color)) in labelled.into_iter().enumerate() {
+        let y = pad + i as i32 * line;
+        let (tw, _) = area.estimate_text_size(text, &font)?;
+        let x = w as i32 - pad - tw as i32;
+        let dot = (x - px as i32 / 2 - 4, y + px as i32 / 2);
+        area.draw(&Circle::new(dot, (px / 3).max(3), color.filled()))?;
+        area.draw(&Text::new(text, (x, y), font.clone()))?;
     }
     Ok(())
 }

@@ -213,6 +213,7 @@ pub fn line_chart_svg(
     }
     let pad = 0.05 * (y1 - y0);
     let (y0, y1) = (y0 - pad, y1 + pad);
+    crate::plot::register_font().map_err(|e| err(&e))?;
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (560, 320)).into_drawing_area();

@@ -831,14 +831,16 @@ pub fn view_half_width(dist: ToyDistribution) -> f32 {
 }
 
 /// Writes the scatter plot of `generated` over `real` points of `dist` (mode centres marked in
-/// red). With `noise`, the noise (first two coordinates) is drawn in a panel on the left and each
-/// noise point and its image are coloured by the angle of the noise point.
+/// red), titled with `step` when given and with a legend. With `noise`, the noise (first two
+/// coordinates) is drawn in a panel on the left and each noise point and its image are coloured
+/// by the angle of the noise point.
 pub fn plot_toy(
     path: &Path,
     dist: ToyDistribution,
     real: &[[f32; 2]],
     generated: &[[f32; 2]],
     noise: Option<&[[f32; 2]]>,
+    step: Option<u64>,
 ) -> Result<()> {
     let w = view_half_width(dist);
     let modes = dist.modes().unwrap_or_default();
@@ -857,34 +859,44 @@ pub fn plot_toy(
             colors: fake_colors.clone(),
             radius: 1,
             opacity: 0.8,
+            label: Some("z (colour: angle)".into()),
         };
         panels.push(Panel {
             half_width: 3.5,
             layers: vec![layer],
+            title: Some("noise z[0..2]".into()),
         });
     }
+    let mut layers = vec![Layer {
+        points: real,
+        colors: Colors::Single(REAL),
+        radius: 1,
+        opacity: 0.5,
+        label: Some("real".into()),
+    }];
+    if !modes.is_empty() {
+        layers.push(Layer {
+            points: &modes,
+            colors: Colors::Single(MODE),
+            radius: 2,
+            opacity: 1.0,
+            label: Some("mode centres".into()),
+        });
+    }
+    layers.push(Layer {
+        points: generated,
+        colors: fake_colors,
+        radius: 1,
+        opacity: 0.8,
+        label: Some(match noise {
+            Some(_) => "generated (colour: z)".into(),
+            None => "generated".into(),
+        }),
+    });
     panels.push(Panel {
         half_width: w,
-        layers: vec![
-            Layer {
-                points: real,
-                colors: Colors::Single(REAL),
-                radius: 1,
-                opacity: 0.5,
-            },
-            Layer {
-                points: &modes,
-                colors: Colors::Single(MODE),
-                radius: 2,
-                opacity: 1.0,
-            },
-            Layer {
-                points: generated,
-                colors: fake_colors,
-                radius: 1,
-                opacity: 0.8,
-            },
-        ],
+        layers,
+        title: step.map(|s| format!("step {s}")),
     });
     scatter_png(path, &panels, 480)
 }
@@ -941,7 +953,7 @@ pub fn train_toy(
                 modes,
             })?;
         }
-        plot_toy(p, dist, &real, &pts, noise_2d.as_deref())
+        plot_toy(p, dist, &real, &pts, noise_2d.as_deref(), Some(t.step()))
     };
     let fit_cfg = FitConfig {
         lr: LrSchedule::Milestones {

@@ -211,3 +211,41 @@ fn wgan_gp_toy_learns_logs_and_resumes() -> anyhow::Result<()> {
     assert_eq!(a, b);
     Ok(())
 }
+
+/// Near-black pixels (the text; points, grid and axes are all lighter) in the rectangle
+/// `[x0, x1) × [y0, y1)` of a PNG.
+fn dark_pixels(path: &std::path::Path, x0: u32, x1: u32, y0: u32, y1: u32) -> usize {
+    let img = image::open(path).unwrap().to_rgb8();
+    (y0..y1)
+        .flat_map(|y| (x0..x1).map(move |x| (x, y)))
+        .filter(|&(x, y)| img.get_pixel(x, y).0.iter().all(|&c| c < 70))
+        .count()
+}
+
+/// A toy plot carries its step at the top left and a legend (real, mode centres, generated) at
+/// the top right, drawn with the built-in font; without a step there is no title.
+#[test]
+fn toy_plots_carry_a_step_label_and_a_legend() {
+    let dist = ToyDistribution::Ring8;
+    let real = dist.sample(500, 1);
+    let generated: Vec<[f32; 2]> = dist
+        .sample(500, 2)
+        .iter()
+        .map(|p| [p[0] * 0.8, p[1]])
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let (titled, plain) = (dir.path().join("a.png"), dir.path().join("b.png"));
+    gan_models::toy::plot_toy(&titled, dist, &real, &generated, None, Some(1200)).unwrap();
+    gan_models::toy::plot_toy(&plain, dist, &real, &generated, None, None).unwrap();
+    let (w, h) = image::image_dimensions(&titled).unwrap();
+    assert_eq!((w, h), (480, 480));
+    let title = |p| dark_pixels(p, 0, w / 3, 0, h / 8);
+    let legend = |p| dark_pixels(p, w / 2, w, 0, h / 6);
+    assert!(title(&titled) > 30, "no step label: {}", title(&titled));
+    assert_eq!(title(&plain), 0, "a title without a step");
+    for p in [&titled, &plain] {
+        assert!(legend(p) > 60, "no legend: {}", legend(p));
+    }
+    // The body of the plot has no text.
+    assert_eq!(dark_pixels(&titled, 0, w, h / 4, h), 0);
+}
