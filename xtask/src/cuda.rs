@@ -90,7 +90,7 @@ pub fn run(root: &Path, args: BuildCudaArgs) -> anyhow::Result<()> {
     };
     let cuda = install_toolkit(&toolkit, &packages)?;
     let target = root.join("target/cuda");
-    let mut cargo = Command::new(env!("CARGO"));
+    let mut cargo = cargo_command();
     cargo
         .current_dir(root)
         .env("PATH", prepend_path(&cuda.join("bin"))?)
@@ -232,6 +232,14 @@ fn make_link_dir(root: &Path, cuda: &Path, link: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Cargo as the one running us (`cargo xtask` sets `CARGO` and rustup's toolchain), else the
+/// `cargo` on the PATH: never the absolute path of the cargo that built this binary, whose
+/// `rustc` would be rustup's proxy without a toolchain chosen, so that a dependency's own
+/// `rust-toolchain` file (macro_rules_attribute has one) would pick another toolchain.
+fn cargo_command() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
 fn replace_symlink(target: &Path, at: &Path) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(at);
     std::os::unix::fs::symlink(target, at)
@@ -241,7 +249,7 @@ fn replace_symlink(target: &Path, at: &Path) -> anyhow::Result<()> {
 /// The driver functions cudarc declares (`pub unsafe fn cu...(` in `src/driver/sys/mod.rs`),
 /// from the cudarc that the CUDA build resolves to.
 fn driver_symbols(root: &Path) -> anyhow::Result<Vec<String>> {
-    let out = Command::new(env!("CARGO"))
+    let out = cargo_command()
         .current_dir(root)
         .args([
             "metadata",

@@ -204,6 +204,15 @@ pub struct TrainDcgan {
     /// Target for real images; 0.9 gives one-sided label smoothing (cross-entropy losses only).
     #[arg(long, default_value_t = 1.0)]
     pub real_label: f64,
+    /// Start the generator from these weights instead of the seed's random initialisation: a
+    /// .safetensors file with every variable of a generator of the same shape, such as
+    /// RUN/checkpoints/latest/generator.safetensors (PyTorch DCGAN's --netG). New runs only.
+    #[arg(long, value_name = "FILE")]
+    pub init_generator: Option<std::path::PathBuf>,
+    /// Start the discriminator from these weights (like --init-generator; e.g.
+    /// RUN/checkpoints/latest/discriminator.safetensors; PyTorch DCGAN's --netD). New runs only.
+    #[arg(long, value_name = "FILE")]
+    pub init_discriminator: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub tricks: GanOptionFlags,
     #[command(flatten)]

@@ -52,6 +52,10 @@ pub struct TrainCganArgs {
     /// Weight of the auxiliary classifier's cross-entropy in both losses (--cond acgan).
     #[arg(long, default_value_t = 1.0)]
     pub aux_weight: f64,
+    /// Whether the discriminator's auxiliary classifier also learns the fakes' classes, as in
+    /// the ACGAN paper (--cond acgan); `false` trains it on the real images only.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub aux_on_fakes: bool,
 }
 
 /// Runs `gan-cli train cgan`.
@@ -76,7 +80,8 @@ pub fn train(a: TrainCganArgs) -> anyhow::Result<ExitCode> {
                 || base.step.loss != gan_core::loss::GeneratorLoss::NonSaturating
             {
                 anyhow::bail!(
-                    "train cgan does not take --n-dis, --ema, --diffaug, --r1, --spectral-norm or                      --loss yet (its trainer has the plain DCGAN step)"
+                    "train cgan does not take --n-dis, --ema, --diffaug, --r1, --spectral-norm or \
+                     --loss yet (its trainer has the plain DCGAN step)"
                 );
             }
             let source =
@@ -86,6 +91,7 @@ pub fn train(a: TrainCganArgs) -> anyhow::Result<ExitCode> {
             check_labels(&data, &classes, &what)?;
             let mut cfg = CganRunConfig::new(base, a.cond.into(), classes);
             cfg.aux_weight = a.aux_weight;
+            cfg.aux_on_fakes = a.aux_on_fakes;
             cfg.net().validate()?;
             let out = d
                 .run

@@ -2,13 +2,13 @@
 //! defaults, then the flags given), then the shared train path ([`crate::train_cmd`]) around
 //! `gan_models::dcgan_run::train_dcgan`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::bail;
 use gan_data::ImageSource;
 use gan_models::dcgan_run::{
-    load_data, parse_device, steps_per_epoch, train_dcgan, DcganRunConfig,
+    load_data, parse_device, steps_per_epoch, train_dcgan, DcganRunConfig, InitWeights,
 };
 use gan_models::registry::RunConfig;
 use gan_models::run::RunDir;
@@ -125,6 +125,10 @@ pub(crate) fn new_config(
     }
     cfg.step.real_label = a.real_label;
     apply_options(&a.tricks, &mut cfg)?;
+    cfg.init = InitWeights {
+        generator: init_file(a.init_generator.as_deref(), "--init-generator")?,
+        discriminator: init_file(a.init_discriminator.as_deref(), "--init-discriminator")?,
+    };
     cfg.batch_size = a.net.batch_size;
     cfg.seed = a.run.seed;
     cfg.device = a.run.device.clone();
@@ -154,6 +158,20 @@ pub(crate) fn new_config(
         }
     }
     Ok((cfg, data))
+}
+
+/// The absolute path of a starting-weights file given to `flag`, which must exist (its
+/// contents are checked against the network when the trainer is built).
+fn init_file(path: Option<&Path>, flag: &str) -> anyhow::Result<Option<PathBuf>> {
+    let Some(path) = path else { return Ok(None) };
+    if !path.is_file() {
+        bail!(
+            "{flag} {}: no such file (give a .safetensors file of network weights, such as \
+             RUN/checkpoints/latest/generator.safetensors)",
+            path.display()
+        );
+    }
+    Ok(Some(std::path::absolute(path)?))
 }
 
 /// `--lr` (both networks), then `--lr-g` and `--lr-d` (TTUR), where given.

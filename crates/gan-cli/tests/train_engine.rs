@@ -274,3 +274,78 @@ fn resume_after_ctrl_c_of_a_lengthened_run_trains_on() {
     assert_eq!(out.status.code(), Some(130), "{out:?}");
     assert!(common::latest_step(&run) > stopped + 20);
 }
+
+/// `--init-generator`/`--init-discriminator` start a new run from another run's checkpoint files
+/// and are recorded in its `config.json`; a file of another network's shape or a missing file
+/// exits 2 naming it and leaves no run folder; with `--resume` the flags are refused.
+#[test]
+fn a_new_run_starts_from_given_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let train = |out: &str, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "dcgan",
+            "--data",
+            "mnist-mini",
+            "--out",
+            out,
+            "--steps",
+            "1",
+        ];
+        args.extend(TINY);
+        args.extend(extra);
+        gan_cli(&args, d)
+    };
+    ok(&train("a", &[]));
+    let ck = d.join("a/checkpoints/latest");
+    let (g, disc) = (
+        ck.join("generator.safetensors"),
+        ck.join("discriminator.safetensors"),
+    );
+    let (g, disc) = (g.to_str().unwrap(), disc.to_str().unwrap());
+    ok(&train(
+        "b",
+        &["--init-generator", g, "--init-discriminator", disc],
+    ));
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("b/config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["init"]["generator"], g);
+    assert_eq!(cfg["init"]["discriminator"], disc);
+
+    let wide = [
+        "train",
+        "dcgan",
+        "--data",
+        "mnist-mini",
+        "--out",
+        "c",
+        "--steps",
+        "1",
+        "--ngf",
+        "16",
+        "--ndf",
+        "8",
+        "--nz",
+        "10",
+        "--batch-size",
+        "8",
+        "--init-generator",
+        g,
+    ];
+    let out = gan_cli(&wide, d);
+    let stderr = fails_with(&out, 2, "of another shape");
+    assert!(stderr.contains("generator.safetensors"), "{stderr}");
+    assert!(!d.join("c").exists(), "the failed run folder is removed");
+    fails_with(
+        &train("c", &["--init-discriminator", "nowhere.safetensors"]),
+        2,
+        "--init-discriminator nowhere.safetensors: no such file",
+    );
+    assert!(!d.join("c").exists());
+    let out = gan_cli(
+        &["train", "dcgan", "--resume", "b", "--init-generator", g],
+        d,
+    );
+    fails_with(&out, 2, "--init-generator cannot change when resuming");
+}

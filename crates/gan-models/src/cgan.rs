@@ -14,7 +14,8 @@
 //!   ICML 2017): an auxiliary classifier head (`aux.weight`, `aux.bias`: a linear layer on the
 //!   same φ(x), as the paper's classifier shares all but the last layer with the discriminator)
 //!   whose cross-entropy is added to both losses, weighted by
-//!   [`CganLoss::aux_weight`]; the generator as for projection.
+//!   [`CganLoss::aux_weight`] (the discriminator's on the real and the generated images, as the
+//!   paper's `L_C`; see `CganRunConfig::aux_on_fakes`); the generator as for projection.
 //! - **concat** (Mirza & Osindero, "Conditional Generative Adversarial Nets", 2014): the
 //!   one-hot label concatenated to z, and as `classes` constant feature maps to the
 //!   discriminator's input; the networks are plain DCGANs with `nz + classes` and
@@ -180,9 +181,12 @@ impl ConditionalBatchNorm2d {
 
     fn modulate(&self, normed: &Tensor, y: &Tensor) -> Result<Tensor> {
         let (b, c) = (normed.dim(0)?, normed.dim(1)?);
-        let gain = (y.matmul(&self.scale)? + 1.0)?.reshape((b, c, 1, 1))?;
-        let shift = y.matmul(&self.shift)?.reshape((b, c, 1, 1))?;
-        Ok(normed.broadcast_mul(&gain)?.broadcast_add(&shift)?.relu()?)
+        let gain = (y.matmul(&self.scale)? + 1.0)?;
+        let shift = y.matmul(&self.shift)?;
+        debug_assert_eq!(gain.dims(), [b, c]);
+        Ok(gan_core::batchnorm::scale_shift_relu(
+            normed, &gain, &shift,
+        )?)
     }
 }
 

@@ -46,6 +46,12 @@ pub struct CganRunConfig {
     pub classes: Vec<String>,
     /// Weight of the auxiliary classifier's loss (acgan).
     pub aux_weight: f64,
+    /// Whether the discriminator's auxiliary classifier also learns the classes of the fakes
+    /// (acgan): the paper's class log-likelihood `L_C` sums over real and generated images
+    /// (Odena et al. 2017, eq. 2–3). `false` in runs written before this field, whose
+    /// discriminator learned the classes of the reals only.
+    #[serde(default)]
+    pub aux_on_fakes: bool,
 }
 
 impl CganRunConfig {
@@ -57,6 +63,7 @@ impl CganRunConfig {
             cond,
             classes,
             aux_weight: crate::cgan::CganLoss::default().aux_weight,
+            aux_on_fakes: true,
         }
     }
 
@@ -154,6 +161,7 @@ pub fn build_trainer(cfg: &CganRunConfig, dev: &Device) -> Result<CganTrainer> {
     let net = cfg.net();
     let nets = init_nets(
         cfg.base.seed,
+        &cfg.base.init,
         dev,
         |vb| CganGenerator::new(&net, vb),
         |vb| CganDiscriminator::new(&net, vb),
@@ -192,6 +200,10 @@ impl CganTrainer {
         let fake_out = d.forward_t(&fake.detach(), &y, true)?;
         let loss_d = discriminator_loss(&real_out.logits, &fake_out.logits, step.real_label)?;
         let (loss_d, cls_real) = with_class_loss(loss_d, &real_out, labels, w)?;
+        let loss_d = match self.cfg.aux_on_fakes {
+            true => with_class_loss(loss_d, &fake_out, labels, w)?.0,
+            false => loss_d,
+        };
         self.opt_d.backward_step(&loss_d)?;
 
         // Generator, through the updated D (its parameters frozen).
@@ -350,7 +362,16 @@ pub fn train_cgan(
         &cfg.classes,
         &cfg.base.data.path.display().to_string(),
     )?;
-    let mut trainer = build_trainer(cfg, &dev)?;
+    let mut trainer = match cfg.base.fresh_or_resumed(resume) {
+        std::borrow::Cow::Borrowed(_) => build_trainer(cfg, &dev)?,
+        std::borrow::Cow::Owned(base) => build_trainer(
+            &CganRunConfig {
+                base,
+                ..cfg.clone()
+            },
+            &dev,
+        )?,
+    };
     let mut batcher = Batcher::new(data, cfg.base.batch_config(), &dev)?;
     if resume {
         crate::engine::resume(&mut trainer, &mut batcher, run, observer)?;

@@ -77,6 +77,119 @@ pub struct DcganRunConfig {
     /// Discriminator steps, DiffAugment, R1 and the EMA generator (all off in older runs).
     #[serde(default, skip_serializing_if = "GanOptions::is_plain")]
     pub options: GanOptions,
+    /// Weights a new run starts from instead of the random initialisation (absent in runs that
+    /// started from the seed).
+    #[serde(default, skip_serializing_if = "InitWeights::is_empty")]
+    pub init: InitWeights,
+}
+
+/// The weights a new run starts from, in place of DCGAN's random initialisation: safetensors
+/// files holding every variable of the network by name with its shape, such as
+/// `generator.safetensors` and `discriminator.safetensors` in a run's checkpoint folder (the
+/// counterpart of `--netG`/`--netD` in PyTorch's DCGAN example). Only a new run reads them; a
+/// resumed run starts from its checkpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitWeights {
+    /// The generator's weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<PathBuf>,
+    /// The discriminator's (or critic's) weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discriminator: Option<PathBuf>,
+}
+
+impl InitWeights {
+    /// Whether no file is named (the networks start from the seed).
+    pub fn is_empty(&self) -> bool {
+        self.generator.is_none() && self.discriminator.is_none()
+    }
+
+    /// Overwrites the variables of `g_vars` and `d_vars` with the named files' tensors.
+    ///
+    /// # Errors
+    /// [`ModelError::Checkpoint`] naming the file when it cannot be read, or when its tensors
+    /// are not exactly the network's variables: a missing name, a shape that differs, or a name
+    /// the network does not have.
+    pub fn load(&self, g_vars: &VarMap, d_vars: &VarMap) -> Result<()> {
+        if let Some(p) = &self.generator {
+            load_weights(g_vars, p, "generator")?;
+        }
+        if let Some(p) = &self.discriminator {
+            load_weights(d_vars, p, "discriminator")?;
+        }
+        Ok(())
+    }
+}
+
+/// Sets every variable of `vars` (the `network`'s) from the safetensors file `path`, which must
+/// hold exactly those names with the same shapes (any float dtype; converted).
+///
+/// # Errors
+/// [`ModelError::Checkpoint`] naming `path`: unreadable, or names missing, extra or of another
+/// shape (the first few of each are listed).
+pub fn load_weights(vars: &VarMap, path: &Path, network: &str) -> Result<()> {
+    let err = |reason: String| ModelError::Checkpoint {
+        path: path.into(),
+        reason,
+    };
+    if !path.is_file() {
+        return Err(err(format!(
+            "no such file (the {network}'s starting weights: a .safetensors file)"
+        )));
+    }
+    let file = candle_core::safetensors::load(path, &Device::Cpu)
+        .map_err(|e| err(format!("not a readable safetensors file: {e}")))?;
+    let data = vars.data().lock().expect("VarMap lock");
+    let mut missing = Vec::new();
+    let mut shapes = Vec::new();
+    for (name, var) in data.iter() {
+        match file.get(name) {
+            None => missing.push(name.clone()),
+            Some(t) if t.dims() != var.dims() => shapes.push(format!(
+                "{name}: {:?} in the file, {:?} in the network",
+                t.dims(),
+                var.dims()
+            )),
+            Some(_) => {}
+        }
+    }
+    let mut extra: Vec<String> = file
+        .keys()
+        .filter(|k| !data.contains_key(*k))
+        .cloned()
+        .collect();
+    if !(missing.is_empty() && shapes.is_empty() && extra.is_empty()) {
+        let list = |what: &str, v: &mut Vec<String>| -> Option<String> {
+            v.sort();
+            let more = v.len().saturating_sub(4);
+            (!v.is_empty()).then(|| {
+                let mut s = format!("{what} {}", v[..v.len().min(4)].join(", "));
+                if more > 0 {
+                    s.push_str(&format!(" and {more} more"));
+                }
+                s
+            })
+        };
+        let parts: Vec<String> = [
+            list("missing", &mut missing),
+            list("of another shape:", &mut shapes),
+            list("not in the network:", &mut extra),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        return Err(err(format!(
+            "its tensors are not the {network}'s variables ({}); the file must come from a \
+             network of the same kind and shape (the same --image-size, channels, --nz, --ngf \
+             and --ndf), such as {network}.safetensors in a run's checkpoint folder",
+            parts.join("; ")
+        )));
+    }
+    for (name, var) in data.iter() {
+        let t = file[name].to_dtype(var.dtype())?.to_device(var.device())?;
+        var.set(&t)?;
+    }
+    Ok(())
 }
 
 impl DcganRunConfig {
@@ -106,6 +219,7 @@ impl DcganRunConfig {
             fast_conv: true,
             streams: stream::CURRENT,
             options: GanOptions::default(),
+            init: InitWeights::default(),
         }
     }
 
@@ -132,6 +246,20 @@ impl DcganRunConfig {
     /// How the batches are drawn ([`stream::batch_config`]).
     pub fn batch_config(&self) -> BatchConfig {
         stream::batch_config(self.batch_size, self.seed, self.streams)
+    }
+
+    /// The configuration to build the trainer from: itself for a new run; for a resumed one,
+    /// without [`InitWeights`] (the checkpoint replaces every weight, and the files named when
+    /// the run started need not exist any more).
+    pub fn fresh_or_resumed(&self, resume: bool) -> std::borrow::Cow<'_, Self> {
+        if resume && !self.init.is_empty() {
+            std::borrow::Cow::Owned(Self {
+                init: InitWeights::default(),
+                ..self.clone()
+            })
+        } else {
+            std::borrow::Cow::Borrowed(self)
+        }
     }
 }
 
@@ -200,11 +328,13 @@ pub fn build_generator(cfg: &DcganConfig, dev: &Device) -> Result<(DcganGenerato
     Ok((g, vars))
 }
 
-/// Builds a freshly initialised trainer (DCGAN initialisation from the seed).
+/// Builds a freshly initialised trainer: DCGAN initialisation from the seed, then the weights of
+/// `cfg.init` where given (the EMA generator starts as a copy of the generator).
 pub fn build_trainer(cfg: &DcganRunConfig, dev: &Device) -> Result<DcganTrainer> {
     gan_core::conv::set_fast_conv(cfg.fast_conv);
     let nets = init_nets(
         cfg.seed,
+        &cfg.init,
         dev,
         |vb| DcganGenerator::new(&cfg.dcgan, vb),
         |vb| DcganDiscriminator::new(&cfg.dcgan, vb),
@@ -226,9 +356,11 @@ pub fn build_trainer(cfg: &DcganRunConfig, dev: &Device) -> Result<DcganTrainer>
 }
 
 /// A generator and a discriminator built by `make_g` and `make_d` on fresh variables, with
-/// DCGAN's initialisation from `seed` (streams [`stream::INIT_G`] and [`stream::INIT_D`]).
+/// DCGAN's initialisation from `seed` (streams [`stream::INIT_G`] and [`stream::INIT_D`]), then
+/// the weights of `init` where given ([`InitWeights::load`]).
 pub fn init_nets<G, D>(
     seed: u64,
+    init: &InitWeights,
     dev: &Device,
     make_g: impl FnOnce(VarBuilder) -> Result<G>,
     make_d: impl FnOnce(VarBuilder) -> Result<D>,
@@ -238,6 +370,7 @@ pub fn init_nets<G, D>(
     let d = make_d(VarBuilder::from_varmap(&d_vars, DType::F32, dev))?;
     dcgan_init(&g_vars, &mut SeededRng::with_stream(seed, stream::INIT_G))?;
     dcgan_init(&d_vars, &mut SeededRng::with_stream(seed, stream::INIT_D))?;
+    init.load(&g_vars, &d_vars)?;
     Ok(GanNets {
         g,
         d,
@@ -267,7 +400,7 @@ pub fn train_dcgan(
     observer: &mut dyn Observer,
 ) -> Result<FitOutcome> {
     let dev = parse_device(&cfg.device)?;
-    let mut trainer = build_trainer(cfg, &dev)?;
+    let mut trainer = build_trainer(&cfg.fresh_or_resumed(resume), &dev)?;
     let mut batcher = Batcher::new(data, cfg.batch_config(), &dev)?;
     if resume {
         crate::engine::resume(&mut trainer, &mut batcher, run, observer)?;

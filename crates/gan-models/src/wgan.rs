@@ -457,6 +457,7 @@ impl WganRunConfig {
             fast_conv: self.fast_conv,
             streams: self.streams,
             options: GanOptions::default(),
+            init: Default::default(),
         }
     }
 }

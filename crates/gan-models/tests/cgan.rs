@@ -191,3 +191,37 @@ fn every_mode_and_size_has_the_shapes_of_dcgan() {
         }
     }
 }
+
+/// ACGAN's discriminator loss holds the classifier's cross-entropy on the fakes as well as on the
+/// reals (the paper's `L_C`) unless `aux_on_fakes` is off: at initialisation the class logits
+/// are near zero, so the extra term is close to ln(classes) (here ln 3), and everything before
+/// the discriminator's update is the same draw.
+#[test]
+fn acgan_discriminator_learns_the_classes_of_the_fakes_too() {
+    use gan_models::cgan_run::{build_trainer, CganRunConfig};
+    use gan_models::dcgan_run::{DataConfig, DcganRunConfig};
+    let dev = Device::Cpu;
+    let data = DataConfig {
+        source: "test".into(),
+        path: "test".into(),
+        items: 8,
+    };
+    let mut base = DcganRunConfig::new(data, 1);
+    base.dcgan = tiny(CondMode::Acgan, 28).dcgan;
+    let classes: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+    let real = Tensor::zeros((4, 1, 28, 28), DType::F32, &dev).unwrap();
+    let labels = Tensor::new(&[0u32, 1, 2, 1], &dev).unwrap();
+    let loss_d = |on_fakes: bool| {
+        let mut cfg = CganRunConfig::new(base.clone(), CondMode::Acgan, classes.clone());
+        cfg.aux_on_fakes = on_fakes;
+        let mut t = build_trainer(&cfg, &dev).unwrap();
+        t.step_on(&real, &labels, 0).unwrap().base.loss_d
+    };
+    let (both, reals_only) = (loss_d(true), loss_d(false));
+    let extra = both - reals_only;
+    assert!(
+        (extra - 3f32.ln()).abs() < 0.05,
+        "extra term {extra} (loss_d {both} against {reals_only}), expected ≈ ln 3"
+    );
+    assert!(CganRunConfig::new(base, CondMode::Acgan, classes).aux_on_fakes);
+}

@@ -308,3 +308,95 @@ fn sngan_with_ema_learns_mnist_mini() {
         "BatchNorm in SNGAN's D"
     );
 }
+
+/// The variables of `vars` by name, as flat f32 vectors.
+fn var_values(vars: &candle_nn::VarMap) -> std::collections::BTreeMap<String, Vec<f32>> {
+    vars.data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// `init` starts a new trainer from the files' weights (the EMA generator too), whatever the
+/// seed; a file of another network's shape is refused naming the file and the variables; a
+/// resumed run does not read the files.
+#[test]
+fn a_new_run_starts_from_given_weights() {
+    let (src, ds) = mnist_mini();
+    let mut a = config(&src, &ds, 1);
+    (a.dcgan.ngf, a.dcgan.ndf, a.dcgan.nz) = (8, 8, 10);
+    a.seed = 1;
+    let dir = tempfile::tempdir().unwrap();
+    let (g_file, d_file) = (
+        dir.path().join("g.safetensors"),
+        dir.path().join("d.safetensors"),
+    );
+    let ta = build_trainer(&a, &Device::Cpu).unwrap();
+    ta.g_vars.save(&g_file).unwrap();
+    ta.d_vars.save(&d_file).unwrap();
+
+    let mut b = a.clone();
+    b.seed = 2;
+    b.options.ema = Some(gan_core::ema::EmaConfig {
+        decay: 0.999,
+        start: 0,
+    });
+    let plain = build_trainer(&b, &Device::Cpu).unwrap();
+    assert_ne!(
+        var_values(&plain.g_vars),
+        var_values(&ta.g_vars),
+        "seeds differ"
+    );
+    b.init.generator = Some(g_file.clone());
+    b.init.discriminator = Some(d_file.clone());
+    let tb = build_trainer(&b, &Device::Cpu).unwrap();
+    assert_eq!(var_values(&tb.g_vars), var_values(&ta.g_vars));
+    assert_eq!(var_values(&tb.d_vars), var_values(&ta.d_vars));
+    let ema = tb.ema.as_ref().expect("an EMA generator");
+    assert_eq!(var_values(&ema.vars), var_values(&ta.g_vars));
+
+    // Resuming builds from the seed: the files are not read (they may be gone).
+    assert!(b.fresh_or_resumed(true).init.is_empty());
+    assert_eq!(b.fresh_or_resumed(false).init, b.init);
+
+    let mut wide = b.clone();
+    wide.dcgan.ngf = 16;
+    wide.init.discriminator = None;
+    let msg = build_trainer(&wide, &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("g.safetensors") && msg.contains("of another shape") && msg.contains("["),
+        "{msg}"
+    );
+    let mut swapped = b.clone();
+    swapped.init.generator = Some(d_file.clone());
+    let msg = build_trainer(&swapped, &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("d.safetensors")
+            && msg.contains("missing")
+            && msg.contains("not in the network"),
+        "{msg}"
+    );
+    let mut gone = b.clone();
+    gone.init.generator = Some(dir.path().join("none.safetensors"));
+    let msg = build_trainer(&gone, &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("none.safetensors") && msg.contains("no such file"),
+        "{msg}"
+    );
+}
