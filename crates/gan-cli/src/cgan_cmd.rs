@@ -53,8 +53,8 @@ pub struct TrainCganArgs {
     #[arg(long, default_value_t = 1.0)]
     pub aux_weight: f64,
     /// Whether the discriminator's auxiliary classifier also learns the fakes' classes, as in
-    /// the ACGAN paper (--cond acgan); `false` trains it on the real images only.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    /// the ACGAN paper (--cond acgan); by default it learns the real images' classes only.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub aux_on_fakes: bool,
 }
 

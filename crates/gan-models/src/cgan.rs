@@ -14,8 +14,9 @@
 //!   ICML 2017): an auxiliary classifier head (`aux.weight`, `aux.bias`: a linear layer on the
 //!   same φ(x), as the paper's classifier shares all but the last layer with the discriminator)
 //!   whose cross-entropy is added to both losses, weighted by
-//!   [`CganLoss::aux_weight`] (the discriminator's on the real and the generated images, as the
-//!   paper's `L_C`; see `CganRunConfig::aux_on_fakes`); the generator as for projection.
+//!   [`CganLoss::aux_weight`] (the discriminator's on the real images; on the generated ones
+//!   too, as in the paper's `L_C`, with `CganRunConfig::aux_on_fakes`); the generator as for
+//!   projection.
 //! - **concat** (Mirza & Osindero, "Conditional Generative Adversarial Nets", 2014): the
 //!   one-hot label concatenated to z, and as `classes` constant feature maps to the
 //!   discriminator's input; the networks are plain DCGANs with `nz + classes` and

