@@ -344,6 +344,14 @@ pub struct RunFlags {
 }
 
 impl RunFlags {
+    /// The folder a new run is written to: `--out`, else a fresh `runs/<base>`
+    /// ([`crate::fresh_run_dir`]).
+    pub fn out_dir(&self, base: &str) -> std::path::PathBuf {
+        self.out
+            .clone()
+            .unwrap_or_else(|| crate::fresh_run_dir(base))
+    }
+
     /// Records `--keep-going` (or its absence) in the run's schedule.
     pub fn apply_divergence(&self, s: &mut gan_models::train::LoopConfig) {
         s.on_divergence = if self.keep_going {

@@ -70,7 +70,7 @@ pub fn train(a: TrainCganArgs) -> anyhow::Result<ExitCode> {
             let before = RunConfig::Cgan(cfg.clone());
             apply_resume(d, dir, &mut cfg.base)?;
             record_changes(&run, &before, &RunConfig::Cgan(cfg.clone()))?;
-            let data = stored_data(&run, &cfg.base)?;
+            let data = stored_data(&run, &cfg.base.data, &cfg.base.dcgan)?;
             (run, cfg, data, true)
         }
         None => {
@@ -93,11 +93,7 @@ pub fn train(a: TrainCganArgs) -> anyhow::Result<ExitCode> {
             cfg.aux_weight = a.aux_weight;
             cfg.aux_on_fakes = a.aux_on_fakes;
             cfg.net().validate()?;
-            let out = d
-                .run
-                .out
-                .clone()
-                .unwrap_or_else(|| crate::fresh_run_dir("cgan"));
+            let out = d.run.out_dir("cgan");
             (RunDir::create(&out, &cfg)?, cfg, data, false)
         }
     };

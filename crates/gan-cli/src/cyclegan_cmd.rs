@@ -244,11 +244,7 @@ pub fn train(a: TrainCycleganArgs) -> anyhow::Result<ExitCode> {
             parse_device(&cfg.device)?; // before anything is written
             let data = load_train(&cfg)?;
             cfg.finish(&data, a.steps);
-            let out = a
-                .run
-                .out
-                .clone()
-                .unwrap_or_else(|| crate::fresh_run_dir("cyclegan"));
+            let out = a.run.out_dir("cyclegan");
             let run = RunDir::create(&out, &cfg)?;
             (run, cfg, data, false)
         }

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use gan_data::ImageSource;
+use gan_models::dcgan::DcganConfig;
 use gan_models::dcgan_run::{
-    load_data, parse_device, steps_per_epoch, train_dcgan, DcganRunConfig, InitWeights,
+    load_data, parse_device, steps_per_epoch, train_dcgan, DataConfig, DcganRunConfig, InitWeights,
 };
 use gan_models::registry::RunConfig;
 use gan_models::run::RunDir;
@@ -32,16 +33,12 @@ pub fn train(a: TrainDcgan, model: &str) -> anyhow::Result<ExitCode> {
             let before = RunConfig::Dcgan(cfg.clone());
             apply_resume(&a, dir, &mut cfg)?;
             record_changes(&run, &before, &RunConfig::Dcgan(cfg.clone()))?;
-            let data = stored_data(&run, &cfg)?;
+            let data = stored_data(&run, &cfg.data, &cfg.dcgan)?;
             (run, cfg, data, true)
         }
         None => {
             let (cfg, data) = new_config(&a, model)?;
-            let out = a
-                .run
-                .out
-                .clone()
-                .unwrap_or_else(|| crate::fresh_run_dir(model));
+            let out = a.run.out_dir(model);
             (RunDir::create(&out, &cfg)?, cfg, data, false)
         }
     };
@@ -101,11 +98,12 @@ pub(crate) fn apply_resume(
 /// The training data a resumed run's `config.json` names.
 pub(crate) fn stored_data(
     run: &RunDir,
-    cfg: &DcganRunConfig,
+    data: &DataConfig,
+    net: &DcganConfig,
 ) -> anyhow::Result<gan_data::TensorDataset> {
-    let path = crate::locate_stored_data(run.root(), &cfg.data.path)?;
+    let path = crate::locate_stored_data(run.root(), &data.path)?;
     let source = ImageSource::resolve(Some(&path.to_string_lossy()), Path::new("."))?;
-    Ok(load_data(&source, &cfg.dcgan)?)
+    Ok(load_data(&source, net)?)
 }
 
 /// The configuration of a new run from the flags, and its training data (loaded before anything

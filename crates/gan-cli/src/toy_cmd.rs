@@ -201,11 +201,7 @@ pub fn train(a: TrainToyArgs) -> anyhow::Result<ExitCode> {
         None => {
             let cfg = a.config();
             cfg.validate()?;
-            let out = a
-                .run
-                .out
-                .clone()
-                .unwrap_or_else(|| crate::fresh_run_dir(&format!("toy-{}", cfg.dist)));
+            let out = a.run.out_dir(&format!("toy-{}", cfg.dist));
             (RunDir::create(&out, &cfg)?, cfg, false)
         }
     };

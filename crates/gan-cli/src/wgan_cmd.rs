@@ -1,12 +1,10 @@
 //! `gan-cli train wgan` (weight clipping) and `gan-cli train wgan-gp` (gradient penalty): flags
 //! into a [`WganRunConfig`], then `gan_models::wgan::train_wgan`.
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::ValueEnum;
-use gan_data::ImageSource;
 use gan_models::dcgan_run::parse_device;
 use gan_models::registry::RunConfig;
 use gan_models::run::RunDir;
@@ -157,22 +155,14 @@ pub fn train(a: TrainWganArgs, gp: bool) -> anyhow::Result<ExitCode> {
                         steps_for_epochs(e, cfg.data.items, cfg.batch_size, cfg.critic.n_critic);
                 }
             }
-            let out = a
-                .run
-                .out
-                .clone()
-                .unwrap_or_else(|| crate::fresh_run_dir(model));
+            let out = a.run.out_dir(model);
             let run = RunDir::create(&out, &cfg)?;
             (run, cfg, Some(data), false)
         }
     };
     let data = match data {
         Some(d) => d,
-        None => {
-            let path = crate::locate_stored_data(run.root(), &cfg.data.path)?;
-            let source = ImageSource::resolve(Some(&path.to_string_lossy()), Path::new("."))?;
-            gan_models::dcgan_run::load_data(&source, &cfg.dcgan)?
-        }
+        None => crate::dcgan_cmd::stored_data(&run, &cfg.data, &cfg.dcgan)?,
     };
     let constraint = match cfg.lipschitz {
         Lipschitz::WeightClipping { clip } => format!("clip ±{clip}"),

@@ -14,7 +14,7 @@ use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use gan_core::loss::{discriminator_loss, generator_loss, sigmoid_mean};
 use gan_core::optim::Adam;
-use gan_core::rng::{RngState, SeededRng};
+use gan_core::rng::SeededRng;
 use gan_data::{Batcher, TensorDataset};
 use serde::{Deserialize, Serialize};
 
@@ -255,12 +255,7 @@ impl Trainer for CganTrainer {
     type Batch = gan_data::Batch;
     type Metrics = CganMetrics;
 
-    fn step(&self) -> u64 {
-        self.step
-    }
-    fn set_step(&mut self, step: u64) {
-        self.step = step;
-    }
+    crate::engine::trainer_fields!(step: step, device: device, noise: noise);
     fn train_step(
         &mut self,
         data: &mut dyn BatchSource<Batch = gan_data::Batch>,
@@ -278,21 +273,12 @@ impl Trainer for CganTrainer {
         "generator", "generator" => nets.g_vars, opt_g;
         "discriminator", "discriminator" => nets.d_vars, opt_d;
     }
-    fn noise_state(&self) -> Option<RngState> {
-        Some(self.noise.state())
-    }
-    fn restore_noise(&mut self, state: &RngState) {
-        self.noise = SeededRng::from_state(state);
-    }
     fn set_lr_factor(&mut self, factor: f64) {
         self.opt_g.set_lr(self.cfg.base.adam_g.lr * factor);
         self.opt_d.set_lr(self.cfg.base.adam_d.lr * factor);
     }
     fn generator(&self) -> Option<&dyn GeneratorNet> {
         Some(&self.nets.g)
-    }
-    fn device(&self) -> &Device {
-        &self.device
     }
 }
 

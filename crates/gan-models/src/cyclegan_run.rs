@@ -275,12 +275,7 @@ impl Trainer for CycleGanTrainer {
     type Batch = UnpairedBatch;
     type Metrics = CycleStepMetrics;
 
-    fn step(&self) -> u64 {
-        self.step
-    }
-    fn set_step(&mut self, step: u64) {
-        self.step = step;
-    }
+    crate::engine::trainer_fields!(step: step, device: device);
     fn train_step(
         &mut self,
         data: &mut dyn BatchSource<Batch = UnpairedBatch>,
@@ -321,9 +316,6 @@ impl Trainer for CycleGanTrainer {
     }
     fn translator(&self) -> Option<&dyn Translator> {
         Some(self)
-    }
-    fn device(&self) -> &Device {
-        &self.device
     }
 }
 

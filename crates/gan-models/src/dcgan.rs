@@ -53,15 +53,28 @@ impl Default for DcganConfig {
     }
 }
 
-/// One layer of the generator: transposed convolution with (kernel, stride, padding), its input
-/// and output widths, and whether BatchNorm + ReLU follow (otherwise tanh).
-struct Stage {
-    c_in: usize,
-    c_out: usize,
-    k: usize,
-    s: usize,
-    p: usize,
-    bn: bool,
+/// One layer of either network: a (transposed) convolution with (kernel, stride, padding), its
+/// input and output widths, and whether a normalisation follows it. In the generator the layers
+/// without BatchNorm end in tanh; in the discriminator the last one outputs one logit per image.
+pub(crate) struct Stage {
+    pub(crate) c_in: usize,
+    pub(crate) c_out: usize,
+    pub(crate) k: usize,
+    pub(crate) s: usize,
+    pub(crate) p: usize,
+    pub(crate) bn: bool,
+}
+
+/// `Stage { c_in, c_out, k, s, p, bn }`, positionally, for the stage tables below.
+fn st(c_in: usize, c_out: usize, k: usize, s: usize, p: usize, bn: bool) -> Stage {
+    Stage {
+        c_in,
+        c_out,
+        k,
+        s,
+        p,
+        bn,
+    }
 }
 
 impl DcganConfig {
@@ -108,14 +121,6 @@ impl DcganConfig {
 
     fn g_stages(&self) -> Vec<Stage> {
         let (nz, f, nc) = (self.nz, self.ngf, self.channels);
-        let st = |c_in, c_out, k, s, p, bn| Stage {
-            c_in,
-            c_out,
-            k,
-            s,
-            p,
-            bn,
-        };
         match self.image_size {
             28 => vec![
                 st(nz, f * 4, 7, 1, 0, true),
@@ -142,14 +147,6 @@ impl DcganConfig {
     /// no activation and outputs one logit per image.
     fn d_stages(&self) -> Vec<Stage> {
         let (f, nc) = (self.ndf, self.channels);
-        let st = |c_in, c_out, k, s, p, bn| Stage {
-            c_in,
-            c_out,
-            k,
-            s,
-            p,
-            bn,
-        };
         match self.image_size {
             28 => vec![
                 st(nc, f, 4, 2, 1, false),
@@ -170,6 +167,22 @@ impl DcganConfig {
                 st(f * 8, 1, 4, 1, 0, false),
             ],
         }
+    }
+
+    /// The discriminator's stages, each with the index of its convolution in PyTorch's `main`
+    /// Sequential: after it come its normalisation, when `norm_slots` and the stage has one,
+    /// and on every stage but the last its activation.
+    pub(crate) fn d_layers(&self, norm_slots: bool) -> Vec<(usize, Stage)> {
+        let stages = self.d_stages();
+        let last = stages.len() - 1;
+        let mut idx = 0;
+        let mut layers = Vec::with_capacity(stages.len());
+        for (i, s) in stages.into_iter().enumerate() {
+            let at = idx;
+            idx += 1 + usize::from(s.bn && norm_slots) + usize::from(i != last);
+            layers.push((at, s));
+        }
+        layers
     }
 }
 
@@ -273,10 +286,8 @@ impl DcganDiscriminator {
     pub fn new(cfg: &DcganConfig, vb: VarBuilder) -> Result<Self> {
         cfg.validate()?;
         let vb = vb.pp("main");
-        let stages = cfg.d_stages();
-        let last = stages.len() - 1;
-        let (mut convs, mut norms, mut idx) = (Vec::new(), Vec::new(), 0);
-        for (i, s) in stages.into_iter().enumerate() {
+        let (mut convs, mut norms) = (Vec::new(), Vec::new());
+        for (idx, s) in cfg.d_layers(true) {
             let p = ConvParams::new(s.s, s.p);
             let (c_in, c_out, k) = (s.c_in, s.c_out, s.k);
             let conv = Conv2d::new(c_in, c_out, k, p, false, vb.pp(idx))?;
@@ -292,7 +303,6 @@ impl DcganDiscriminator {
             } else {
                 None
             });
-            idx += 1 + usize::from(s.bn) + usize::from(i != last);
         }
         Ok(Self {
             convs,

@@ -180,6 +180,32 @@ macro_rules! trainer_parts {
 }
 pub(crate) use trainer_parts;
 
+/// Writes the [`Trainer`] methods that only read or write a field of the trainer:
+/// `step`/`set_step` (a `u64` field), `device` (a [`Device`] field) and, when a noise field is
+/// named, `noise_state`/`restore_noise` (a [`SeededRng`](gan_core::rng::SeededRng) field).
+macro_rules! trainer_fields {
+    (step: $step:ident, device: $device:ident $(, noise: $noise:ident)?) => {
+        fn step(&self) -> u64 {
+            self.$step
+        }
+        fn set_step(&mut self, step: u64) {
+            self.$step = step;
+        }
+        fn device(&self) -> &::candle_core::Device {
+            &self.$device
+        }
+        $(
+            fn noise_state(&self) -> Option<::gan_core::rng::RngState> {
+                Some(self.$noise.state())
+            }
+            fn restore_noise(&mut self, state: &::gan_core::rng::RngState) {
+                self.$noise = ::gan_core::rng::SeededRng::from_state(state);
+            }
+        )?
+    };
+}
+pub(crate) use trainer_fields;
+
 /// A model's training state and step; see the [module docs](self).
 pub trait Trainer {
     /// What one step consumes from its [`BatchSource`] (possibly several times).

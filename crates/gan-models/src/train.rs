@@ -21,7 +21,7 @@ use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use gan_core::loss::{discriminator_loss_for, generator_loss, sigmoid_mean, GeneratorLoss};
 use gan_core::optim::Adam;
-use gan_core::rng::{RngState, SeededRng};
+use gan_core::rng::SeededRng;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{BatchSource, Signals, StepRecord, Trainer};
@@ -399,12 +399,7 @@ impl<G: GeneratorNet, D: DiscriminatorNet> Trainer for GanTrainer<G, D> {
     type Batch = gan_data::Batch;
     type Metrics = StepMetrics;
 
-    fn step(&self) -> u64 {
-        self.step
-    }
-    fn set_step(&mut self, step: u64) {
-        self.step = step;
-    }
+    crate::engine::trainer_fields!(step: step, device: device, noise: noise);
     fn train_step(
         &mut self,
         data: &mut dyn BatchSource<Batch = gan_data::Batch>,
@@ -438,21 +433,12 @@ impl<G: GeneratorNet, D: DiscriminatorNet> Trainer for GanTrainer<G, D> {
         "generator", "generator" => g_vars, opt_g;
         "discriminator", "discriminator" => d_vars, opt_d;
     }
-    fn noise_state(&self) -> Option<RngState> {
-        Some(self.noise.state())
-    }
-    fn restore_noise(&mut self, state: &RngState) {
-        self.noise = SeededRng::from_state(state);
-    }
     fn set_lr_factor(&mut self, factor: f64) {
         self.opt_g.set_lr(self.base_lr[0] * factor);
         self.opt_d.set_lr(self.base_lr[1] * factor);
     }
     fn generator(&self) -> Option<&dyn GeneratorNet> {
         Some(self.sampler())
-    }
-    fn device(&self) -> &Device {
-        &self.device
     }
 }
 

@@ -52,7 +52,7 @@ use gan_core::loss::{wasserstein_critic_loss, wasserstein_generator_loss};
 use gan_core::norm::LayerNorm;
 use gan_core::optim::{Adam, AdamConfig, RmsProp, RmsPropConfig, StatefulOptimizer};
 use gan_core::penalty::{ensure_second_order, gradient_penalty};
-use gan_core::rng::{RngState, SeededRng};
+use gan_core::rng::SeededRng;
 use gan_data::{Batcher, TensorDataset};
 use serde::{Deserialize, Serialize};
 
@@ -103,50 +103,6 @@ impl NormLayer {
     }
 }
 
-/// One critic stage: convolution (c_in → c_out, kernel, stride, padding) and whether the DCGAN
-/// discriminator normalises after it.
-struct Stage {
-    c_in: usize,
-    c_out: usize,
-    k: usize,
-    s: usize,
-    p: usize,
-    norm: bool,
-}
-
-/// The stages of DCGAN's discriminator for `cfg` (the last one outputs one score per image).
-fn critic_stages(cfg: &DcganConfig) -> Vec<Stage> {
-    let (f, nc) = (cfg.ndf, cfg.channels);
-    let st = |c_in, c_out, k, s, p, norm| Stage {
-        c_in,
-        c_out,
-        k,
-        s,
-        p,
-        norm,
-    };
-    match cfg.image_size {
-        28 => vec![
-            st(nc, f, 4, 2, 1, false),
-            st(f, f * 2, 4, 2, 1, true),
-            st(f * 2, 1, 7, 1, 0, false),
-        ],
-        32 => vec![
-            st(nc, f, 4, 2, 1, false),
-            st(f, f * 2, 4, 2, 1, true),
-            st(f * 2, f * 4, 4, 2, 1, true),
-            st(f * 4, 1, 4, 1, 0, false),
-        ],
-        _ => vec![
-            st(nc, f, 4, 2, 1, false),
-            st(f, f * 2, 4, 2, 1, true),
-            st(f * 2, f * 4, 4, 2, 1, true),
-            st(f * 4, f * 8, 4, 2, 1, true),
-            st(f * 8, 1, 4, 1, 0, false),
-        ],
-    }
-}
-
 /// The WGAN critic: DCGAN's discriminator body with a linear output; see the [module docs](self).
 #[derive(Debug)]
 pub struct WganCritic {
@@ -159,10 +115,8 @@ impl WganCritic {
     pub fn new(cfg: &DcganConfig, norm: CriticNorm, vb: VarBuilder) -> Result<Self> {
         cfg.validate()?;
         let vb = vb.pp("main");
-        let stages = critic_stages(cfg);
-        let last = stages.len() - 1;
-        let (mut convs, mut norms, mut idx) = (Vec::new(), Vec::new(), 0);
-        for (i, s) in stages.into_iter().enumerate() {
+        let (mut convs, mut norms) = (Vec::new(), Vec::new());
+        for (idx, s) in cfg.d_layers(!matches!(norm, CriticNorm::None)) {
             convs.push(Conv2d::new(
                 s.c_in,
                 s.c_out,
@@ -171,7 +125,7 @@ impl WganCritic {
                 false,
                 vb.pp(idx),
             )?);
-            let layer = match (s.norm, norm) {
+            let layer = match (s.bn, norm) {
                 (false, _) | (true, CriticNorm::None) => None,
                 (true, CriticNorm::BatchNorm) => Some(NormLayer::Batch(candle_nn::batch_norm(
                     s.c_out,
@@ -190,7 +144,6 @@ impl WganCritic {
                     })
                 }
             };
-            idx += 1 + usize::from(layer.is_some()) + usize::from(i != last);
             norms.push(layer);
         }
         Ok(Self { convs, norms })
@@ -748,12 +701,7 @@ impl<G: GeneratorNet, C: DiscriminatorNet> Trainer for WganTrainer<G, C> {
     type Batch = gan_data::Batch;
     type Metrics = WganMetrics;
 
-    fn step(&self) -> u64 {
-        self.step
-    }
-    fn set_step(&mut self, step: u64) {
-        self.step = step;
-    }
+    crate::engine::trainer_fields!(step: step, device: device, noise: noise);
     fn train_step(
         &mut self,
         data: &mut dyn BatchSource<Batch = gan_data::Batch>,
@@ -767,21 +715,12 @@ impl<G: GeneratorNet, C: DiscriminatorNet> Trainer for WganTrainer<G, C> {
         "generator", "generator" => g_vars, opt_g;
         "critic", "critic" => c_vars, opt_c;
     }
-    fn noise_state(&self) -> Option<RngState> {
-        Some(self.noise.state())
-    }
-    fn restore_noise(&mut self, state: &RngState) {
-        self.noise = SeededRng::from_state(state);
-    }
     fn set_lr_factor(&mut self, factor: f64) {
         self.opt_g.set_lr(self.base_lr[0] * factor);
         self.opt_c.set_lr(self.base_lr[1] * factor);
     }
     fn generator(&self) -> Option<&dyn GeneratorNet> {
         Some(&self.g)
-    }
-    fn device(&self) -> &Device {
-        &self.device
     }
 }
 
