@@ -192,6 +192,7 @@ fn worker(args: &BenchArgs, m: Model) -> anyhow::Result<()> {
             source: "bench".into(),
             path: ".".into(),
             items: 0,
+            max_items: None,
         },
         m.channels,
     );

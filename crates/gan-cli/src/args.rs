@@ -122,6 +122,10 @@ pub struct ImageGanFlags {
     /// Use candle's own convolutions instead of the fast CPU kernels (for comparison).
     #[arg(long)]
     pub no_fast_conv: bool,
+    /// Train on at most N images, spread evenly over the dataset (every class kept when the
+    /// files store class after class), as in small-data studies such as DiffAugment's.
+    #[arg(long, value_name = "N")]
+    pub max_items: Option<usize>,
 }
 
 impl ImageGanFlags {
@@ -164,6 +168,7 @@ impl ImageGanFlags {
             source: source.name.clone(),
             path: source.path.clone(),
             items: 0,
+            max_items: self.max_items,
         };
         Ok((source, data, channels))
     }

@@ -103,7 +103,7 @@ pub(crate) fn stored_data(
 ) -> anyhow::Result<gan_data::TensorDataset> {
     let path = crate::locate_stored_data(run.root(), &data.path)?;
     let source = ImageSource::resolve(Some(&path.to_string_lossy()), Path::new("."))?;
-    Ok(load_data(&source, net)?)
+    Ok(data.limit(load_data(&source, net)?)?)
 }
 
 /// The configuration of a new run from the flags, and its training data (loaded before anything
@@ -135,7 +135,7 @@ pub(crate) fn new_config(
     a.run.apply_divergence(&mut cfg.schedule);
     cfg.dcgan.validate()?;
     parse_device(&cfg.device)?; // before anything is written
-    let data = load_data(&source, &cfg.dcgan)?;
+    let data = cfg.data.limit(load_data(&source, &cfg.dcgan)?)?;
     cfg.data.items = gan_data::Dataset::len(&data);
     if cfg.data.items < cfg.batch_size {
         bail!(

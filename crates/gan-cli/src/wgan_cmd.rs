@@ -143,7 +143,9 @@ pub fn train(a: TrainWganArgs, gp: bool) -> anyhow::Result<ExitCode> {
             a.run.apply_divergence(&mut cfg.schedule);
             cfg.validate()?;
             parse_device(&cfg.device)?; // before anything is written
-            let data = gan_models::dcgan_run::load_data(&source, &cfg.dcgan)?;
+            let data = cfg
+                .data
+                .limit(gan_models::dcgan_run::load_data(&source, &cfg.dcgan)?)?;
             cfg.data.items = gan_data::Dataset::len(&data);
             match (a.net.steps, a.net.epochs) {
                 (Some(_), Some(_)) => bail!("give --steps or --epochs, not both"),

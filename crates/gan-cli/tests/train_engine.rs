@@ -349,3 +349,50 @@ fn a_new_run_starts_from_given_weights() {
     );
     fails_with(&out, 2, "--init-generator cannot change when resuming");
 }
+
+/// `--max-items N` trains on N images, recorded in `config.json`; the resumed run reads the same
+/// N, and the flag cannot change on resume.
+#[test]
+fn max_items_trains_on_a_recorded_subset() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut args = vec![
+        "train",
+        "dcgan",
+        "--data",
+        "mnist-mini",
+        "--out",
+        "run",
+        "--steps",
+        "1",
+        "--max-items",
+        "40",
+    ];
+    args.extend(TINY);
+    ok(&gan_cli(&args, d));
+    let read = || -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(d.join("run/config.json")).unwrap()).unwrap()
+    };
+    let cfg = read();
+    assert_eq!(cfg["data"]["items"], 40);
+    assert_eq!(cfg["data"]["max_items"], 40);
+    ok(&gan_cli(
+        &["train", "dcgan", "--resume", "run", "--steps", "2"],
+        d,
+    ));
+    assert_eq!(read()["data"]["items"], 40);
+    let out = gan_cli(
+        &[
+            "train",
+            "dcgan",
+            "--resume",
+            "run",
+            "--steps",
+            "3",
+            "--max-items",
+            "80",
+        ],
+        d,
+    );
+    fails_with(&out, 2, "--max-items cannot change when resuming");
+}

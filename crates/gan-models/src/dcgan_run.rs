@@ -40,8 +40,34 @@ pub struct DataConfig {
     pub source: String,
     /// The folder read.
     pub path: PathBuf,
-    /// Number of training items.
+    /// Number of training items (after [`DataConfig::max_items`]).
     pub items: usize,
+    /// At most this many training items are used (`--max-items`): that many spread evenly over
+    /// the dataset's order, item `i · len / max` for `i` in `0..max`, so that datasets stored
+    /// class after class keep every class. `None`: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_items: Option<usize>,
+}
+
+impl DataConfig {
+    /// `data` cut to [`DataConfig::max_items`] (unchanged when that is `None` or not below its
+    /// length).
+    ///
+    /// # Errors
+    /// A `max_items` of 0.
+    pub fn limit(&self, data: TensorDataset) -> Result<TensorDataset> {
+        let len = data.len();
+        match self.max_items {
+            Some(0) => Err(ModelError::Config(
+                "--max-items 0: a run needs at least one training item".into(),
+            )),
+            Some(n) if n < len => {
+                let idx: Vec<usize> = (0..n).map(|i| i * len / n).collect();
+                Ok(data.subset(&idx))
+            }
+            _ => Ok(data),
+        }
+    }
 }
 
 /// Everything that defines a DCGAN run; saved as `config.json` before training starts.

@@ -205,6 +205,7 @@ fn acgan_discriminator_learns_the_classes_of_the_fakes_too() {
         source: "test".into(),
         path: "test".into(),
         items: 8,
+        max_items: None,
     };
     let mut base = DcganRunConfig::new(data, 1);
     base.dcgan = tiny(CondMode::Acgan, 28).dcgan;

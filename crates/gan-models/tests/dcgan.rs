@@ -30,6 +30,7 @@ fn config(src: &ImageSource, ds: &TensorDataset, steps: u64) -> DcganRunConfig {
         source: src.name.clone(),
         path: src.path.clone(),
         items: ds.len(),
+        max_items: None,
     };
     let mut cfg = DcganRunConfig::new(data, 1);
     cfg.schedule.steps = steps;
@@ -399,4 +400,41 @@ fn a_new_run_starts_from_given_weights() {
         msg.contains("none.safetensors") && msg.contains("no such file"),
         "{msg}"
     );
+}
+
+/// `--max-items`: that many items spread evenly over the dataset (item `i · len / max`), with
+/// their labels, every digit kept; 0 is refused and a cap above the length changes nothing.
+#[test]
+fn max_items_keeps_an_even_spread_of_the_data() {
+    let (src, ds) = mnist_mini();
+    let mut data = DataConfig {
+        source: src.name.clone(),
+        path: src.path.clone(),
+        items: ds.len(),
+        max_items: Some(500),
+    };
+    let small = data.limit(ds.clone()).unwrap();
+    assert_eq!(small.len(), 500);
+    let (full_labels, labels) = (ds.labels().unwrap(), small.labels().unwrap());
+    let item_len = ds.data().len() / ds.len();
+    for i in [0, 1, 250, 499] {
+        let j = i * ds.len() / 500;
+        assert_eq!(labels[i], full_labels[j]);
+        assert_eq!(
+            &small.data()[i * item_len..][..item_len],
+            &ds.data()[j * item_len..][..item_len]
+        );
+    }
+    for digit in 0..10 {
+        let n = labels.iter().filter(|&&l| l == digit).count();
+        assert!((30..=70).contains(&n), "digit {digit}: {n} of 500");
+    }
+    data.max_items = Some(0);
+    assert!(data
+        .limit(ds.clone())
+        .unwrap_err()
+        .to_string()
+        .contains("--max-items 0"));
+    data.max_items = Some(20_000);
+    assert_eq!(data.limit(ds.clone()).unwrap().len(), ds.len());
 }

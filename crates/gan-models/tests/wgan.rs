@@ -34,6 +34,7 @@ fn small(gp: bool, steps: u64) -> (WganRunConfig, TensorDataset) {
         source: src.name.clone(),
         path: src.path.clone(),
         items: ds.len(),
+        max_items: None,
     };
     let mut cfg = if gp {
         WganRunConfig::wgan_gp(data, 1)
