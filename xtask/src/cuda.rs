@@ -121,6 +121,14 @@ pub fn run(root: &Path, args: BuildCudaArgs) -> anyhow::Result<()> {
     run_cmd(&mut cargo, "cargo build --release --features cuda")?;
     let bin = target.join("release/gan-cli");
     smoke_test(&bin, &cuda, &link)?;
+    let carry = pack_for_device(root, &bin)?;
+    let mib = std::fs::metadata(&carry)?.len() as f64 / (1024.0 * 1024.0);
+    println!(
+        "for the GPU machine: {} ({mib:.0} MiB) holds this gan-cli and xtask, stripped; carry \
+         it and run `tar xzf {} && target/release/xtask gpu-check` in the repository's root",
+        carry.display(),
+        CARRY
+    );
     println!(
         "built {} in {:.0} s (compute capability {}).\n\
          On the GPU machine its CUDA libraries must be on LD_LIBRARY_PATH, for example those of \
@@ -344,12 +352,51 @@ fn smoke_test(bin: &Path, cuda: &Path, link: &Path) -> anyhow::Result<()> {
             gpu.status.code()
         );
     }
+    let said = err
+        .lines()
+        .find(|l| l.contains("no usable CUDA device"))
+        .unwrap_or_default();
     eprintln!(
         "build-cuda: checked with the stand-in driver: one CPU step trains; --device cuda \
          exits 2: {}",
-        err.trim()
+        said.trim()
     );
     Ok(())
+}
+
+/// The archive `build-cuda` leaves for the GPU machine, relative to the repository's root.
+const CARRY: &str = "target/cuda/carry.tar.gz";
+
+/// Packs [`CARRY`]: the CUDA `gan-cli` (`bin`) and this xtask, stripped of symbols, at their
+/// paths in the repository (`target/cuda/release/gan-cli`, `target/release/xtask`), so that
+/// `tar xzf` in the root puts them where `xtask gpu-check` looks. The device tool carries at
+/// most 64 MiB, and the CUDA gan-cli alone is about 100 MB (71 MB stripped: candle's kernels,
+/// mnist-mini and the evaluators are inside it); packed, both come to about 30 MB.
+fn pack_for_device(root: &Path, bin: &Path) -> anyhow::Result<PathBuf> {
+    let stage = root.join("target/cuda/carry");
+    let _ = std::fs::remove_dir_all(&stage);
+    let xtask = std::env::current_exe().context("cannot find the running xtask")?;
+    for (from, rel) in [
+        (bin, "target/cuda/release/gan-cli"),
+        (xtask.as_path(), "target/release/xtask"),
+    ] {
+        let to = stage.join(rel);
+        std::fs::create_dir_all(to.parent().expect("a file in a folder"))?;
+        std::fs::copy(from, &to).with_context(|| format!("cannot copy {}", from.display()))?;
+        run_cmd(Command::new("strip").arg(&to), "strip (binutils)")?;
+    }
+    let out = root.join(CARRY);
+    run_cmd(
+        Command::new("tar")
+            .arg("czf")
+            .arg(&out)
+            .arg("-C")
+            .arg(&stage)
+            .arg("target"),
+        "tar czf",
+    )?;
+    std::fs::remove_dir_all(&stage)?;
+    Ok(out)
 }
 
 fn prepend_path(dir: &Path) -> anyhow::Result<std::ffi::OsString> {
