@@ -49,8 +49,9 @@ pub struct TrainCganArgs {
     /// How the networks are conditioned on the class.
     #[arg(long, value_enum, default_value_t = CondArg::Projection)]
     pub cond: CondArg,
-    /// Weight of the auxiliary classifier's cross-entropy in both losses (--cond acgan).
-    #[arg(long, default_value_t = 1.0)]
+    /// Weight of the auxiliary classifier's cross-entropy in both losses (--cond acgan; the
+    /// paper's is 1).
+    #[arg(long, default_value_t = gan_models::cgan::CganLoss::default().aux_weight)]
     pub aux_weight: f64,
     /// Whether the discriminator's auxiliary classifier also learns the fakes' classes, as in
     /// the ACGAN paper (--cond acgan); by default it learns the real images' classes only.

