@@ -19,6 +19,30 @@ fn fails_with(out: &Output, code: i32, needle: &str) -> String {
 
 const TINY: [&str; 8] = common::TINY_DCGAN;
 
+/// `train MODEL --data mnist-mini --out OUT --steps STEPS`, then `net` (network flags such as
+/// [`TINY`]) and `extra`.
+fn mini_run<'a>(
+    model: &'a str,
+    out: &'a str,
+    steps: &'a str,
+    net: &[&'a str],
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "train",
+        model,
+        "--data",
+        "mnist-mini",
+        "--out",
+        out,
+        "--steps",
+        steps,
+    ];
+    args.extend(net);
+    args.extend(extra);
+    args
+}
+
 /// Five images at batch 64: refused before anything is written; the corrected command with the
 /// same --out then trains. An evaluator that does not exist fails after the folder was created:
 /// the folder is removed again, so the corrected command works there too.
@@ -123,17 +147,7 @@ fn resuming_with_the_wrong_command_names_the_right_one() {
 fn wgan_gp_evaluates_and_reports_its_own_numbers() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let mut args = vec![
-        "train",
-        "wgan-gp",
-        "--data",
-        "mnist-mini",
-        "--out",
-        "gp",
-        "--steps",
-        "4",
-    ];
-    args.extend(TINY);
+    let mut args = mini_run("wgan-gp", "gp", "4", &TINY, &[]);
     args.extend([
         "--n-critic",
         "2",
@@ -282,21 +296,7 @@ fn resume_after_ctrl_c_of_a_lengthened_run_trains_on() {
 fn a_new_run_starts_from_given_weights() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let train = |out: &str, extra: &[&str]| {
-        let mut args = vec![
-            "train",
-            "dcgan",
-            "--data",
-            "mnist-mini",
-            "--out",
-            out,
-            "--steps",
-            "1",
-        ];
-        args.extend(TINY);
-        args.extend(extra);
-        gan_cli(&args, d)
-    };
+    let train = |out: &str, extra: &[&str]| gan_cli(&mini_run("dcgan", out, "1", &TINY, extra), d);
     ok(&train("a", &[]));
     let ck = d.join("a/checkpoints/latest");
     let (g, disc) = (
@@ -313,27 +313,12 @@ fn a_new_run_starts_from_given_weights() {
     assert_eq!(cfg["init"]["generator"], g);
     assert_eq!(cfg["init"]["discriminator"], disc);
 
-    let wide = [
-        "train",
-        "dcgan",
-        "--data",
-        "mnist-mini",
-        "--out",
-        "c",
-        "--steps",
-        "1",
-        "--ngf",
-        "16",
-        "--ndf",
-        "8",
-        "--nz",
-        "10",
-        "--batch-size",
-        "8",
-        "--init-generator",
-        g,
-    ];
-    let out = gan_cli(&wide, d);
+    let mut wide = TINY;
+    wide[1] = "16"; // --ngf
+    let out = gan_cli(
+        &mini_run("dcgan", "c", "1", &wide, &["--init-generator", g]),
+        d,
+    );
     let stderr = fails_with(&out, 2, "of another shape");
     assert!(stderr.contains("generator.safetensors"), "{stderr}");
     assert!(!d.join("c").exists(), "the failed run folder is removed");
@@ -356,20 +341,10 @@ fn a_new_run_starts_from_given_weights() {
 fn max_items_trains_on_a_recorded_subset() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let mut args = vec![
-        "train",
-        "dcgan",
-        "--data",
-        "mnist-mini",
-        "--out",
-        "run",
-        "--steps",
-        "1",
-        "--max-items",
-        "40",
-    ];
-    args.extend(TINY);
-    ok(&gan_cli(&args, d));
+    ok(&gan_cli(
+        &mini_run("dcgan", "run", "1", &TINY, &["--max-items", "40"]),
+        d,
+    ));
     let read = || -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(d.join("run/config.json")).unwrap()).unwrap()
     };
