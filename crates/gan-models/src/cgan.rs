@@ -181,10 +181,8 @@ impl ConditionalBatchNorm2d {
     }
 
     fn modulate(&self, normed: &Tensor, y: &Tensor) -> Result<Tensor> {
-        let (b, c) = (normed.dim(0)?, normed.dim(1)?);
         let gain = (y.matmul(&self.scale)? + 1.0)?;
         let shift = y.matmul(&self.shift)?;
-        debug_assert_eq!(gain.dims(), [b, c]);
         Ok(gan_core::batchnorm::scale_shift_relu(
             normed, &gain, &shift,
         )?)

@@ -8,6 +8,7 @@
 //! is added to D's loss and on the fakes to G's loss (as PyTorch-StudioGAN's ACGAN; Odena et al.
 //! also train D's classifier on fakes, which lets D and G agree on wrong classes).
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
@@ -65,6 +66,18 @@ impl CganRunConfig {
             classes,
             aux_weight: crate::cgan::CganLoss::default().aux_weight,
             aux_on_fakes: false,
+        }
+    }
+
+    /// The configuration to build the trainer from: itself, or for a resumed run without its
+    /// starting-weight files ([`DcganRunConfig::fresh_or_resumed`]).
+    pub fn fresh_or_resumed(&self, resume: bool) -> Cow<'_, Self> {
+        match self.base.fresh_or_resumed(resume) {
+            Cow::Borrowed(_) => Cow::Borrowed(self),
+            Cow::Owned(base) => Cow::Owned(Self {
+                base,
+                ..self.clone()
+            }),
         }
     }
 
@@ -349,16 +362,7 @@ pub fn train_cgan(
         &cfg.classes,
         &cfg.base.data.path.display().to_string(),
     )?;
-    let mut trainer = match cfg.base.fresh_or_resumed(resume) {
-        std::borrow::Cow::Borrowed(_) => build_trainer(cfg, &dev)?,
-        std::borrow::Cow::Owned(base) => build_trainer(
-            &CganRunConfig {
-                base,
-                ..cfg.clone()
-            },
-            &dev,
-        )?,
-    };
+    let mut trainer = build_trainer(&cfg.fresh_or_resumed(resume), &dev)?;
     let mut batcher = Batcher::new(data, cfg.base.batch_config(), &dev)?;
     if resume {
         crate::engine::resume(&mut trainer, &mut batcher, run, observer)?;

@@ -175,31 +175,27 @@ fn draw_text<DB: DrawingBackend>(
         area.draw(&backdrop(pad, pad, pad + tw as i32, pad + th as i32))?;
         area.draw(&Text::new(title.as_str(), (pad, pad), font.clone()))?;
     }
-    let labelled: Vec<(&str, RGBColor)> = panel
-        .layers
-        .iter()
-        .filter_map(|l| {
-            let color = match &l.colors {
-                Colors::Single(c) => *c,
-                Colors::PerPoint(cs) => cs.first().copied().unwrap_or(BLACK),
-            };
-            l.label.as_deref().map(|t| (t, color))
-        })
-        .collect();
-    let mut widest = 0;
-    for (text, _) in &labelled {
-        widest = widest.max(area.estimate_text_size(text, &font)?.0 as i32);
+    let mut labelled: Vec<(&str, RGBColor, i32)> = Vec::new();
+    for layer in &panel.layers {
+        let Some(text) = layer.label.as_deref() else {
+            continue;
+        };
+        let color = match &layer.colors {
+            Colors::Single(c) => *c,
+            Colors::PerPoint(cs) => cs.first().copied().unwrap_or(BLACK),
+        };
+        labelled.push((text, color, area.estimate_text_size(text, &font)?.0 as i32));
     }
+    let widest = labelled.iter().map(|l| l.2).max().unwrap_or(0);
     if !labelled.is_empty() {
         let dot_room = px as i32 + 8;
         let right = w as i32 - pad;
         let bottom = pad + labelled.len() as i32 * line - 6;
         area.draw(&backdrop(right - widest - dot_room, pad, right, bottom))?;
     }
-    for (i, (text, color)) in labelled.into_iter().enumerate() {
+    for (i, (text, color, tw)) in labelled.into_iter().enumerate() {
         let y = pad + i as i32 * line;
-        let (tw, _) = area.estimate_text_size(text, &font)?;
-        let x = w as i32 - pad - tw as i32;
+        let x = w as i32 - pad - tw;
         let dot = (x - px as i32 / 2 - 4, y + px as i32 / 2);
         area.draw(&Circle::new(dot, (px / 3).max(3), color.filled()))?;
         area.draw(&Text::new(text, (x, y), font.clone()))?;
