@@ -55,11 +55,11 @@ pub enum TrainModel {
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum LossArg {
-    /// −log D(G(z)) (default: strong gradients early on).
+    /// −log D(G(z)) (strong gradients early on; the default with --classic and in cgan).
     NonSaturating,
     /// log(1 − D(G(z))), the original minimax form.
     Minimax,
-    /// The hinge loss for both networks (SNGAN's).
+    /// The hinge loss for both networks (SNGAN's; the default of dcgan and sngan).
     Hinge,
 }
 
@@ -203,9 +203,14 @@ pub struct TrainDcgan {
     /// The discriminator's learning rate (TTUR; default --lr).
     #[arg(long)]
     pub lr_d: Option<f64>,
-    /// The loss (dcgan: non-saturating; sngan: hinge).
+    /// The loss (hinge; non-saturating with --classic and in cgan).
     #[arg(long, value_enum)]
     pub loss: Option<LossArg>,
+    /// train dcgan: the PyTorch DCGAN example's setting (BatchNorm discriminator, non-saturating
+    /// loss, Adam β1 0.5, β2 0.999) instead of the default spectral norm, hinge loss and Adam β1
+    /// 0, β2 0.9. cgan always trains this way.
+    #[arg(long)]
+    pub classic: bool,
     /// Target for real images; 0.9 gives one-sided label smoothing (cross-entropy losses only).
     #[arg(long, default_value_t = 1.0)]
     pub real_label: f64,
@@ -252,7 +257,8 @@ pub struct GanOptionFlags {
     /// Apply R1 every this many steps (lazy regularisation, γ scaled by it).
     #[arg(long, default_value_t = 1)]
     pub r1_every: u64,
-    /// Spectral norm on the discriminator's convolutions instead of BatchNorm (on in sngan).
+    /// Spectral norm on the discriminator's convolutions instead of BatchNorm (on in dcgan
+    /// unless --classic, and in sngan).
     #[arg(long)]
     pub spectral_norm: bool,
 }

@@ -75,7 +75,7 @@ pub fn train(a: TrainCganArgs) -> anyhow::Result<ExitCode> {
             (run, cfg, data, true)
         }
         None => {
-            let (base, data) = new_config(d, "dcgan")?;
+            let (base, data) = new_config(d, "cgan")?;
             if base.options != gan_models::options::GanOptions::default()
                 || base.dcgan.spectral_norm
                 || base.step.loss != gan_core::loss::GeneratorLoss::NonSaturating

@@ -113,8 +113,12 @@ pub(crate) fn new_config(
     model: &str,
 ) -> anyhow::Result<(DcganRunConfig, gan_data::TensorDataset)> {
     let (source, data, channels) = a.net.data_config()?;
+    if a.classic && model == "sngan" {
+        bail!("--classic is a setting of train dcgan; train sngan always uses spectral norm");
+    }
     let mut cfg = match model {
         "sngan" => DcganRunConfig::sngan(data, channels),
+        "dcgan" if !a.classic => DcganRunConfig::tuned(data, channels),
         _ => DcganRunConfig::new(data, channels),
     };
     apply_lr(a, &mut cfg);
@@ -212,7 +216,7 @@ fn apply_options(f: &GanOptionFlags, cfg: &mut DcganRunConfig) -> anyhow::Result
     if o.r1.is_some() && !cfg.dcgan.spectral_norm {
         bail!(
             "--r1 needs a discriminator without BatchNorm (BatchNorm mixes the samples of a \
-             batch): add --spectral-norm, or use gan-cli train sngan"
+             batch): add --spectral-norm, or leave out --classic"
         );
     }
     Ok(())

@@ -35,7 +35,7 @@ pub struct TrainToyArgs {
     /// ring8, grid25 or ring.
     #[arg(long, default_value = "ring8", value_parser = parse_dist)]
     pub dist: ToyDistribution,
-    /// Steps to train (default 7000; 60000 for grid25; with wgan-gp 3000, 8000 for grid25); with --resume, the new total length.
+    /// Steps to train (default 7000; 40000 for grid25; with wgan-gp 3000, 8000 for grid25); with --resume, the new total length.
     #[arg(long)]
     pub steps: Option<u64>,
     /// non-saturating, minimax or wgan-gp (a critic with a gradient penalty; pack 1, Adam 1e-4
@@ -51,7 +51,8 @@ pub struct TrainToyArgs {
     /// WGAN-GP: the gradient penalty's weight λ (default 0.1, the WGAN-GP paper's toy value).
     #[arg(long)]
     pub lambda: Option<f64>,
-    /// Hidden units per layer of both networks (default 128, 64 for grid25).
+    /// Hidden units per layer of both networks (default 128; grid25: 64 for the generator and
+    /// 128 for the discriminator, 64 for both with wgan-gp).
     #[arg(long)]
     pub width: Option<usize>,
     /// Hidden layers of both networks (default 3).
@@ -60,7 +61,8 @@ pub struct TrainToyArgs {
     /// relu, leaky-relu or tanh (default relu).
     #[arg(long, value_parser = parse_activation)]
     pub activation: Option<Activation>,
-    /// The discriminator's hidden units per layer, when it should differ from --width.
+    /// The discriminator's hidden units per layer, when it should differ from --width (grid25:
+    /// 128 unless --width is given).
     #[arg(long)]
     pub d_width: Option<usize>,
     /// The discriminator's hidden layers, when they should differ from --depth.
@@ -89,7 +91,7 @@ pub struct TrainToyArgs {
     /// Factor on the learning rates at each milestone (default 0.1).
     #[arg(long)]
     pub lr_gamma: Option<f64>,
-    /// Points per batch, a multiple of --pack (default 256, 126 for grid25 except with wgan-gp).
+    /// Points per batch, a multiple of --pack (default 256, 378 for grid25 except with wgan-gp).
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Generated points per evaluation (default 2500, as PacGAN).
@@ -207,15 +209,15 @@ pub fn train(a: TrainToyArgs) -> anyhow::Result<ExitCode> {
     };
     tracing::info!(
         run = %run.root().display(),
-        "toy GAN on {}: {} steps of batch {}, pack {}, {} loss, MLPs {}x{} {}, nz {}, seed {}",
+        "toy GAN on {}: {} steps of batch {}, pack {}, {} loss, generator {}, discriminator {}, \
+         nz {}, seed {}",
         cfg.dist,
         cfg.schedule.steps,
         cfg.batch_size,
         cfg.pack,
         cfg.loss.name(),
-        cfg.generator.depth,
-        cfg.generator.width,
-        cfg.generator.activation.name(),
+        mlp_name(&cfg.generator),
+        mlp_name(&cfg.discriminator),
         cfg.nz,
         cfg.seed
     );
@@ -272,4 +274,9 @@ pub fn sample(
     write_points_csv(out, &points)?;
     println!("wrote {count} points to {}", out.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// An MLP's shape for the log, e.g. `3x64 relu`.
+fn mlp_name(m: &gan_models::toy::MlpConfig) -> String {
+    format!("{}x{} {}", m.depth, m.width, m.activation.name())
 }

@@ -179,6 +179,14 @@ fn bad_input_is_a_clear_error_with_exit_code_2() {
             vec!["train", "dcgan", "--device", "tpu", "--steps", "1"],
             "unknown device",
         ),
+        (
+            vec!["train", "sngan", "--classic", "--steps", "1"],
+            "--classic is a setting of train dcgan",
+        ),
+        (
+            vec!["train", "dcgan", "--classic", "--r1", "0.1", "--steps", "1"],
+            "leave out --classic",
+        ),
     ];
     if !cfg!(feature = "cuda") {
         cases.push((
@@ -285,4 +293,46 @@ fn rust_log_debug_shows_more() {
 fn ok_output(out: std::process::Output) -> Vec<u8> {
     ok(&out);
     out.stderr
+}
+
+/// `train dcgan` trains with spectral norm, the hinge loss and Adam(β1 0, β2 0.9) unless
+/// `--classic` asks for the PyTorch DCGAN example's setting; `train cgan` keeps that setting.
+#[test]
+fn dcgan_defaults_and_classic() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = |run: &str| -> serde_json::Value {
+        let text = std::fs::read_to_string(d.join(run).join("config.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    };
+    for (run, extra) in [("tuned", &[][..]), ("classic", &["--classic"][..])] {
+        let mut args = vec!["train", "dcgan", "--steps", "1", "--out", run];
+        args.extend(common::TINY_DCGAN);
+        args.extend(extra);
+        ok(&gan_cli(&args, d));
+    }
+    let (tuned, classic) = (config("tuned"), config("classic"));
+    assert_eq!(tuned["model"], "dcgan");
+    assert_eq!(tuned["dcgan"]["spectral_norm"], true);
+    assert_eq!(tuned["step"]["loss"], "hinge");
+    for adam in ["adam_g", "adam_d"] {
+        assert_eq!(tuned[adam]["beta1"], 0.0);
+        assert_eq!(tuned[adam]["beta2"], 0.9);
+        assert_eq!(tuned[adam]["lr"], 2e-4);
+        assert_eq!(classic[adam]["beta1"], 0.5);
+        assert_eq!(classic[adam]["beta2"], 0.999);
+    }
+    assert!(
+        tuned.get("options").is_none(),
+        "one discriminator step: {tuned}"
+    );
+    assert_ne!(classic["dcgan"]["spectral_norm"], true);
+    assert_eq!(classic["step"]["loss"], "non-saturating");
+    // A flag still overrides the default.
+    let mut args = vec!["train", "dcgan", "--steps", "1", "--out", "bce"];
+    args.extend(common::TINY_DCGAN);
+    args.extend(["--loss", "non-saturating"]);
+    ok(&gan_cli(&args, d));
+    assert_eq!(config("bce")["step"]["loss"], "non-saturating");
+    assert_eq!(config("bce")["dcgan"]["spectral_norm"], true);
 }

@@ -372,10 +372,14 @@ impl ToyConfig {
     ///
     /// - `ring8` and `ring`: MLPs of 3 × 128 ReLU units, pack 2, batch 256, Adam 3e-3 (β1 0.5),
     ///   7,000 steps with the rates divided by 10 at 50 % and 75 %.
-    /// - `grid25`: MLPs of 3 × 64 ReLU units, pack 3, batch 126, scale 4, Adam 1e-3, 60,000 steps
-    ///   with the rates divided by 10 at 70 % and 90 %. Smaller networks and more steps cover more
-    ///   modes for the same time; pack 3 covers more modes than pack 2, and concentrates the
-    ///   samples on them faster than pack 4.
+    /// - `grid25`: a generator of 3 × 64 ReLU units and a discriminator of 3 × 128, pack 3, batch
+    ///   378, scale 4, Adam 1e-3, 40,000 steps with the rates divided by 10 at 70 % and 90 %.
+    ///   Small networks and many steps cover more modes for the same time; pack 3 covers more
+    ///   modes than pack 2, and concentrates the samples on them faster than pack 4. With a
+    ///   discriminator as narrow as the generator and batch 126 (60,000 steps), some seeds left
+    ///   bridges of samples between modes (72 % and 63 % high quality on seeds 3 and 4); the
+    ///   wider discriminator removes them, and the larger batch (almost free at this size) keeps
+    ///   the rarest modes from being dropped at the end (23/25 on seed 0 with batch 126).
     pub fn new(dist: ToyDistribution) -> Self {
         let grid = dist == ToyDistribution::Grid25;
         let mlp = MlpConfig {
@@ -387,14 +391,14 @@ impl ToyConfig {
             lr,
             ..AdamConfig::default()
         };
-        let steps = if grid { 60_000 } else { 7_000 };
+        let steps = if grid { 40_000 } else { 7_000 };
         Self {
             model: "toy".into(),
             dist: dist.name().into(),
             nz: 2,
             scale: if grid { 4.0 } else { 1.0 },
             generator: mlp,
-            discriminator: mlp,
+            discriminator: MlpConfig { width: 128, ..mlp },
             pack: if grid { 3 } else { 2 },
             loss: ToyLoss::NonSaturating,
             critic: ToyCritic::default(),
@@ -408,7 +412,7 @@ impl ToyConfig {
             } else {
                 LrDecay::default()
             },
-            batch_size: if grid { 126 } else { 256 },
+            batch_size: if grid { 378 } else { 256 },
             train_points: 100_000,
             eval_samples: 2500,
             schedule: LoopConfig {
@@ -440,6 +444,7 @@ impl ToyConfig {
                 ..AdamConfig::default()
             };
             cfg.pack = 1;
+            cfg.discriminator = cfg.generator;
             cfg.batch_size = 256;
             cfg.adam_g = adam;
             cfg.adam_d = adam;
