@@ -79,6 +79,14 @@ pub struct BenchArgs {
     /// beside DCGAN's in every round, with each one's per-round ratio to DCGAN's step.
     #[arg(long, value_delimiter = ',')]
     cgan: Vec<String>,
+    /// Also time `train dcgan`'s default step (`DcganRunConfig::tuned`: spectral norm instead
+    /// of BatchNorm in the discriminator, hinge loss) on dcgan28's networks and batch, as a side
+    /// beside the classic DCGAN step in every round, with its per-round ratio to that step.
+    #[arg(long)]
+    tuned: bool,
+    /// Internal, with `--worker`: time the tuned step.
+    #[arg(long, hide = true)]
+    tuned_worker: bool,
     /// Internal, with `--worker`: time the class-conditional step of this mode.
     #[arg(long, hide = true)]
     cond: Option<String>,
@@ -187,15 +195,17 @@ fn tune_malloc(enabled: bool) {
 fn worker(args: &BenchArgs, m: Model) -> anyhow::Result<()> {
     let dev = Device::Cpu;
     let fast = !args.candle_conv;
-    let mut cfg = DcganRunConfig::new(
-        DataConfig {
-            source: "bench".into(),
-            path: ".".into(),
-            items: 0,
-            max_items: None,
-        },
-        m.channels,
-    );
+    let data = DataConfig {
+        source: "bench".into(),
+        path: ".".into(),
+        items: 0,
+        max_items: None,
+    };
+    let mut cfg = if args.tuned_worker {
+        DcganRunConfig::tuned(data, m.channels)
+    } else {
+        DcganRunConfig::new(data, m.channels)
+    };
     cfg.dcgan = dcgan_config(m);
     cfg.batch_size = m.batch;
     cfg.fast_conv = fast;
@@ -238,6 +248,7 @@ fn worker(args: &BenchArgs, m: Model) -> anyhow::Result<()> {
         "conv": if fast { "gan-core" } else { "candle" },
         "model": m.name,
         "cgan": args.cond,
+        "tuned": args.tuned_worker,
         "batch": m.batch,
         "channels": m.channels,
         "device": "cpu",
@@ -579,6 +590,11 @@ fn compare(args: &BenchArgs) -> anyhow::Result<()> {
         if let Some(py) = &args.torch {
             sides.push(Side::new("torch", torch_command(args, py, m)));
         }
+        if m.name == "dcgan28" && args.tuned {
+            let mut cmd = worker_command(args, m, false);
+            cmd.arg("--tuned-worker");
+            sides.push(Side::new("gan-rs dcgan tuned", cmd));
+        }
         if m.name == "dcgan28" {
             for mode in &args.cgan {
                 sides.push(Side::new(
@@ -605,7 +621,9 @@ fn compare(args: &BenchArgs) -> anyhow::Result<()> {
                 side.last = Some(v);
             }
         }
-        for side in sides.iter().filter(|s| s.label.starts_with("gan-rs cgan")) {
+        let beside_dcgan =
+            |s: &&Side| s.label.starts_with("gan-rs cgan") || s.label.ends_with("tuned");
+        for side in sides.iter().filter(beside_dcgan) {
             let r = median_round_ratio(&side.medians_ms, &sides[0].medians_ms);
             cgan_rows.push(format!(
                 "{} b{}: {} / gan-rs DCGAN step, median of per-round ratios: {r:.3}",

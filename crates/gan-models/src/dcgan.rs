@@ -311,6 +311,12 @@ impl DcganDiscriminator {
         })
     }
 
+    /// Whether no layer is a BatchNorm (spectral norm instead), so that each sample's logit
+    /// depends on that sample alone.
+    pub fn has_no_batch_norm(&self) -> bool {
+        self.norms.iter().all(Option::is_none)
+    }
+
     /// Switches to candle's LeakyReLU, whose backward can be differentiated again (for R1);
     /// errors for a discriminator with BatchNorm, which mixes the samples of a batch and whose
     /// fused backward cannot be.

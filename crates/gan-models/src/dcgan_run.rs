@@ -320,6 +320,9 @@ impl DiscriminatorNet for DcganDiscriminator {
     fn enable_second_order(&mut self) -> Result<()> {
         DcganDiscriminator::enable_second_order(self)
     }
+    fn per_sample(&self) -> bool {
+        self.has_no_batch_norm()
+    }
 }
 
 /// Parses `cpu`, `cuda`, `cuda:N` or `metal` into a device.

@@ -96,6 +96,12 @@ pub trait DiscriminatorNet {
     fn enable_second_order(&mut self) -> Result<()> {
         Ok(())
     }
+    /// Whether each sample's logit depends on the sample alone (no BatchNorm), so that real
+    /// and fake batches can go through one forward pass together. `false` unless a network
+    /// says so.
+    fn per_sample(&self) -> bool {
+        false
+    }
 }
 
 /// What one step measured.
@@ -303,8 +309,15 @@ impl<G: GeneratorNet, D: DiscriminatorNet> GanTrainer<G, D> {
     ) -> Result<(Tensor, Tensor, Tensor, Option<f32>)> {
         let real = self.augment(real)?;
         let fake = self.augment(fake)?;
-        let real_logits = self.d.logits(&real, true)?;
-        let fake_logits = self.d.logits(&fake, true)?;
+        let (real_logits, fake_logits) = if self.d.per_sample() {
+            // One pass over both batches: the same logits as two passes, but one set of
+            // larger convolutions and, with spectral norm, one power iteration, not two.
+            let n = real.dim(0)?;
+            let both = self.d.logits(&Tensor::cat(&[&real, &fake], 0)?, true)?;
+            (both.narrow(0, 0, n)?, both.narrow(0, n, both.dim(0)? - n)?)
+        } else {
+            (self.d.logits(&real, true)?, self.d.logits(&fake, true)?)
+        };
         let mut loss_d = discriminator_loss_for(
             self.cfg.loss,
             &real_logits,

@@ -68,6 +68,50 @@ fn shapes_of_all_sizes() {
     assert!(bad.validate().is_err());
 }
 
+/// A discriminator without BatchNorm gives each sample the logit it gets alone, so the trainer
+/// may put reals and fakes through one pass (`per_sample`); one with BatchNorm does not.
+#[test]
+fn spectral_norm_discriminator_scores_samples_independently() {
+    use gan_models::train::DiscriminatorNet;
+    let dev = Device::Cpu;
+    for spectral_norm in [true, false] {
+        let cfg = DcganConfig {
+            ndf: 8,
+            spectral_norm,
+            ..DcganConfig::default()
+        };
+        let vars = candle_nn::VarMap::new();
+        let vb = candle_nn::VarBuilder::from_varmap(&vars, DType::F32, &dev);
+        let d = DcganDiscriminator::new(&cfg, vb.pp("d")).unwrap();
+        assert_eq!(d.per_sample(), spectral_norm);
+        let a = Tensor::randn(0f32, 1.0, (5, 1, 28, 28), &dev).unwrap();
+        let b = Tensor::randn(0.5f32, 1.0, (3, 1, 28, 28), &dev).unwrap();
+        // Spectral norm without a power iteration (u fixed); BatchNorm with batch statistics.
+        let train = !spectral_norm;
+        let both = d
+            .logits(&Tensor::cat(&[&a, &b], 0).unwrap(), train)
+            .unwrap();
+        let apart = Tensor::cat(
+            &[&d.logits(&a, train).unwrap(), &d.logits(&b, train).unwrap()],
+            0,
+        )
+        .unwrap();
+        let diff = (both - apart)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        if spectral_norm {
+            assert!(diff < 1e-5, "one pass and two differ by {diff}");
+        } else {
+            assert!(diff > 1e-3, "BatchNorm should mix the batch: {diff}");
+        }
+    }
+}
+
 #[test]
 fn dcgan28_matches_the_reference_parameter_names_and_count() {
     // torch_dcgan.py's dcgan28: G 100·256·49 + 256·128·16 + 128·16 conv weights and 2 BatchNorms,
