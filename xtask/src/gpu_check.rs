@@ -158,7 +158,7 @@ fn model(name: &str, work: &Path) -> anyhow::Result<Model> {
     Ok(match name {
         "dcgan28" => Model {
             name: "dcgan28",
-            train: strings(&["dcgan", "--batch-size", "64"]),
+            train: strings(&["dcgan", "--classic", "--batch-size", "64"]),
             torch: strings(&[
                 "xtask/bench/torch_dcgan.py",
                 "--model",
@@ -173,7 +173,7 @@ fn model(name: &str, work: &Path) -> anyhow::Result<Model> {
         "dcgan64" => {
             let data = work.join("rgb64");
             write_images(&data, 256, 64, 0)?;
-            let mut train = strings(&["dcgan", "--data"]);
+            let mut train = strings(&["dcgan", "--classic", "--data"]);
             train.push(data.display().to_string());
             train.extend(strings(&[
                 "--image-size",
