@@ -321,7 +321,7 @@ impl DcganDiscriminator {
     /// errors for a discriminator with BatchNorm, which mixes the samples of a batch and whose
     /// fused backward cannot be.
     pub fn enable_second_order(&mut self) -> Result<()> {
-        if self.norms.iter().any(Option::is_some) {
+        if !self.has_no_batch_norm() {
             return Err(ModelError::Config(
                 "R1 needs a discriminator without BatchNorm (BatchNorm mixes samples and its \
                  backward cannot be differentiated again): use gan-cli train sngan, or \
