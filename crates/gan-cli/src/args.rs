@@ -129,6 +129,19 @@ pub struct ImageGanFlags {
 }
 
 impl ImageGanFlags {
+    /// The run's length from `--steps` or `--epochs` (default 5 epochs): the generator steps,
+    /// and the epochs when the length was given in epochs. `steps_for` turns epochs into steps.
+    pub fn length(&self, steps_for: impl Fn(u64) -> u64) -> anyhow::Result<(u64, Option<u64>)> {
+        Ok(match (self.steps, self.epochs) {
+            (Some(_), Some(_)) => anyhow::bail!("give --steps or --epochs, not both"),
+            (Some(s), None) => (s, None),
+            (None, e) => {
+                let e = e.unwrap_or(5);
+                (steps_for(e), Some(e))
+            }
+        })
+    }
+
     /// Resolves `--data` (saying which dataset the default picked) into the source, its
     /// [`DataConfig`](gan_models::dcgan_run::DataConfig) with the path made absolute (the item
     /// count still 0), and the channel count (1 for IDX data, else `--channels` or what the

@@ -12,12 +12,11 @@ use gan_data::ImageSource;
 use gan_models::cgan::CondMode;
 use gan_models::cgan_run::{check_labels, load_cgan, train_cgan, CganRunConfig, LoadedCgan};
 use gan_models::grid::{save_grid, save_images};
-use gan_models::registry::RunConfig;
 use gan_models::run::RunDir;
 
 use crate::args::{InterpolateArgs, SampleArgs, TrainDcgan};
 use crate::dcgan_cmd::{apply_resume, new_config, stored_data};
-use crate::train_cmd::{open_for_resume, record_changes, run_training, Session};
+use crate::train_cmd::open_or_create;
 use crate::{image_out, ImageOut};
 
 /// How the class reaches the networks.
@@ -62,19 +61,15 @@ pub struct TrainCganArgs {
 /// Runs `gan-cli train cgan`.
 pub fn train(a: TrainCganArgs) -> anyhow::Result<ExitCode> {
     let d = &a.dcgan;
-    let (run, cfg, data, resume) = match &d.run.resume {
-        Some(dir) => {
-            let (run, cfg) = open_for_resume(dir, "cgan", &["cgan"])?;
-            let RunConfig::Cgan(mut cfg) = cfg else {
-                unreachable!("open_for_resume accepts only cgan runs")
-            };
-            let before = RunConfig::Cgan(cfg.clone());
+    let session = open_or_create(
+        d.run.resume.as_deref(),
+        "cgan",
+        &["cgan"],
+        |dir, run, cfg: &mut CganRunConfig| {
             apply_resume(d, dir, &mut cfg.base)?;
-            record_changes(&run, &before, &RunConfig::Cgan(cfg.clone()))?;
-            let data = stored_data(&run, &cfg.base.data, &cfg.base.dcgan)?;
-            (run, cfg, data, true)
-        }
-        None => {
+            stored_data(run, &cfg.base.data, &cfg.base.dcgan)
+        },
+        || {
             let (base, data) = new_config(d, "cgan")?;
             if base.options != gan_models::options::GanOptions::default()
                 || base.dcgan.spectral_norm
@@ -94,31 +89,10 @@ pub fn train(a: TrainCganArgs) -> anyhow::Result<ExitCode> {
             cfg.aux_weight = a.aux_weight;
             cfg.aux_on_fakes = a.aux_on_fakes;
             cfg.net().validate()?;
-            let out = d.run.out_dir("cgan");
-            (RunDir::create(&out, &cfg)?, cfg, data, false)
-        }
-    };
-    tracing::info!(
-        run = %run.root().display(),
-        "class-conditional DCGAN ({}) {}px on {} ({} images, {} classes), {} steps of batch {}",
-        cfg.cond.name(),
-        cfg.base.dcgan.image_size,
-        cfg.base.data.source,
-        cfg.base.data.items,
-        cfg.classes.len(),
-        cfg.base.schedule.steps,
-        cfg.base.batch_size,
-    );
-    let session = Session {
-        run,
-        cfg: RunConfig::Cgan(cfg.clone()),
-        resume,
-        eval: Some(&d.eval),
-        datasets_dir: &d.net.datasets_dir,
-    };
-    run_training(session, |run, resume, observer| {
-        train_cgan(run, &cfg, &data, resume, observer)
-    })
+            Ok((d.run.out_dir("cgan"), cfg, data))
+        },
+    )?;
+    session.train((Some(&d.eval), &d.net.datasets_dir), train_cgan)
 }
 
 /// `gan-cli sample` for a class-conditional run: `--class` (a name or a number) gives `--count`

@@ -12,13 +12,9 @@ use gan_models::cyclegan_run::{
 };
 use gan_models::dcgan_run::parse_device;
 use gan_models::evaluator::{load_evaluator, Progress};
-use gan_models::registry::RunConfig;
 use gan_models::run::RunDir;
 
-use crate::train_cmd::{
-    apply_on_resume, check_resume_flags, given, open_for_resume, record_changes, run_training,
-    Session,
-};
+use crate::train_cmd::{apply_on_resume, check_resume_flags, given, open_or_create};
 
 /// Flags of `gan-cli train cyclegan`. The defaults are the reference's for 256-pixel photos;
 /// for 28-pixel digits see the README (`--channels 1 --load-size 28 --crop-size 28 --no-flip`
@@ -209,15 +205,13 @@ fn new_config(a: &TrainCycleganArgs, dataroot: PathBuf) -> CycleGanRunConfig {
 }
 
 pub fn train(a: TrainCycleganArgs) -> anyhow::Result<ExitCode> {
-    let (run, cfg, data, resume) = match &a.run.resume {
-        Some(dir) => {
-            let (run, cfg) = open_for_resume(dir, "cyclegan", &["cyclegan"])?;
-            let RunConfig::CycleGan(mut cfg) = cfg else {
-                unreachable!("open_for_resume accepts only cyclegan runs")
-            };
+    let session = open_or_create(
+        a.run.resume.as_deref(),
+        "cyclegan",
+        &["cyclegan"],
+        |dir, run, cfg: &mut CycleGanRunConfig| {
             check_resume_flags(dir, &["lr"])?;
             cfg.data.dataroot = crate::locate_stored_data(run.root(), &cfg.data.dataroot)?;
-            let before = RunConfig::CycleGan(cfg.clone());
             let cadences = [a.sample_every, a.checkpoint_every, a.log_every].map(Some);
             apply_on_resume(&a.run, &mut cfg.schedule, &mut cfg.device, cadences);
             if given("lr") {
@@ -233,10 +227,9 @@ pub fn train(a: TrainCycleganArgs) -> anyhow::Result<ExitCode> {
                     .then_some(cfg.schedule.steps)
             });
             cfg.finish(&data, cap);
-            record_changes(&run, &before, &RunConfig::CycleGan(cfg.clone()))?;
-            (run, cfg, data, true)
-        }
-        None => {
+            Ok(data)
+        },
+        || {
             let root = a.dataroot.as_deref().context("--dataroot is required")?;
             let root = crate::absolute_data_path(root);
             let mut cfg = new_config(&a, root);
@@ -244,36 +237,11 @@ pub fn train(a: TrainCycleganArgs) -> anyhow::Result<ExitCode> {
             parse_device(&cfg.device)?; // before anything is written
             let data = load_train(&cfg)?;
             cfg.finish(&data, a.steps);
-            let out = a.run.out_dir("cyclegan");
-            let run = RunDir::create(&out, &cfg)?;
-            (run, cfg, data, false)
-        }
-    };
-    tracing::info!(
-        run = %run.root().display(),
-        "CycleGAN {}px on {} ({} A, {} B images), {} steps ({} per epoch, {}+{} epochs) of batch {} on {}",
-        cfg.data.crop_size,
-        cfg.data.dataroot.display(),
-        cfg.data.items_a,
-        cfg.data.items_b,
-        cfg.schedule.steps,
-        cfg.steps_per_epoch,
-        cfg.epochs,
-        cfg.epochs_decay,
-        cfg.batch_size,
-        cfg.device,
-    );
-    let session = Session {
-        run,
-        cfg: RunConfig::CycleGan(cfg.clone()),
-        resume,
-        // Translations of the test images, scored in both directions.
-        eval: Some(&a.eval),
-        datasets_dir: &a.datasets_dir,
-    };
-    run_training(session, |run, resume, observer| {
-        train_cyclegan(run, &cfg, &data, resume, observer)
-    })
+            Ok((a.run.out_dir("cyclegan"), cfg, data))
+        },
+    )?;
+    // Translations of the test images, scored in both directions.
+    session.train((Some(&a.eval), &a.datasets_dir), train_cyclegan)
 }
 
 pub fn translate(a: TranslateArgs) -> anyhow::Result<ExitCode> {

@@ -9,67 +9,39 @@ use anyhow::bail;
 use gan_data::ImageSource;
 use gan_models::dcgan::DcganConfig;
 use gan_models::dcgan_run::{
-    load_data, parse_device, steps_per_epoch, train_dcgan, DataConfig, DcganRunConfig, InitWeights,
+    load_data, steps_per_epoch, train_dcgan, DataConfig, DcganRunConfig, InitWeights,
 };
-use gan_models::registry::RunConfig;
 use gan_models::run::RunDir;
 
 use crate::args::{GanOptionFlags, TrainDcgan};
-use crate::train_cmd::{
-    apply_on_resume, check_resume_flags, open_for_resume, record_changes, run_training, Session,
-};
+use crate::train_cmd::{apply_on_resume, check_resume_flags, open_or_create};
 use gan_core::diffaug::DiffAugment;
 use gan_core::ema::EmaConfig;
 use gan_models::options::R1Config;
 
 /// Runs `gan-cli train dcgan` (`model` "dcgan") or `train sngan` ("sngan").
 pub fn train(a: TrainDcgan, model: &str) -> anyhow::Result<ExitCode> {
-    let (run, cfg, data, resume) = match &a.run.resume {
-        Some(dir) => {
-            let (run, cfg) = open_for_resume(dir, model, &[model])?;
-            let RunConfig::Dcgan(mut cfg) = cfg else {
-                unreachable!("open_for_resume accepts only dcgan and sngan runs")
-            };
-            let before = RunConfig::Dcgan(cfg.clone());
-            apply_resume(&a, dir, &mut cfg)?;
-            record_changes(&run, &before, &RunConfig::Dcgan(cfg.clone()))?;
-            let data = stored_data(&run, &cfg.data, &cfg.dcgan)?;
-            (run, cfg, data, true)
-        }
-        None => {
+    let session = open_or_create(
+        a.run.resume.as_deref(),
+        model,
+        &[model],
+        |dir, run, cfg: &mut DcganRunConfig| {
+            apply_resume(&a, dir, cfg)?;
+            stored_data(run, &cfg.data, &cfg.dcgan)
+        },
+        || {
             let (cfg, data) = new_config(&a, model)?;
-            let out = a.run.out_dir(model);
-            (RunDir::create(&out, &cfg)?, cfg, data, false)
-        }
-    };
-    tracing::info!(
-        run = %run.root().display(),
-        "{} {}px on {} ({} images), {} steps of batch {} on {}{}",
-        model.to_uppercase(),
-        cfg.dcgan.image_size,
-        cfg.data.source,
-        cfg.data.items,
-        cfg.schedule.steps,
-        cfg.batch_size,
-        cfg.device,
-        if cfg.fast_conv { "" } else { " (candle's convolutions)" }
-    );
+            Ok((a.run.out_dir(model), cfg, data))
+        },
+    )?;
+    let cfg = &session.cfg;
     if cfg.options.r1.is_some() {
         // Before the first backward pass and before the Ctrl-C thread: candle reads the switch
         // once per thread (see gan_core::penalty).
         gan_core::penalty::ensure_second_order()
             .map_err(|e| anyhow::anyhow!("cannot turn on second-order gradients for R1: {e}"))?;
     }
-    let session = Session {
-        run,
-        cfg: RunConfig::Dcgan(cfg.clone()),
-        resume,
-        eval: Some(&a.eval),
-        datasets_dir: &a.net.datasets_dir,
-    };
-    run_training(session, |run, resume, observer| {
-        train_dcgan(run, &cfg, &data, resume, observer)
-    })
+    session.train((Some(&a.eval), &a.net.datasets_dir), train_dcgan)
 }
 
 /// Applies to a resumed DCGAN-family run (`dcgan`, `cgan`) the flags it may change: a new
@@ -106,6 +78,30 @@ pub(crate) fn stored_data(
     Ok(data.limit(load_data(&source, net)?)?)
 }
 
+/// Sets the fields of an image GAN's run configuration (`DcganRunConfig`, `WganRunConfig`: the
+/// same names) that come from the flags every image GAN takes (`a.net`: [`ImageGanFlags`],
+/// `a.run`: [`crate::args::RunFlags`]), checks it with `validate` and the device, then loads the
+/// data from `source` (before anything is written), records its size and evaluates to it.
+///
+/// [`ImageGanFlags`]: crate::args::ImageGanFlags
+macro_rules! image_flags_and_data {
+    ($a:expr, $cfg:ident, $source:expr, validate: $validate:expr) => {{
+        $cfg.batch_size = $a.net.batch_size;
+        $cfg.seed = $a.run.seed;
+        $cfg.device = $a.run.device.clone();
+        $cfg.fast_conv = !$a.net.no_fast_conv;
+        $a.net.apply(&mut $cfg.dcgan, &mut $cfg.schedule);
+        $a.run.apply_divergence(&mut $cfg.schedule);
+        $validate?;
+        gan_models::dcgan_run::parse_device(&$cfg.device)?;
+        let loaded = gan_models::dcgan_run::load_data($source, &$cfg.dcgan)?;
+        let data = $cfg.data.limit(loaded)?;
+        $cfg.data.items = gan_data::Dataset::len(&data);
+        data
+    }};
+}
+pub(crate) use image_flags_and_data;
+
 /// The configuration of a new run from the flags, and its training data (loaded before anything
 /// is written, so that bad data leaves no run folder behind).
 pub(crate) fn new_config(
@@ -131,16 +127,7 @@ pub(crate) fn new_config(
         generator: init_file(a.init_generator.as_deref(), "--init-generator")?,
         discriminator: init_file(a.init_discriminator.as_deref(), "--init-discriminator")?,
     };
-    cfg.batch_size = a.net.batch_size;
-    cfg.seed = a.run.seed;
-    cfg.device = a.run.device.clone();
-    cfg.fast_conv = !a.net.no_fast_conv;
-    a.net.apply(&mut cfg.dcgan, &mut cfg.schedule);
-    a.run.apply_divergence(&mut cfg.schedule);
-    cfg.dcgan.validate()?;
-    parse_device(&cfg.device)?; // before anything is written
-    let data = cfg.data.limit(load_data(&source, &cfg.dcgan)?)?;
-    cfg.data.items = gan_data::Dataset::len(&data);
+    let data = image_flags_and_data!(a, cfg, &source, validate: cfg.dcgan.validate());
     if cfg.data.items < cfg.batch_size {
         bail!(
             "{} holds {} images, fewer than one batch of --batch-size {}: lower --batch-size",
@@ -150,15 +137,7 @@ pub(crate) fn new_config(
         );
     }
     let per_epoch = steps_per_epoch(cfg.data.items, cfg.batch_size);
-    match (a.net.steps, a.net.epochs) {
-        (Some(_), Some(_)) => bail!("give --steps or --epochs, not both"),
-        (Some(s), None) => cfg.schedule.steps = s,
-        (None, e) => {
-            let e = e.unwrap_or(5);
-            cfg.epochs = Some(e);
-            cfg.schedule.steps = e * per_epoch;
-        }
-    }
+    (cfg.schedule.steps, cfg.epochs) = a.net.length(|e| e * per_epoch)?;
     Ok((cfg, data))
 }
 

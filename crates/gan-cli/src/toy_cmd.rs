@@ -6,15 +6,12 @@ use std::process::ExitCode;
 
 use gan_data::ToyDistribution;
 use gan_models::dcgan_run::parse_device;
-use gan_models::registry::RunConfig;
 use gan_models::run::RunDir;
 use gan_models::toy::{
     load_toy_generator, train_toy, write_points_csv, Activation, ToyConfig, ToyLoss,
 };
 
-use crate::train_cmd::{
-    apply_on_resume, check_resume_flags, open_for_resume, record_changes, run_training, Session,
-};
+use crate::train_cmd::{apply_on_resume, check_resume_flags, open_or_create};
 
 fn parse_dist(s: &str) -> Result<ToyDistribution, String> {
     s.parse().map_err(|e: gan_data::DataError| e.to_string())
@@ -183,59 +180,37 @@ pub fn train(a: TrainToyArgs) -> anyhow::Result<ExitCode> {
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         std::env::set_var("RAYON_NUM_THREADS", a.threads.max(1).to_string());
     }
-    let (run, cfg, resume) = match &a.run.resume {
-        Some(dir) => {
-            let (run, cfg) = open_for_resume(dir, "toy", &["toy"])?;
-            let RunConfig::Toy(mut cfg) = cfg else {
-                unreachable!("open_for_resume accepts only toy runs")
-            };
+    let session = open_or_create(
+        a.run.resume.as_deref(),
+        "toy",
+        &["toy"],
+        |dir, _, cfg: &mut ToyConfig| {
             check_resume_flags(dir, &["lr", "d_lr", "threads"])?;
-            let before = RunConfig::Toy(cfg.clone());
             let cadences = [a.sample_every, a.checkpoint_every, a.log_every];
             apply_on_resume(&a.run, &mut cfg.schedule, &mut cfg.device, cadences);
             crate::train_cmd::apply_lrs([a.lr, None, a.d_lr], &mut cfg.adam_g, &mut cfg.adam_d);
             if let Some(steps) = a.steps {
                 cfg.schedule.steps = steps;
             }
-            record_changes(&run, &before, &RunConfig::Toy(cfg.clone()))?;
-            (run, cfg, true)
-        }
-        None => {
+            Ok(())
+        },
+        || {
             let cfg = a.config();
             cfg.validate()?;
-            let out = a.run.out_dir(&format!("toy-{}", cfg.dist));
-            (RunDir::create(&out, &cfg)?, cfg, false)
-        }
-    };
-    tracing::info!(
-        run = %run.root().display(),
-        "toy GAN on {}: {} steps of batch {}, pack {}, {} loss, generator {}, discriminator {}, \
-         nz {}, seed {}",
-        cfg.dist,
-        cfg.schedule.steps,
-        cfg.batch_size,
-        cfg.pack,
-        cfg.loss.name(),
-        mlp_name(&cfg.generator),
-        mlp_name(&cfg.discriminator),
-        cfg.nz,
-        cfg.seed
-    );
+            Ok((a.run.out_dir(&format!("toy-{}", cfg.dist)), cfg, ()))
+        },
+    )?;
     let started = std::time::Instant::now();
     let mut modes = None;
-    let session = Session {
-        run,
-        cfg: RunConfig::Toy(cfg.clone()),
-        resume,
-        // The toy's evaluation is its mode metrics, at every sample plot (--sample-every).
-        eval: None,
-        datasets_dir: Path::new("datasets"),
-    };
-    let code = run_training(session, |run, resume, observer| {
-        let out = train_toy(run, &cfg, resume, observer)?;
-        modes = out.modes;
-        Ok(out.fit)
-    })?;
+    // The toy's evaluation is its mode metrics, at every sample plot (--sample-every).
+    let code = session.train(
+        (None, Path::new("datasets")),
+        |run, cfg, _, resume, observer| {
+            let out = train_toy(run, cfg, resume, observer)?;
+            modes = out.modes;
+            Ok(out.fit)
+        },
+    )?;
     if let Some(m) = modes {
         println!(
             "modes {}/{}, high quality {:.1}%, reverse KL {:.4} ({} samples); {:.1} s in all",
@@ -274,9 +249,4 @@ pub fn sample(
     write_points_csv(out, &points)?;
     println!("wrote {count} points to {}", out.display());
     Ok(ExitCode::SUCCESS)
-}
-
-/// An MLP's shape for the log, e.g. `3x64 relu`.
-fn mlp_name(m: &gan_models::toy::MlpConfig) -> String {
-    format!("{}x{} {}", m.depth, m.width, m.activation.name())
 }

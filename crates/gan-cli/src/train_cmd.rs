@@ -4,7 +4,7 @@
 //! removing a new run folder again when training fails before its first checkpoint, so that
 //! the corrected command can use the same `--out`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::OnceLock;
 
@@ -223,37 +223,96 @@ pub fn open_for_resume(
     Ok((run, cfg))
 }
 
-/// A run about to train: its folder, configuration, and whether it continues from a checkpoint.
+/// A run about to train: its folder, its model's configuration `C`, its data `D`, and whether
+/// it continues from a checkpoint.
 #[derive(Debug)]
-pub struct Session<'a> {
+pub struct Session<C, D> {
     pub run: RunDir,
-    pub cfg: RunConfig,
+    pub cfg: C,
+    pub data: D,
     pub resume: bool,
-    /// Evaluation during training (`None`: the model has no `--eval-every`).
-    pub eval: Option<&'a TrainEvalArgs>,
-    /// Where named datasets and evaluators live.
-    pub datasets_dir: &'a Path,
 }
 
-/// Trains through `train` (which calls the model's `train_*` function with the observer it is
-/// given) and reports: the last step's numbers, speed and paths; exit code 0, 2 on divergence
-/// (after the report is written) and 130 on Ctrl-C.
-pub fn run_training<M: StepRecord>(
-    s: Session<'_>,
-    train: impl FnOnce(&RunDir, bool, &mut dyn Observer<M>) -> gan_models::Result<FitOutcome<M>>,
-) -> anyhow::Result<ExitCode> {
-    let Session {
-        run,
-        cfg,
-        resume,
-        eval,
-        datasets_dir,
-    } = s;
-    let result = train_and_report(&run, &cfg, resume, eval, datasets_dir, train);
-    if result.is_err() && !resume {
-        discard_if_unstarted(&run);
+/// Opens the run of `gan-cli train <command>` (which trains the models `accepts`): with
+/// `resume` (`--resume DIR`), the run there, refused when it is of another model; `on_resume`
+/// applies the flags that may change and returns the run's data, and what changed is recorded
+/// in its `config.json`. Without it, `create` gives the new configuration, its data and the
+/// folder to create.
+pub fn open_or_create<C, D>(
+    resume: Option<&Path>,
+    command: &str,
+    accepts: &[&str],
+    on_resume: impl FnOnce(&Path, &RunDir, &mut C) -> anyhow::Result<D>,
+    create: impl FnOnce() -> anyhow::Result<(PathBuf, C, D)>,
+) -> anyhow::Result<Session<C, D>>
+where
+    C: Clone + Into<RunConfig> + TryFrom<RunConfig>,
+{
+    match resume {
+        Some(dir) => {
+            let (run, cfg) = open_for_resume(dir, command, accepts)?;
+            let Ok(mut cfg) = C::try_from(cfg) else {
+                bail!("{}: not a {command} run", dir.display())
+            };
+            let before: RunConfig = cfg.clone().into();
+            let data = on_resume(dir, &run, &mut cfg)?;
+            record_changes(&run, &before, &cfg.clone().into())?;
+            Ok(Session {
+                run,
+                cfg,
+                data,
+                resume: true,
+            })
+        }
+        None => {
+            let (out, cfg, data) = create()?;
+            let any: RunConfig = cfg.clone().into();
+            Ok(Session {
+                run: RunDir::create(&out, &any)?,
+                cfg,
+                data,
+                resume: false,
+            })
+        }
     }
-    result
+}
+
+/// Where evaluation during training reads from: the `--eval-every` flags (`None`: the model
+/// has no `--eval-every`) and the folder of named datasets and evaluators.
+pub type EvalFrom<'a> = (Option<&'a TrainEvalArgs>, &'a Path);
+
+impl<C: Clone + Into<RunConfig>, D> Session<C, D> {
+    /// Trains through `train` (the model's `train_*` function, called with the observer it is
+    /// given) and reports: the last step's numbers, speed and paths; exit code 0, 2 on
+    /// divergence (after the report is written) and 130 on Ctrl-C. A new run that fails before
+    /// its first checkpoint is removed again.
+    pub fn train<M: StepRecord>(
+        self,
+        (eval, datasets_dir): EvalFrom<'_>,
+        train: impl FnOnce(
+            &RunDir,
+            &C,
+            &D,
+            bool,
+            &mut dyn Observer<M>,
+        ) -> gan_models::Result<FitOutcome<M>>,
+    ) -> anyhow::Result<ExitCode> {
+        let Session {
+            run,
+            cfg,
+            data,
+            resume,
+        } = self;
+        let any: RunConfig = cfg.clone().into();
+        tracing::info!(run = %run.root().display(), "{}", any.describe());
+        let result = train_and_report(&run, &any, resume, eval, datasets_dir, |r, resume, o| {
+            train(r, &cfg, &data, resume, o)
+        });
+        if result.is_err() && !resume {
+            discard_if_unstarted(&run);
+        }
+        result
+    }
 }
 
 fn train_and_report<M: StepRecord>(

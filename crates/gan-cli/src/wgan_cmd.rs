@@ -5,16 +5,11 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::ValueEnum;
-use gan_models::dcgan_run::parse_device;
-use gan_models::registry::RunConfig;
-use gan_models::run::RunDir;
 use gan_models::wgan::{
     steps_for_epochs, train_wgan, CriticNorm, CriticSchedule, Lipschitz, WganRunConfig,
 };
 
-use crate::train_cmd::{
-    apply_on_resume, check_resume_flags, open_for_resume, record_changes, run_training, Session,
-};
+use crate::train_cmd::{apply_on_resume, check_resume_flags, open_or_create};
 
 /// The critic's normalisation.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -83,14 +78,12 @@ pub fn train(a: TrainWganArgs, gp: bool) -> anyhow::Result<ExitCode> {
     if !gp && a.lambda.is_some() {
         bail!("--lambda is for wgan-gp; wgan (weight clipping) uses --clip");
     }
-    let (run, cfg, data, resume) = match &a.run.resume {
-        Some(dir) => {
-            let (run, cfg) = open_for_resume(dir, model, &[model])?;
-            let RunConfig::Wgan(mut cfg) = cfg else {
-                unreachable!("open_for_resume accepts only {model} runs")
-            };
+    let session = open_or_create(
+        a.run.resume.as_deref(),
+        model,
+        &[model],
+        |dir, run, cfg: &mut WganRunConfig| {
             check_resume_flags(dir, &["lr"])?;
-            let before = RunConfig::Wgan(cfg.clone());
             let n = &a.net;
             let cadences = [n.sample_every, n.checkpoint_every, n.log_every].map(Some);
             apply_on_resume(&a.run, &mut cfg.schedule, &mut cfg.device, cadences);
@@ -105,10 +98,9 @@ pub fn train(a: TrainWganArgs, gp: bool) -> anyhow::Result<ExitCode> {
                 cfg.schedule.steps =
                     steps_for_epochs(epochs, cfg.data.items, cfg.batch_size, cfg.critic.n_critic);
             }
-            record_changes(&run, &before, &RunConfig::Wgan(cfg.clone()))?;
-            (run, cfg, None, true)
-        }
-        None => {
+            crate::dcgan_cmd::stored_data(run, &cfg.data, &cfg.dcgan)
+        },
+        || {
             let (source, data, channels) = a.net.data_config()?;
             let mut cfg = if gp {
                 WganRunConfig::wgan_gp(data, channels)
@@ -135,63 +127,15 @@ pub fn train(a: TrainWganArgs, gp: bool) -> anyhow::Result<ExitCode> {
             if let Some(lr) = a.lr {
                 cfg.optimizer.set_lr(lr);
             }
-            cfg.batch_size = a.net.batch_size;
-            cfg.seed = a.run.seed;
-            cfg.device = a.run.device.clone();
-            cfg.fast_conv = !a.net.no_fast_conv;
-            a.net.apply(&mut cfg.dcgan, &mut cfg.schedule);
-            a.run.apply_divergence(&mut cfg.schedule);
-            cfg.validate()?;
-            parse_device(&cfg.device)?; // before anything is written
-            let data = cfg
-                .data
-                .limit(gan_models::dcgan_run::load_data(&source, &cfg.dcgan)?)?;
-            cfg.data.items = gan_data::Dataset::len(&data);
-            match (a.net.steps, a.net.epochs) {
-                (Some(_), Some(_)) => bail!("give --steps or --epochs, not both"),
-                (Some(s), None) => cfg.schedule.steps = s,
-                (None, e) => {
-                    let e = e.unwrap_or(5);
-                    cfg.epochs = Some(e);
-                    cfg.schedule.steps =
-                        steps_for_epochs(e, cfg.data.items, cfg.batch_size, cfg.critic.n_critic);
-                }
-            }
-            let out = a.run.out_dir(model);
-            let run = RunDir::create(&out, &cfg)?;
-            (run, cfg, Some(data), false)
-        }
-    };
-    let data = match data {
-        Some(d) => d,
-        None => crate::dcgan_cmd::stored_data(&run, &cfg.data, &cfg.dcgan)?,
-    };
-    let constraint = match cfg.lipschitz {
-        Lipschitz::WeightClipping { clip } => format!("clip ±{clip}"),
-        Lipschitz::GradientPenalty { lambda } => format!("penalty λ {lambda}"),
-    };
-    tracing::info!(
-        run = %run.root().display(),
-        "{} {}px on {} ({} images), {} generator steps of {} critic steps ({constraint}), batch {} on {}",
-        cfg.model,
-        cfg.dcgan.image_size,
-        cfg.data.source,
-        cfg.data.items,
-        cfg.schedule.steps,
-        cfg.critic.n_critic,
-        cfg.batch_size,
-        cfg.device,
-    );
-    let session = Session {
-        run,
-        cfg: RunConfig::Wgan(cfg.clone()),
-        resume,
-        eval: Some(&a.eval),
-        datasets_dir: &a.net.datasets_dir,
-    };
-    run_training(session, |run, resume, observer| {
-        train_wgan(run, &cfg, &data, resume, observer)
-    })
+            let data =
+                crate::dcgan_cmd::image_flags_and_data!(a, cfg, &source, validate: cfg.validate());
+            let (items, batch, n) = (cfg.data.items, cfg.batch_size, cfg.critic.n_critic);
+            (cfg.schedule.steps, cfg.epochs) =
+                a.net.length(|e| steps_for_epochs(e, items, batch, n))?;
+            Ok((a.run.out_dir(model), cfg, data))
+        },
+    )?;
+    session.train((Some(&a.eval), &a.net.datasets_dir), train_wgan)
 }
 
 /// The f64 whose shortest decimal form is that of `v` (`0.01f32` gives `0.01`, not

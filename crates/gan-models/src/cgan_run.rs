@@ -24,7 +24,7 @@ use crate::cgan::{
     CondMode,
 };
 use crate::dcgan_run::{init_nets, parse_device, slerp, DcganRunConfig};
-use crate::engine::{fit, BatchSource, FitConfig, FitOutcome, Signals, StepRecord, Trainer};
+use crate::engine::{fit, FitConfig, FitOutcome, Signals, StepRecord, Trainer};
 use crate::error::{ModelError, Result};
 use crate::grid::save_grid;
 use crate::registry::RunConfig;
@@ -269,10 +269,7 @@ impl Trainer for CganTrainer {
     type Metrics = CganMetrics;
 
     crate::engine::trainer_fields!(step: step, device: device, noise: noise);
-    fn train_step(
-        &mut self,
-        data: &mut dyn BatchSource<Batch = gan_data::Batch>,
-    ) -> Result<CganMetrics> {
+    fn train_step(&mut self, data: &mut crate::engine::Batches<'_>) -> Result<CganMetrics> {
         let batch = data.next_batch(self.step + 1)?;
         let labels = batch.labels.as_ref().ok_or_else(|| {
             ModelError::Config("a class-conditional GAN needs labelled data".into())
@@ -286,9 +283,8 @@ impl Trainer for CganTrainer {
         "generator", "generator" => nets.g_vars, opt_g;
         "discriminator", "discriminator" => nets.d_vars, opt_d;
     }
-    fn set_lr_factor(&mut self, factor: f64) {
-        self.opt_g.set_lr(self.cfg.base.adam_g.lr * factor);
-        self.opt_d.set_lr(self.cfg.base.adam_d.lr * factor);
+    fn base_lrs(&self) -> Vec<f64> {
+        vec![self.cfg.base.adam_g.lr, self.cfg.base.adam_d.lr]
     }
     fn generator(&self) -> Option<&dyn GeneratorNet> {
         Some(&self.nets.g)
@@ -397,12 +393,7 @@ pub struct LoadedCgan {
 /// # Errors
 /// A run of another model (named), a missing checkpoint or file.
 pub fn load_cgan(run: &RunDir, name: &str, dev: &Device) -> Result<LoadedCgan> {
-    let RunConfig::Cgan(cfg) = RunConfig::read(run)? else {
-        return Err(ModelError::Config(format!(
-            "{}: not a class-conditional (cgan) run",
-            run.root().display()
-        )));
-    };
+    let cfg: CganRunConfig = RunConfig::read_as(run, "class-conditional (cgan)")?;
     let mut vars = VarMap::new();
     let g = CganGenerator::new(
         &cfg.net(),

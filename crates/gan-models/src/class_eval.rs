@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::cgan::{cycling_labels, one_hot};
 use crate::cgan_run::sample_classes;
 use crate::error::{ModelError, Result};
-use crate::evaluator::{embed_images, FeatureNet, ReferenceSet};
+use crate::evaluator::{embed_images_with, FeatureNet, ReferenceSet};
 use crate::train::GeneratorNet;
 
 /// The scores of one class.
@@ -105,7 +105,7 @@ pub fn score_classes(
             reference.name
         )));
     };
-    let e = embed_images(net, images)?;
+    let e = embed_images_with(net, images, &mut ())?;
     let Some(probs) = &e.probs else {
         return Err(ModelError::Config(format!(
             "the {} evaluator does not classify: no per-class accuracy",

@@ -308,8 +308,8 @@ impl Trainer for CycleGanTrainer {
         self.pool_a.restore(tensors.get("pool_a"))?;
         self.pool_b.restore(tensors.get("pool_b"))
     }
-    fn set_lr_factor(&mut self, factor: f64) {
-        self.set_lr(self.base_lr * factor);
+    fn base_lrs(&self) -> Vec<f64> {
+        vec![self.base_lr; 4]
     }
     fn generator(&self) -> Option<&dyn GeneratorNet> {
         None
@@ -344,19 +344,36 @@ fn translate_chunks(
     Ok(Tensor::cat(&out, 0)?)
 }
 
-/// The generators in their current training state (evaluation during training).
-impl Translator for CycleGanTrainer {
+/// The two generators of a CycleGAN and their device: what [`Translator`] needs, from the
+/// trainer (evaluation during training) or a loaded run.
+trait TwoGenerators {
+    /// The generator of `dir`: G (A → B) or F (B → A).
+    fn generator_of(&self, dir: Direction) -> &ResnetGenerator;
+    /// The device the generators are on.
+    fn device_of(&self) -> &Device;
+}
+
+impl<T: TwoGenerators> Translator for T {
     fn translate_with(
         &self,
         dir: Direction,
         images: &Tensor,
         progress: &mut dyn Progress,
     ) -> Result<Tensor> {
-        let g = match dir {
+        translate_chunks(self.generator_of(dir), images, self.device_of(), progress)
+    }
+}
+
+/// The generators in their current training state.
+impl TwoGenerators for CycleGanTrainer {
+    fn generator_of(&self, dir: Direction) -> &ResnetGenerator {
+        match dir {
             Direction::AToB => &self.g_ab.net,
             Direction::BToA => &self.g_ba.net,
-        };
-        translate_chunks(g, images, &self.device, progress)
+        }
+    }
+    fn device_of(&self) -> &Device {
+        &self.device
     }
 }
 
@@ -596,16 +613,7 @@ pub struct LoadedCycleGan {
 
 /// Loads the generators of the CycleGAN run `run` at checkpoint `name` (`latest`, `step-N`).
 pub fn load_cyclegan(run: &RunDir, name: &str, dev: &Device) -> Result<LoadedCycleGan> {
-    let cfg = match RunConfig::read(run)? {
-        RunConfig::CycleGan(c) => c,
-        other => {
-            return Err(ModelError::Config(format!(
-                "{}: a {} run, not a CycleGAN run",
-                run.root().display(),
-                other.model()
-            )))
-        }
-    };
+    let cfg: CycleGanRunConfig = RunConfig::read_as(run, "CycleGAN")?;
     let dir = run.checkpoint(name)?;
     let (g_ab, mut v_ab) = build_generator(&cfg.net, dev)?;
     let (g_ba, mut v_ba) = build_generator(&cfg.net, dev)?;
@@ -680,14 +688,12 @@ impl LoadedCycleGan {
     }
 }
 
-impl Translator for LoadedCycleGan {
-    fn translate_with(
-        &self,
-        dir: Direction,
-        images: &Tensor,
-        progress: &mut dyn Progress,
-    ) -> Result<Tensor> {
-        translate_chunks(self.generator(dir), images, &self.device, progress)
+impl TwoGenerators for LoadedCycleGan {
+    fn generator_of(&self, dir: Direction) -> &ResnetGenerator {
+        self.generator(dir)
+    }
+    fn device_of(&self) -> &Device {
+        &self.device
     }
 }
 

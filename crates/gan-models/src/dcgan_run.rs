@@ -406,18 +406,9 @@ pub fn init_nets<G, D>(
     make_g: impl FnOnce(VarBuilder) -> Result<G>,
     make_d: impl FnOnce(VarBuilder) -> Result<D>,
 ) -> Result<GanNets<G, D>> {
-    let (g_vars, d_vars) = (VarMap::new(), VarMap::new());
-    let g = make_g(VarBuilder::from_varmap(&g_vars, DType::F32, dev))?;
-    let d = make_d(VarBuilder::from_varmap(&d_vars, DType::F32, dev))?;
-    dcgan_init(&g_vars, &mut SeededRng::with_stream(seed, stream::INIT_G))?;
-    dcgan_init(&d_vars, &mut SeededRng::with_stream(seed, stream::INIT_D))?;
-    init.load(&g_vars, &d_vars)?;
-    Ok(GanNets {
-        g,
-        d,
-        g_vars,
-        d_vars,
-    })
+    let nets = GanNets::new(seed, dev, dcgan_init, make_g, make_d)?;
+    init.load(&nets.g_vars, &nets.d_vars)?;
+    Ok(nets)
 }
 
 /// The fixed noise batch of the sample grids, drawn once from the seed.

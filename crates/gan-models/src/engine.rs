@@ -157,9 +157,15 @@ impl Debug for PartMut<'_> {
 }
 
 /// Writes [`Trainer::parts`] and [`Trainer::parts_mut`] from one list of
-/// `"file", "opt_key" => vars field, optimizer field;` (fields as paths from `self`).
+/// `"file", "opt_key" => vars field, optimizer field;` (fields as paths from `self`), and with a
+/// closing `base_lrs: field` (an array of the parts' base learning rates), [`Trainer::base_lrs`].
 macro_rules! trainer_parts {
-    ($($file:literal, $key:literal => $($vars:ident).+, $($opt:ident).+;)+) => {
+    ($($file:literal, $key:literal => $($vars:ident).+, $($opt:ident).+;)+ $(base_lrs: $lrs:ident)?) => {
+        $(
+            fn base_lrs(&self) -> Vec<f64> {
+                self.$lrs.to_vec()
+            }
+        )?
         fn parts(&self) -> Vec<$crate::engine::Part<'_>> {
             vec![$($crate::engine::Part {
                 file: $file,
@@ -206,6 +212,11 @@ macro_rules! trainer_fields {
 }
 pub(crate) use trainer_fields;
 
+/// What the trainers of the models on one `gan_data` dataset (every model but CycleGAN) draw
+/// their steps from: batches of items (images or 2D points), with labels when the dataset has
+/// them.
+pub type Batches<'a> = dyn BatchSource<Batch = gan_data::Batch> + 'a;
+
 /// A model's training state and step; see the [module docs](self).
 pub trait Trainer {
     /// What one step consumes from its [`BatchSource`] (possibly several times).
@@ -247,8 +258,16 @@ pub trait Trainer {
     fn restore_extra(&mut self, _tensors: HashMap<String, Tensor>) -> Result<()> {
         Ok(())
     }
-    /// Multiplies every optimizer's base learning rate by `factor` (the schedule's value).
-    fn set_lr_factor(&mut self, factor: f64);
+    /// The base learning rate of each part's optimizer, in the order of [`Trainer::parts`]:
+    /// what [`Trainer::set_lr_factor`] scales.
+    fn base_lrs(&self) -> Vec<f64>;
+    /// Sets every part's learning rate to its base rate times `factor` (the schedule's value).
+    fn set_lr_factor(&mut self, factor: f64) {
+        let base = self.base_lrs();
+        for (part, lr) in self.parts_mut().into_iter().zip(base) {
+            part.opt.set_lr(lr * factor);
+        }
+    }
     /// The generator to sample from for evaluation (`None` for models without a noise-to-image
     /// generator, such as CycleGAN).
     fn generator(&self) -> Option<&dyn GeneratorNet>;

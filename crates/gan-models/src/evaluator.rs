@@ -601,12 +601,8 @@ fn embed_batches(
     all.ok_or_else(|| ModelError::Config("no image to evaluate".into()))
 }
 
-/// Embeds `images` (`[n, c, h, w]` in [-1, 1], any device) in batches.
-pub fn embed_images(net: &dyn FeatureNet, images: &Tensor) -> Result<Embedding> {
-    embed_images_with(net, images, &mut ())
-}
-
-/// [`embed_images`], reporting the images embedded to `progress` (the caller starts the phase).
+/// Embeds `images` (`[n, c, h, w]` in [-1, 1], any device) in batches, reporting the images
+/// embedded to `progress` (the caller starts the phase; `&mut ()` reports nowhere).
 pub fn embed_images_with(
     net: &dyn FeatureNet,
     images: &Tensor,
@@ -620,12 +616,8 @@ pub fn embed_images_with(
     embed_batches(net, batches, progress)
 }
 
-/// Embeds the items of an image dataset (`[c, h, w]` items in [-1, 1]).
-pub fn embed_dataset(net: &dyn FeatureNet, ds: &TensorDataset) -> Result<Embedding> {
-    embed_dataset_with(net, ds, &mut ())
-}
-
-/// [`embed_dataset`], reporting the items embedded to `progress` (the caller starts the phase).
+/// Embeds the items of an image dataset (`[c, h, w]` items in [-1, 1]), reporting the items
+/// embedded to `progress` (the caller starts the phase; `&mut ()` reports nowhere).
 pub fn embed_dataset_with(
     net: &dyn FeatureNet,
     ds: &TensorDataset,
@@ -949,25 +941,33 @@ pub fn score_embedding(
     })
 }
 
-/// Scores `images` (`[n, c, h, w]` in [-1, 1]) against `reference` with `net`.
-pub fn evaluate(
-    net: &dyn FeatureNet,
-    images: &Tensor,
-    reference: &ReferenceSet,
-) -> Result<EvalReport> {
-    let started = Instant::now();
-    let e = embed_images(net, images)?;
-    score_embedding(&net.name(), &e, reference, started)
+/// What a [`FeatureNet`] embeds: a batch of images (`[n, c, h, w]` in [-1, 1], a [`Tensor`])
+/// or the items of an image dataset (a [`TensorDataset`]).
+pub trait Embed {
+    /// Embeds the items with `net`, reporting those done to `progress` (`&mut ()`: nowhere).
+    fn embed_with(&self, net: &dyn FeatureNet, progress: &mut dyn Progress) -> Result<Embedding>;
 }
 
-/// Scores the items of a dataset against `reference` with `net`.
-pub fn evaluate_dataset(
+impl Embed for Tensor {
+    fn embed_with(&self, net: &dyn FeatureNet, progress: &mut dyn Progress) -> Result<Embedding> {
+        embed_images_with(net, self, progress)
+    }
+}
+
+impl Embed for TensorDataset {
+    fn embed_with(&self, net: &dyn FeatureNet, progress: &mut dyn Progress) -> Result<Embedding> {
+        embed_dataset_with(net, self, progress)
+    }
+}
+
+/// Scores `items` (images or a dataset, see [`Embed`]) against `reference` with `net`.
+pub fn evaluate(
     net: &dyn FeatureNet,
-    ds: &TensorDataset,
+    items: &dyn Embed,
     reference: &ReferenceSet,
 ) -> Result<EvalReport> {
     let started = Instant::now();
-    let e = embed_dataset(net, ds)?;
+    let e = items.embed_with(net, &mut ())?;
     score_embedding(&net.name(), &e, reference, started)
 }
 
@@ -989,27 +989,13 @@ impl EvalReport {
             ("FID (evaluator features)".into(), fmt_fixed(self.fid, 3)),
         ];
         if let Some(kid) = &self.kid {
-            rows.push((
-                "KID (evaluator features)".into(),
-                format!(
-                    "{} ± {} ({} subsets of {})",
-                    fmt_fixed(kid.mean, 5),
-                    fmt_fixed(kid.std, 5),
-                    kid.subsets,
-                    kid.subset_size
-                ),
-            ));
+            let detail = format!("{} subsets of {}", kid.subsets, kid.subset_size);
+            let value = mean_pm_std(kid.mean, kid.std, 5, &detail);
+            rows.push(("KID (evaluator features)".into(), value));
         }
         if let Some(is) = &self.inception_score {
-            rows.push((
-                "Inception Score analogue".into(),
-                format!(
-                    "{} ± {} ({} splits)",
-                    fmt_fixed(is.mean, 3),
-                    fmt_fixed(is.std, 3),
-                    is.splits
-                ),
-            ));
+            let value = mean_pm_std(is.mean, is.std, 3, &format!("{} splits", is.splits));
+            rows.push(("Inception Score analogue".into(), value));
         }
         if let Some(c) = &self.coverage {
             rows.push((
@@ -1525,6 +1511,15 @@ pub fn load_fid_stats(path: &Path) -> Result<Gaussian> {
         ));
     }
     Gaussian::new(mu, sigma).map_err(|e| stats_err(path, e.to_string()))
+}
+
+/// `"mean ± std (detail)"`, both numbers with `digits` decimals (as [`fmt_fixed`]).
+fn mean_pm_std(mean: f64, std: f64, digits: usize, detail: &str) -> String {
+    format!(
+        "{} ± {} ({detail})",
+        fmt_fixed(mean, digits),
+        fmt_fixed(std, digits)
+    )
 }
 
 #[cfg(test)]

@@ -189,18 +189,20 @@ impl HealthMonitor {
         };
         match self.best_coverage {
             Some((best, at)) if c.covered + self.cfg.coverage_drop <= best => {
-                if !self.coverage_warned {
-                    self.coverage_warned = true;
-                    out.push(Warning {
-                        step,
-                        kind: WarningKind::CoverageDrop,
-                        message: format!(
-                            "mode collapse: class coverage fell from {best}/{} (step {at}) to {}/{} \
-                             at step {step}; histogram {:?}",
-                            c.classes, c.covered, c.classes, c.histogram
-                        ),
-                    });
-                }
+                let message = || {
+                    format!(
+                        "mode collapse: class coverage fell from {best}/{} (step {at}) to {}/{} at \
+                         step {step}; histogram {:?}",
+                        c.classes, c.covered, c.classes, c.histogram
+                    )
+                };
+                warn_once(
+                    &mut self.coverage_warned,
+                    &mut out,
+                    step,
+                    WarningKind::CoverageDrop,
+                    message,
+                );
             }
             Some((best, _)) if c.covered <= best => {
                 if c.covered + 1 >= best {
@@ -215,18 +217,20 @@ impl HealthMonitor {
         let kl = c.kl_uniform;
         match self.best_kl {
             Some((best, at)) if kl > self.cfg.kl_limit && kl - best >= self.cfg.kl_limit => {
-                if !self.kl_warned {
-                    self.kl_warned = true;
-                    out.push(Warning {
-                        step,
-                        kind: WarningKind::ClassImbalance,
-                        message: format!(
-                            "partial mode collapse: the class histogram's KL against uniform rose \
-                             from {best:.3} (step {at}) to {kl:.3} nats at step {step}; histogram {:?}",
-                            c.histogram
-                        ),
-                    });
-                }
+                let message = || {
+                    format!(
+                        "partial mode collapse: the class histogram's KL against uniform rose from \
+                         {best:.3} (step {at}) to {kl:.3} nats at step {step}; histogram {:?}",
+                        c.histogram
+                    )
+                };
+                warn_once(
+                    &mut self.kl_warned,
+                    &mut out,
+                    step,
+                    WarningKind::ClassImbalance,
+                    message,
+                );
             }
             Some((best, _)) if kl >= best => {
                 if kl <= self.cfg.kl_limit {
@@ -239,5 +243,24 @@ impl HealthMonitor {
             }
         }
         out
+    }
+}
+
+/// Pushes a warning of `kind` at `step` onto `out` unless `warned` says this condition was
+/// already reported; then sets `warned`, so that a condition that lasts warns once.
+fn warn_once(
+    warned: &mut bool,
+    out: &mut Vec<Warning>,
+    step: u64,
+    kind: WarningKind,
+    message: impl FnOnce() -> String,
+) {
+    if !*warned {
+        *warned = true;
+        out.push(Warning {
+            step,
+            kind,
+            message: message(),
+        });
     }
 }

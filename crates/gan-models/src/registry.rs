@@ -48,6 +48,37 @@ impl serde::Serialize for RunConfig {
     }
 }
 
+/// `From<Config> for RunConfig` and `TryFrom<RunConfig> for Config` for each variant, so that
+/// code holding one model's configuration converts it without naming the variant (the error
+/// gives back a configuration of another model).
+macro_rules! variant_conversions {
+    ($($variant:ident($ty:ty)),* $(,)?) => {$(
+        impl From<$ty> for RunConfig {
+            fn from(c: $ty) -> Self {
+                Self::$variant(c)
+            }
+        }
+
+        impl TryFrom<RunConfig> for $ty {
+            type Error = RunConfig;
+            fn try_from(c: RunConfig) -> std::result::Result<Self, RunConfig> {
+                match c {
+                    RunConfig::$variant(c) => Ok(c),
+                    other => Err(other),
+                }
+            }
+        }
+    )*};
+}
+
+variant_conversions!(
+    Dcgan(DcganRunConfig),
+    Wgan(WganRunConfig),
+    Toy(ToyConfig),
+    CycleGan(CycleGanRunConfig),
+    Cgan(CganRunConfig),
+);
+
 /// The models [`RunConfig`] knows, by the name `config.json` records.
 pub const MODELS: [&str; 7] = [
     "dcgan", "sngan", "wgan", "wgan-gp", "toy", "cyclegan", "cgan",
@@ -60,6 +91,21 @@ impl RunConfig {
         let path = run.root().join("config.json");
         let value: Value = run.config()?;
         Self::from_value(value, &path)
+    }
+
+    /// Reads `config.json` of `run` as the configuration of one model (`C`, such as
+    /// [`ToyConfig`]), `what` naming that model in the error for a run of another model.
+    pub fn read_as<C: TryFrom<RunConfig, Error = RunConfig>>(
+        run: &RunDir,
+        what: &str,
+    ) -> Result<C> {
+        C::try_from(Self::read(run)?).map_err(|other| {
+            ModelError::Config(format!(
+                "{}: a {} run, not a {what} run",
+                run.root().display(),
+                other.model()
+            ))
+        })
     }
 
     /// Parses a `config.json` already read into `value` (from `path`, for errors).
@@ -132,6 +178,86 @@ impl RunConfig {
             Self::Toy(c) => &c.device,
             Self::CycleGan(c) => &c.device,
             Self::Cgan(c) => &c.base.device,
+        }
+    }
+
+    /// The run in one line for the log: model, data, length, batch and device, and what sets
+    /// the model apart (the critic steps and constraint, the classes, the epochs, the networks).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Dcgan(c) => format!(
+                "{} {}px on {} ({} images), {} steps of batch {} on {}{}",
+                c.model.to_uppercase(),
+                c.dcgan.image_size,
+                c.data.source,
+                c.data.items,
+                c.schedule.steps,
+                c.batch_size,
+                c.device,
+                if c.fast_conv {
+                    ""
+                } else {
+                    " (candle's convolutions)"
+                }
+            ),
+            Self::Wgan(c) => {
+                let constraint = match c.lipschitz {
+                    crate::wgan::Lipschitz::WeightClipping { clip } => format!("clip ±{clip}"),
+                    crate::wgan::Lipschitz::GradientPenalty { lambda } => {
+                        format!("penalty λ {lambda}")
+                    }
+                };
+                format!(
+                    "{} {}px on {} ({} images), {} generator steps of {} critic steps \
+                     ({constraint}), batch {} on {}",
+                    c.model,
+                    c.dcgan.image_size,
+                    c.data.source,
+                    c.data.items,
+                    c.schedule.steps,
+                    c.critic.n_critic,
+                    c.batch_size,
+                    c.device
+                )
+            }
+            Self::Toy(c) => format!(
+                "toy GAN on {}: {} steps of batch {}, pack {}, {} loss, generator {}, \
+                 discriminator {}, nz {}, seed {}",
+                c.dist,
+                c.schedule.steps,
+                c.batch_size,
+                c.pack,
+                c.loss.name(),
+                c.generator.describe(),
+                c.discriminator.describe(),
+                c.nz,
+                c.seed
+            ),
+            Self::CycleGan(c) => format!(
+                "CycleGAN {}px on {} ({} A, {} B images), {} steps ({} per epoch, {}+{} epochs) \
+                 of batch {} on {}",
+                c.data.crop_size,
+                c.data.dataroot.display(),
+                c.data.items_a,
+                c.data.items_b,
+                c.schedule.steps,
+                c.steps_per_epoch,
+                c.epochs,
+                c.epochs_decay,
+                c.batch_size,
+                c.device
+            ),
+            Self::Cgan(c) => format!(
+                "class-conditional DCGAN ({}) {}px on {} ({} images, {} classes), {} steps of \
+                 batch {}",
+                c.cond.name(),
+                c.base.dcgan.image_size,
+                c.base.data.source,
+                c.base.data.items,
+                c.classes.len(),
+                c.base.schedule.steps,
+                c.base.batch_size
+            ),
         }
     }
 

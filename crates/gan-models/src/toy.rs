@@ -40,8 +40,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dcgan_run::parse_device;
 use crate::engine::{
-    fit, BatchSource, FitConfig, FitOutcome, LrSchedule, Part, PartMut, Signals, StepRecord,
-    Trainer,
+    fit, FitConfig, FitOutcome, LrSchedule, Part, PartMut, Signals, StepRecord, Trainer,
 };
 use crate::error::{ModelError, Result};
 use crate::plot::{hue, scatter_png, Colors, Layer, Panel, FAKE, MODE, REAL};
@@ -169,6 +168,13 @@ pub struct MlpConfig {
     pub depth: usize,
     /// The nonlinearity after each hidden layer.
     pub activation: Activation,
+}
+
+impl MlpConfig {
+    /// The shape in words, e.g. `3x64 relu` (hidden layers × units, activation).
+    pub fn describe(&self) -> String {
+        format!("{}x{} {}", self.depth, self.width, self.activation.name())
+    }
 }
 
 impl Default for MlpConfig {
@@ -636,32 +642,18 @@ pub fn build_generator(cfg: &ToyConfig, dev: &Device) -> Result<(MlpGenerator, V
 /// Builds a freshly initialised trainer (PyTorch's default initialisation from the seed).
 pub fn build_trainer(cfg: &ToyConfig, dev: &Device) -> Result<ToyTrainer> {
     cfg.validate()?;
-    let (g, g_vars) = build_generator(cfg, dev)?;
-    let d_vars = VarMap::new();
-    let d = MlpDiscriminator::new(
-        &cfg.discriminator,
-        cfg.pack,
-        cfg.scale,
-        VarBuilder::from_varmap(&d_vars, DType::F32, dev),
-    )?;
-    pytorch_default_init(
-        &g_vars,
-        &mut SeededRng::with_stream(cfg.seed, stream::INIT_G),
-    )?;
-    pytorch_default_init(
-        &d_vars,
-        &mut SeededRng::with_stream(cfg.seed, stream::INIT_D),
+    let nets = GanNets::new(
+        cfg.seed,
+        dev,
+        pytorch_default_init,
+        |vb| MlpGenerator::new(&cfg.generator, cfg.nz, cfg.scale, vb),
+        |vb| MlpDiscriminator::new(&cfg.discriminator, cfg.pack, cfg.scale, vb),
     )?;
     let step = cfg.loss.step_config().ok_or_else(|| {
         ModelError::Config("a wgan-gp toy run trains with build_wgan_trainer".into())
     })?;
     GanTrainer::new(
-        GanNets {
-            g,
-            d,
-            g_vars,
-            d_vars,
-        },
+        nets,
         [cfg.adam_g, cfg.adam_d],
         SeededRng::with_stream(cfg.seed, stream::NOISE),
         step,
@@ -758,10 +750,7 @@ impl Trainer for AnyToyTrainer {
     fn set_step(&mut self, step: u64) {
         each!(self, t => t.step = step)
     }
-    fn train_step(
-        &mut self,
-        data: &mut dyn BatchSource<Batch = gan_data::Batch>,
-    ) -> Result<ToyMetrics> {
+    fn train_step(&mut self, data: &mut crate::engine::Batches<'_>) -> Result<ToyMetrics> {
         Ok(match self {
             Self::Gan(t) => ToyMetrics::Gan(t.train_step(data)?),
             Self::Wgan(t) => ToyMetrics::Wgan(t.train_step(data)?),
@@ -785,6 +774,9 @@ impl Trainer for AnyToyTrainer {
     }
     fn restore_noise(&mut self, state: &gan_core::rng::RngState) {
         each!(self, t => t.restore_noise(state))
+    }
+    fn base_lrs(&self) -> Vec<f64> {
+        each!(self, t => t.base_lrs())
     }
     fn set_lr_factor(&mut self, factor: f64) {
         each!(self, t => t.set_lr_factor(factor))
@@ -995,16 +987,7 @@ pub struct LoadedToyGenerator {
 
 /// Loads the generator of the toy run `run` at checkpoint `name` (`latest`, `step-N`) onto `dev`.
 pub fn load_toy_generator(run: &RunDir, name: &str, dev: &Device) -> Result<LoadedToyGenerator> {
-    let cfg = match RunConfig::read(run)? {
-        RunConfig::Toy(c) => c,
-        other => {
-            return Err(ModelError::Config(format!(
-                "{}: a {} run, not a toy run",
-                run.root().display(),
-                other.model()
-            )))
-        }
-    };
+    let cfg: ToyConfig = RunConfig::read_as(run, "toy")?;
     let (g, mut vars) = build_generator(&cfg, dev)?;
     let dir = run.checkpoint(name)?;
     load_vars(&mut vars, &dir.join("generator.safetensors"))?;

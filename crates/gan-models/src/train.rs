@@ -24,7 +24,7 @@ use gan_core::optim::Adam;
 use gan_core::rng::SeededRng;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{BatchSource, Signals, StepRecord, Trainer};
+use crate::engine::{Signals, StepRecord, Trainer};
 use crate::error::Result;
 use crate::options::{EmaGenerator, GanOptions};
 
@@ -227,6 +227,34 @@ pub struct GanNets<G, D> {
     pub d_vars: VarMap,
 }
 
+impl<G, D> GanNets<G, D> {
+    /// A generator and a discriminator (or critic) built by `make_g` and `make_d` on fresh
+    /// variables, then initialised by `init` (such as [`gan_core::init::dcgan_init`]) from
+    /// `seed`: the generator's from stream [`crate::streams::INIT_G`], the other's from
+    /// [`crate::streams::INIT_D`].
+    pub fn new(
+        seed: u64,
+        dev: &Device,
+        init: impl Fn(&VarMap, &mut SeededRng) -> candle_core::Result<()>,
+        make_g: impl FnOnce(candle_nn::VarBuilder) -> Result<G>,
+        make_d: impl FnOnce(candle_nn::VarBuilder) -> Result<D>,
+    ) -> Result<Self> {
+        use crate::streams as stream;
+        let (g_vars, d_vars) = (VarMap::new(), VarMap::new());
+        let vb = |vars| candle_nn::VarBuilder::from_varmap(vars, candle_core::DType::F32, dev);
+        let g = make_g(vb(&g_vars))?;
+        let d = make_d(vb(&d_vars))?;
+        init(&g_vars, &mut SeededRng::with_stream(seed, stream::INIT_G))?;
+        init(&d_vars, &mut SeededRng::with_stream(seed, stream::INIT_D))?;
+        Ok(Self {
+            g,
+            d,
+            g_vars,
+            d_vars,
+        })
+    }
+}
+
 impl<G: GeneratorNet, D: DiscriminatorNet> GanTrainer<G, D> {
     /// A trainer at step 0 for initialised networks: Adam with `adam[0]` for G and `adam[1]`
     /// for D, training noise from `noise`.
@@ -345,10 +373,7 @@ impl<G: GeneratorNet, D: DiscriminatorNet> GanTrainer<G, D> {
 
     /// The `n_dis − 1` discriminator steps that precede [`GanTrainer::step_on`], each on a fresh
     /// real batch from `data` and a fresh fake batch; returns the items they used.
-    fn extra_d_steps(
-        &mut self,
-        data: &mut dyn BatchSource<Batch = gan_data::Batch>,
-    ) -> Result<usize> {
+    fn extra_d_steps(&mut self, data: &mut crate::engine::Batches<'_>) -> Result<usize> {
         let mut items = 0;
         for _ in 1..self.opts.n_dis {
             let real = data.next_batch(self.step + 1)?.items;
@@ -413,10 +438,7 @@ impl<G: GeneratorNet, D: DiscriminatorNet> Trainer for GanTrainer<G, D> {
     type Metrics = StepMetrics;
 
     crate::engine::trainer_fields!(step: step, device: device, noise: noise);
-    fn train_step(
-        &mut self,
-        data: &mut dyn BatchSource<Batch = gan_data::Batch>,
-    ) -> Result<StepMetrics> {
+    fn train_step(&mut self, data: &mut crate::engine::Batches<'_>) -> Result<StepMetrics> {
         let extra = self.extra_d_steps(data)?;
         let batch = data.next_batch(self.step + 1)?;
         let m = self.step_on(&batch.items, batch.epoch as u64)?;
@@ -445,10 +467,7 @@ impl<G: GeneratorNet, D: DiscriminatorNet> Trainer for GanTrainer<G, D> {
     crate::engine::trainer_parts! {
         "generator", "generator" => g_vars, opt_g;
         "discriminator", "discriminator" => d_vars, opt_d;
-    }
-    fn set_lr_factor(&mut self, factor: f64) {
-        self.opt_g.set_lr(self.base_lr[0] * factor);
-        self.opt_d.set_lr(self.base_lr[1] * factor);
+        base_lrs: base_lr
     }
     fn generator(&self) -> Option<&dyn GeneratorNet> {
         Some(self.sampler())

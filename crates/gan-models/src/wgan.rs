@@ -57,13 +57,14 @@ use gan_data::{Batcher, TensorDataset};
 use serde::{Deserialize, Serialize};
 
 use crate::dcgan::{DcganConfig, DcganGenerator};
-use crate::dcgan_run::{build_generator, parse_device, DataConfig, DcganRunConfig, GRID_SAMPLES};
-use crate::engine::{fit, BatchSource, FitConfig, FitOutcome, Signals, StepRecord, Trainer};
+use crate::dcgan_run::{parse_device, DataConfig, DcganRunConfig, GRID_SAMPLES};
+use crate::engine::{fit, FitConfig, FitOutcome, Signals, StepRecord, Trainer};
 use crate::error::{ModelError, Result};
 use crate::grid::save_grid;
 use crate::options::GanOptions;
 use crate::run::RunDir;
 use crate::streams as stream;
+use crate::train::GanNets;
 use crate::train::{DiscriminatorNet, GeneratorNet, LoopConfig, Observer, StepConfig};
 
 /// The normalisation after the critic's inner convolutions.
@@ -533,20 +534,12 @@ impl WganTrainer {
             ensure_second_order()?;
         }
         gan_core::conv::set_fast_conv(cfg.fast_conv);
-        let (g, g_vars) = build_generator(&cfg.dcgan, dev)?;
-        let c_vars = VarMap::new();
-        let critic = WganCritic::new(
-            &cfg.dcgan,
-            cfg.critic_norm,
-            VarBuilder::from_varmap(&c_vars, DType::F32, dev),
-        )?;
-        dcgan_init(
-            &g_vars,
-            &mut SeededRng::with_stream(cfg.seed, stream::INIT_G),
-        )?;
-        dcgan_init(
-            &c_vars,
-            &mut SeededRng::with_stream(cfg.seed, stream::INIT_D),
+        let nets = GanNets::new(
+            cfg.seed,
+            dev,
+            dcgan_init,
+            |vb| DcganGenerator::new(&cfg.dcgan, vb),
+            |vb| WganCritic::new(&cfg.dcgan, cfg.critic_norm, vb),
         )?;
         let parts = WganParts {
             optimizer: cfg.optimizer,
@@ -555,7 +548,7 @@ impl WganTrainer {
             batch_size: cfg.batch_size,
             noise: SeededRng::with_stream(cfg.seed, stream::NOISE),
         };
-        WganTrainer::from_parts(g, critic, g_vars, c_vars, parts, dev)
+        WganTrainer::from_parts(nets.g, nets.d, nets.g_vars, nets.d_vars, parts, dev)
     }
 }
 
@@ -635,10 +628,7 @@ impl<G: GeneratorNet, C: DiscriminatorNet> WganTrainer<G, C> {
 
     /// One generator iteration and the critic iterations before it, taking real batches from
     /// `data`.
-    fn wgan_step(
-        &mut self,
-        data: &mut dyn BatchSource<Batch = gan_data::Batch>,
-    ) -> Result<WganMetrics> {
+    fn wgan_step(&mut self, data: &mut crate::engine::Batches<'_>) -> Result<WganMetrics> {
         let iters = self.schedule.iters_at(self.step);
         let (mut sum_real, mut sum_fake, mut sum_pen, mut sum_norm) = (0f64, 0f64, 0f64, 0f64);
         let mut epoch = 0;
@@ -702,10 +692,7 @@ impl<G: GeneratorNet, C: DiscriminatorNet> Trainer for WganTrainer<G, C> {
     type Metrics = WganMetrics;
 
     crate::engine::trainer_fields!(step: step, device: device, noise: noise);
-    fn train_step(
-        &mut self,
-        data: &mut dyn BatchSource<Batch = gan_data::Batch>,
-    ) -> Result<WganMetrics> {
+    fn train_step(&mut self, data: &mut crate::engine::Batches<'_>) -> Result<WganMetrics> {
         self.wgan_step(data)
     }
     fn items(&self, m: &WganMetrics) -> usize {
@@ -714,10 +701,7 @@ impl<G: GeneratorNet, C: DiscriminatorNet> Trainer for WganTrainer<G, C> {
     crate::engine::trainer_parts! {
         "generator", "generator" => g_vars, opt_g;
         "critic", "critic" => c_vars, opt_c;
-    }
-    fn set_lr_factor(&mut self, factor: f64) {
-        self.opt_g.set_lr(self.base_lr[0] * factor);
-        self.opt_c.set_lr(self.base_lr[1] * factor);
+        base_lrs: base_lr
     }
     fn generator(&self) -> Option<&dyn GeneratorNet> {
         Some(&self.g)

@@ -7,8 +7,8 @@ use candle_core::{Device, Tensor};
 use gan_core::rng::SeededRng;
 use gan_data::{Dataset, ImageSource, TensorDataset};
 use gan_models::evaluator::{
-    evaluate, evaluate_dataset, load_setup, test_accuracy, train_classifier, ClassifierConfig,
-    ClassifierEvaluator, EvalReport, EvalSetup, EvaluatorTrainConfig,
+    evaluate, load_setup, test_accuracy, train_classifier, ClassifierConfig, ClassifierEvaluator,
+    EvalReport, EvalSetup, EvaluatorTrainConfig,
 };
 
 fn datasets() -> PathBuf {
@@ -75,7 +75,7 @@ fn real_train_split_scores_near_the_ideal() {
     // The whole train split (900 images per IS split: with fewer, the plug-in entropy of each
     // split's class histogram is biased low and so is the score).
     let setup = mnist_setup();
-    let r = evaluate_dataset(setup.net.as_ref(), &mnist_train(9000), &setup.reference).unwrap();
+    let r = evaluate(setup.net.as_ref(), &mnist_train(9000), &setup.reference).unwrap();
     print("real train split (9000) vs the test split", &r);
     assert_eq!((r.samples, r.reference_samples), (9000, 1000));
     let is = r.inception_score.unwrap();
@@ -95,7 +95,7 @@ fn real_train_split_scores_near_the_ideal() {
 #[test]
 fn noise_and_a_repeated_image_score_badly() {
     let setup = mnist_setup();
-    let real = evaluate_dataset(setup.net.as_ref(), &mnist_train(1000), &setup.reference).unwrap();
+    let real = evaluate(setup.net.as_ref(), &mnist_train(1000), &setup.reference).unwrap();
 
     let mut rng = SeededRng::new(3);
     let noise = rng
