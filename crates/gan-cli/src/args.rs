@@ -79,7 +79,7 @@ impl From<LossArg> for gan_core::loss::GeneratorLoss {
 pub struct ImageGanFlags {
     /// mnist, fashion-mnist, mnist-mini, or a folder (IDX files or images). Default: mnist if
     /// fetched, else the embedded mnist-mini.
-    #[arg(long)]
+    #[arg(long, value_name = "NAME_OR_DIR")]
     pub data: Option<String>,
     /// Where named datasets live (mnist-mini and the evaluators are built in as well).
     #[arg(long, default_value = "datasets", env = "GAN_DATASETS")]
@@ -89,7 +89,7 @@ pub struct ImageGanFlags {
     #[arg(long, conflicts_with = "steps")]
     pub epochs: Option<u64>,
     /// Steps to train (wgan and wgan-gp: generator steps, each after --n-critic critic steps).
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub steps: Option<u64>,
     /// Images per batch.
     #[arg(long, default_value_t = 64)]
@@ -99,7 +99,7 @@ pub struct ImageGanFlags {
     pub image_size: usize,
     /// Channels for image folders (1 or 3). Default: what the images are (1 when every image
     /// is stored grayscale, else 3); IDX data is grayscale.
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub channels: Option<usize>,
     /// Length of the noise vector z.
     #[arg(long, default_value_t = 100)]
@@ -110,15 +110,6 @@ pub struct ImageGanFlags {
     /// Width of the discriminator or critic (feature maps of its first layer).
     #[arg(long, default_value_t = 64)]
     pub ndf: usize,
-    /// Write a sample grid every N steps.
-    #[arg(long, default_value_t = 200)]
-    pub sample_every: u64,
-    /// Write a checkpoint every N steps (latest is also written at the end).
-    #[arg(long, default_value_t = 500)]
-    pub checkpoint_every: u64,
-    /// Append to metrics.jsonl every N steps.
-    #[arg(long, default_value_t = 10)]
-    pub log_every: u64,
     /// Use candle's own convolutions instead of the fast CPU kernels (for comparison).
     #[arg(long)]
     pub no_fast_conv: bool,
@@ -187,18 +178,11 @@ impl ImageGanFlags {
     }
 
     /// Sets the networks' size and widths and the run's cadences from the flags.
-    pub fn apply(
-        &self,
-        net: &mut gan_models::dcgan::DcganConfig,
-        schedule: &mut gan_models::train::LoopConfig,
-    ) {
+    pub fn apply(&self, net: &mut gan_models::dcgan::DcganConfig) {
         net.image_size = self.image_size;
         net.nz = self.nz;
         net.ngf = self.ngf;
         net.ndf = self.ndf;
-        schedule.sample_every = self.sample_every;
-        schedule.checkpoint_every = self.checkpoint_every;
-        schedule.log_every = self.log_every;
     }
 }
 
@@ -208,13 +192,13 @@ pub struct TrainDcgan {
     #[command(flatten)]
     pub net: ImageGanFlags,
     /// Adam learning rate of both networks (default 2e-4).
-    #[arg(long)]
+    #[arg(long, value_name = "RATE")]
     pub lr: Option<f64>,
     /// The generator's learning rate (TTUR; default --lr).
-    #[arg(long)]
+    #[arg(long, value_name = "RATE")]
     pub lr_g: Option<f64>,
     /// The discriminator's learning rate (TTUR; default --lr).
-    #[arg(long)]
+    #[arg(long, value_name = "RATE")]
     pub lr_d: Option<f64>,
     /// The loss (hinge; non-saturating with --classic and in cgan).
     #[arg(long, value_enum)]
@@ -248,24 +232,24 @@ pub struct TrainDcgan {
 #[derive(Debug, Args)]
 pub struct GanOptionFlags {
     /// Discriminator steps per generator step (dcgan: 1, sngan: 5).
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub n_dis: Option<usize>,
     /// Keep an exponential moving average of the generator with this decay (e.g. 0.999) and
     /// sample from it; 0 turns the average off.
-    #[arg(long)]
+    #[arg(long, value_name = "DECAY")]
     pub ema: Option<f64>,
     /// The EMA copies the weights until this step, then averages.
-    #[arg(long)]
+    #[arg(long, value_name = "STEP")]
     pub ema_start: Option<u64>,
     /// Write sample grids and evaluate with the raw generator, not its EMA.
     #[arg(long)]
     pub raw_g: bool,
     /// DiffAugment policy for everything the discriminator sees, e.g. color,translation,cutout
     /// ("none": off).
-    #[arg(long)]
+    #[arg(long, value_name = "POLICY")]
     pub diffaug: Option<String>,
     /// R1 penalty weight γ on real images (0: off).
-    #[arg(long)]
+    #[arg(long, value_name = "GAMMA")]
     pub r1: Option<f64>,
     /// Apply R1 every this many steps (lazy regularisation, γ scaled by it).
     #[arg(long, default_value_t = 1)]
@@ -300,7 +284,7 @@ pub struct SampleArgs {
     pub device: String,
     /// Class-conditional runs: the class to draw (its name, e.g. sneaker, or its number).
     /// Without it, a conditional run gives one row per class.
-    #[arg(long)]
+    #[arg(long, value_name = "CLASS")]
     pub class: Option<String>,
     /// Sample the raw generator of a run that keeps an EMA generator.
     #[arg(long)]
@@ -320,7 +304,7 @@ pub struct InterpolateArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Sweep this latent dimension; without it, interpolate between two random z per row.
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub dim: Option<usize>,
     /// Class-conditional runs: walk between two random z within this class (name or number).
     #[arg(long, conflicts_with_all = ["dim", "between_classes"])]
@@ -365,6 +349,25 @@ pub struct RunFlags {
     /// there; either way no checkpoint is written after it, so checkpoints/latest stays finite).
     #[arg(long)]
     pub keep_going: bool,
+    #[command(flatten)]
+    pub cadence: CadenceFlags,
+}
+
+/// How often a run writes samples, checkpoints and metrics, declared once for every `train`
+/// command (also with `--resume`). Unset, each keeps the model's cadence: 200, 500 and 10 steps
+/// for the image GANs (dcgan, sngan, cgan, wgan, wgan-gp), 500, 5000 and 50 for cyclegan, and
+/// for the toy a tenth and a quarter of the run and 10 steps (50 for grid25).
+#[derive(Debug, Clone, clap::Args)]
+pub struct CadenceFlags {
+    /// Write samples every N steps (a grid; the toy: its plot and mode metrics).
+    #[arg(long, value_name = "N")]
+    pub sample_every: Option<u64>,
+    /// Write a checkpoint every N steps (`latest` is also written at the end).
+    #[arg(long, value_name = "N")]
+    pub checkpoint_every: Option<u64>,
+    /// Append to metrics.jsonl every N steps.
+    #[arg(long, value_name = "N")]
+    pub log_every: Option<u64>,
 }
 
 impl RunFlags {
@@ -376,8 +379,13 @@ impl RunFlags {
             .unwrap_or_else(|| crate::fresh_run_dir(base))
     }
 
-    /// Records `--keep-going` (or its absence) in the run's schedule.
-    pub fn apply_divergence(&self, s: &mut gan_models::train::LoopConfig) {
+    /// Sets in the run's schedule the cadences given, and records `--keep-going` (or its
+    /// absence).
+    pub fn apply_schedule(&self, s: &mut gan_models::train::LoopConfig) {
+        let c = &self.cadence;
+        s.sample_every = c.sample_every.unwrap_or(s.sample_every);
+        s.checkpoint_every = c.checkpoint_every.unwrap_or(s.checkpoint_every);
+        s.log_every = c.log_every.unwrap_or(s.log_every);
         s.on_divergence = if self.keep_going {
             gan_models::engine::OnDivergence::Continue
         } else {

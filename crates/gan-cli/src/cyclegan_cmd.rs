@@ -25,13 +25,13 @@ pub struct TrainCycleganArgs {
     #[arg(long, required_unless_present = "resume")]
     pub dataroot: Option<PathBuf>,
     /// Epochs at the initial learning rate (with --resume: a new value).
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub epochs: Option<u64>,
     /// Epochs of linear decay to zero after --epochs (with --resume: a new value).
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub epochs_decay: Option<u64>,
     /// Stop after this many steps in total (default: all epochs).
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub steps: Option<u64>,
     /// Images of each domain per step.
     #[arg(long, default_value_t = 1)]
@@ -61,7 +61,7 @@ pub struct TrainCycleganArgs {
     #[arg(long, default_value_t = 64)]
     pub ndf: usize,
     /// Residual blocks per generator (default 9 for crops of 256 and more, else 6).
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub n_blocks: Option<usize>,
     /// Stride-2 layers of the PatchGAN discriminator (3: 70×70 patches).
     #[arg(long, default_value_t = 3)]
@@ -79,17 +79,8 @@ pub struct TrainCycleganArgs {
     #[arg(long, default_value_t = 50)]
     pub pool_size: usize,
     /// Use at most this many training images of each domain.
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub max_dataset_size: Option<usize>,
-    /// Write a sample grid every N steps.
-    #[arg(long, default_value_t = 500)]
-    pub sample_every: u64,
-    /// Write a checkpoint every N steps (latest is also written at the end).
-    #[arg(long, default_value_t = 5000)]
-    pub checkpoint_every: u64,
-    /// Append to metrics.jsonl every N steps.
-    #[arg(long, default_value_t = 50)]
-    pub log_every: u64,
     /// Use candle's own convolutions instead of the fast CPU kernels.
     #[arg(long)]
     pub no_fast_conv: bool,
@@ -141,7 +132,7 @@ pub struct EvalTranslationArgs {
     pub dataroot: PathBuf,
     /// The evaluator network of FID/KID: mnist, fashion-mnist or inception (default: mnist for
     /// grey runs, inception for RGB runs when --inception-weights or --inception-repo is given).
-    #[arg(long)]
+    #[arg(long, value_name = "NAME")]
     pub evaluator: Option<String>,
     #[command(flatten)]
     pub inception: crate::eval_cmd::InceptionFlags,
@@ -152,7 +143,7 @@ pub struct EvalTranslationArgs {
     #[arg(long, default_value = "latest")]
     pub checkpoint: String,
     /// Also write the numbers as JSON here.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
     /// cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "cpu")]
@@ -197,10 +188,7 @@ fn new_config(a: &TrainCycleganArgs, dataroot: PathBuf) -> CycleGanRunConfig {
     cfg.seed = a.run.seed;
     cfg.device = a.run.device.clone();
     cfg.fast_conv = !a.no_fast_conv;
-    cfg.schedule.sample_every = a.sample_every;
-    cfg.schedule.checkpoint_every = a.checkpoint_every;
-    cfg.schedule.log_every = a.log_every;
-    a.run.apply_divergence(&mut cfg.schedule);
+    a.run.apply_schedule(&mut cfg.schedule);
     cfg
 }
 
@@ -212,8 +200,7 @@ pub fn train(a: TrainCycleganArgs) -> anyhow::Result<ExitCode> {
         |dir, run, cfg: &mut CycleGanRunConfig| {
             check_resume_flags(dir, &["lr"])?;
             cfg.data.dataroot = crate::locate_stored_data(run.root(), &cfg.data.dataroot)?;
-            let cadences = [a.sample_every, a.checkpoint_every, a.log_every].map(Some);
-            apply_on_resume(&a.run, &mut cfg.schedule, &mut cfg.device, cadences);
+            apply_on_resume(&a.run, &mut cfg.schedule, &mut cfg.device);
             if given("lr") {
                 cfg.adam.lr = a.lr;
             }

@@ -60,9 +60,7 @@ pub(crate) fn apply_resume(
         cfg.epochs = Some(epochs);
         cfg.schedule.steps = epochs * steps_per_epoch(cfg.data.items, cfg.batch_size);
     }
-    let n = &a.net;
-    let cadences = [n.sample_every, n.checkpoint_every, n.log_every].map(Some);
-    apply_on_resume(&a.run, &mut cfg.schedule, &mut cfg.device, cadences);
+    apply_on_resume(&a.run, &mut cfg.schedule, &mut cfg.device);
     apply_lr(a, cfg);
     Ok(())
 }
@@ -90,8 +88,8 @@ macro_rules! image_flags_and_data {
         $cfg.seed = $a.run.seed;
         $cfg.device = $a.run.device.clone();
         $cfg.fast_conv = !$a.net.no_fast_conv;
-        $a.net.apply(&mut $cfg.dcgan, &mut $cfg.schedule);
-        $a.run.apply_divergence(&mut $cfg.schedule);
+        $a.net.apply(&mut $cfg.dcgan);
+        $a.run.apply_schedule(&mut $cfg.schedule);
         $validate?;
         gan_models::dcgan_run::parse_device(&$cfg.device)?;
         let loaded = gan_models::dcgan_run::load_data($source, &$cfg.dcgan)?;

@@ -51,24 +51,24 @@ pub struct EvalArgs {
     /// mnist, fashion-mnist or inception (the standard FID network; needs --inception-weights
     /// or --inception-repo, and compares with the MNIST test split).
     /// Default: from the run's training data (mnist for --images and --real-split).
-    #[arg(long)]
+    #[arg(long, value_name = "NAME")]
     pub evaluator: Option<String>,
     #[command(flatten)]
     pub inception: InceptionFlags,
     /// Also write the scores as JSON here. Default with --run: a new
     /// `scores-<checkpoint>.json` in the run folder.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
     /// Also write the mean and covariance of the scored images' features as a pytorch-fid
     /// statistics file (.npz with float64 `mu` and `sigma`), usable as --reference later and by
     /// pytorch-fid.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     pub save_stats: Option<PathBuf>,
     /// Compare with this pytorch-fid statistics file (.npz with `mu` and `sigma`, e.g. from
     /// `python -m pytorch_fid --save-stats` or --save-stats) instead of the evaluator's real test
     /// split: FID only (KID and precision/recall need the reference features). Its width must
     /// be the evaluator's feature width (2048 for inception).
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     pub reference: Option<PathBuf>,
     /// Seed of the generator's noise.
     #[arg(long, default_value_t = 0)]
@@ -91,7 +91,7 @@ pub struct InceptionFlags {
     pub inception_weights: Option<PathBuf>,
     /// Or an hf-hub model repository holding them (used from the hf-hub cache when there,
     /// downloaded otherwise).
-    #[arg(long)]
+    #[arg(long, value_name = "REPO")]
     pub inception_repo: Option<String>,
     /// The file of --inception-repo.
     #[arg(long, default_value = "model.safetensors")]
@@ -151,7 +151,7 @@ pub struct TrainEvalArgs {
     /// The evaluator for --eval-every: mnist, fashion-mnist, or inception (with
     /// --inception-weights or --inception-repo) (default: from the training data; CycleGAN:
     /// mnist for grey runs, inception for RGB runs).
-    #[arg(long)]
+    #[arg(long, value_name = "NAME")]
     pub evaluator: Option<String>,
     #[command(flatten)]
     pub inception: InceptionFlags,

@@ -33,76 +33,67 @@ pub struct TrainToyArgs {
     #[arg(long, default_value = "ring8", value_parser = parse_dist)]
     pub dist: ToyDistribution,
     /// Steps to train (default 7000; 40000 for grid25; with wgan-gp 3000, 8000 for grid25); with --resume, the new total length.
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub steps: Option<u64>,
     /// non-saturating, minimax or wgan-gp (a critic with a gradient penalty; pack 1, Adam 1e-4
     /// β2 0.9 unless set).
     #[arg(long, value_parser = parse_loss)]
     pub loss: Option<ToyLoss>,
     /// PacGAN packing: the discriminator sees K samples concatenated (1: no packing; default 2, 3 for grid25, 1 for wgan-gp).
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub pack: Option<usize>,
     /// WGAN-GP: critic iterations per generator step (default 5).
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub n_critic: Option<usize>,
     /// WGAN-GP: the gradient penalty's weight λ (default 0.1, the WGAN-GP paper's toy value).
-    #[arg(long)]
+    #[arg(long, value_name = "LAMBDA")]
     pub lambda: Option<f64>,
     /// Hidden units per layer of both networks (default 128; grid25: 64 for the generator and
     /// 128 for the discriminator, 64 for both with wgan-gp).
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub width: Option<usize>,
     /// Hidden layers of both networks (default 3).
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub depth: Option<usize>,
     /// relu, leaky-relu or tanh (default relu).
     #[arg(long, value_parser = parse_activation)]
     pub activation: Option<Activation>,
     /// The discriminator's hidden units per layer, when it should differ from --width (grid25:
     /// 128 unless --width is given).
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub d_width: Option<usize>,
     /// The discriminator's hidden layers, when they should differ from --depth.
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub d_depth: Option<usize>,
     /// The discriminator's activation, when it should differ from --activation.
     #[arg(long, value_parser = parse_activation)]
     pub d_activation: Option<Activation>,
     /// The unit of the networks' coordinates: G's output is multiplied by it, D's input divided by
     /// it (default 4 for grid25, else 1).
-    #[arg(long)]
+    #[arg(long, value_name = "UNIT")]
     pub scale: Option<f64>,
     /// Noise dimensions (default 2).
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub nz: Option<usize>,
     /// Adam learning rate of both networks (default 3e-3, 1e-3 for grid25 and for wgan-gp).
-    #[arg(long)]
+    #[arg(long, value_name = "RATE")]
     pub lr: Option<f64>,
     /// The discriminator's learning rate, when it should differ from --lr.
-    #[arg(long)]
+    #[arg(long, value_name = "RATE")]
     pub d_lr: Option<f64>,
     /// Learning-rate milestones as fractions of --steps, comma-separated (default 0.5,0.75; 0.7,0.9 for grid25); at
     /// each, both rates are multiplied by --lr-gamma. An empty list keeps them constant.
     #[arg(long, value_delimiter = ',', num_args = 0..)]
     pub lr_milestones: Option<Vec<f64>>,
     /// Factor on the learning rates at each milestone (default 0.1).
-    #[arg(long)]
+    #[arg(long, value_name = "FACTOR")]
     pub lr_gamma: Option<f64>,
     /// Points per batch, a multiple of --pack (default 256, 378 for grid25 except with wgan-gp).
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub batch_size: Option<usize>,
     /// Generated points per evaluation (default 2500, as PacGAN).
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub eval_samples: Option<usize>,
-    /// Evaluate and plot every N steps (default a tenth of the run; also at the end).
-    #[arg(long)]
-    pub sample_every: Option<u64>,
-    /// Write a checkpoint every N steps (default a quarter of the run; latest is also written at the end).
-    #[arg(long)]
-    pub checkpoint_every: Option<u64>,
-    /// Append step metrics to metrics.jsonl every N steps (default 10, 50 for grid25).
-    #[arg(long)]
-    pub log_every: Option<u64>,
     /// CPU threads for tensor operations. The toy networks are too small to gain much from more,
     /// and on a busy machine extra threads waiting on each other cost far more than they save.
     /// RAYON_NUM_THREADS, when set, takes precedence.
@@ -164,12 +155,9 @@ impl TrainToyArgs {
             s.sample_every = (steps / 10).max(1);
             s.checkpoint_every = (steps / 4).max(1);
         }
-        s.sample_every = self.sample_every.unwrap_or(s.sample_every);
-        s.checkpoint_every = self.checkpoint_every.unwrap_or(s.checkpoint_every);
-        s.log_every = self.log_every.unwrap_or(s.log_every);
         cfg.seed = self.run.seed;
         cfg.device = self.run.device.clone();
-        self.run.apply_divergence(&mut cfg.schedule);
+        self.run.apply_schedule(&mut cfg.schedule);
         cfg
     }
 }
@@ -186,8 +174,7 @@ pub fn train(a: TrainToyArgs) -> anyhow::Result<ExitCode> {
         &["toy"],
         |dir, _, cfg: &mut ToyConfig| {
             check_resume_flags(dir, &["lr", "d_lr", "threads"])?;
-            let cadences = [a.sample_every, a.checkpoint_every, a.log_every];
-            apply_on_resume(&a.run, &mut cfg.schedule, &mut cfg.device, cadences);
+            apply_on_resume(&a.run, &mut cfg.schedule, &mut cfg.device);
             crate::train_cmd::apply_lrs([a.lr, None, a.d_lr], &mut cfg.adam_g, &mut cfg.adam_d);
             if let Some(steps) = a.steps {
                 cfg.schedule.steps = steps;

@@ -103,31 +103,16 @@ pub fn given(id: &str) -> bool {
     GIVEN.get().is_some_and(|g| g.iter().any(|x| x == id))
 }
 
-/// Applies the flags every command takes on resume, where typed: `--keep-going` (or its
-/// absence), `--device`, and the cadences `[sample_every, checkpoint_every, log_every]`.
+/// Applies the flags every command takes on resume, where typed: the cadences, `--keep-going`
+/// (or its absence) and `--device`.
 pub fn apply_on_resume(
     run: &crate::args::RunFlags,
     schedule: &mut gan_models::train::LoopConfig,
     device: &mut String,
-    cadences: [Option<u64>; 3],
 ) {
-    run.apply_divergence(schedule);
+    run.apply_schedule(schedule);
     if given("device") {
         device.clone_from(&run.device);
-    }
-    let [sample, checkpoint, log] = cadences;
-    for (id, value, field) in [
-        ("sample_every", sample, &mut schedule.sample_every),
-        (
-            "checkpoint_every",
-            checkpoint,
-            &mut schedule.checkpoint_every,
-        ),
-        ("log_every", log, &mut schedule.log_every),
-    ] {
-        if let (true, Some(v)) = (given(id), value) {
-            *field = v;
-        }
     }
 }
 

@@ -39,16 +39,16 @@ pub struct TrainWganArgs {
     #[command(flatten)]
     pub net: crate::args::ImageGanFlags,
     /// Learning rate of both networks (default: 5e-5 RMSprop for wgan, 1e-4 Adam for wgan-gp).
-    #[arg(long)]
+    #[arg(long, value_name = "RATE")]
     pub lr: Option<f64>,
     /// Critic steps per generator step.
     #[arg(long, default_value_t = 5)]
     pub n_critic: usize,
     /// wgan only: clamp every critic parameter to ±CLIP after each critic step (default 0.01).
-    #[arg(long)]
+    #[arg(long, value_name = "C")]
     pub clip: Option<f32>,
     /// wgan-gp only: weight λ of the gradient penalty (default 10).
-    #[arg(long)]
+    #[arg(long, value_name = "LAMBDA")]
     pub lambda: Option<f32>,
     /// wgan only: skip the paper's 100 critic steps for the first 25 generator steps and every
     /// 500th.
@@ -84,9 +84,7 @@ pub fn train(a: TrainWganArgs, gp: bool) -> anyhow::Result<ExitCode> {
         &[model],
         |dir, run, cfg: &mut WganRunConfig| {
             check_resume_flags(dir, &["lr"])?;
-            let n = &a.net;
-            let cadences = [n.sample_every, n.checkpoint_every, n.log_every].map(Some);
-            apply_on_resume(&a.run, &mut cfg.schedule, &mut cfg.device, cadences);
+            apply_on_resume(&a.run, &mut cfg.schedule, &mut cfg.device);
             if let Some(lr) = a.lr {
                 cfg.optimizer.set_lr(lr);
             }
