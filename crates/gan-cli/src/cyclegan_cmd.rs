@@ -204,7 +204,7 @@ pub fn train(a: TrainCycleganArgs) -> anyhow::Result<ExitCode> {
             if given("lr") {
                 cfg.adam.lr = a.lr;
             }
-            let data = load_train(&cfg)?;
+            let data = load_train(cfg)?;
             cfg.epochs = a.epochs.unwrap_or(cfg.epochs);
             cfg.epochs_decay = a.epochs_decay.unwrap_or(cfg.epochs_decay);
             let cap = a.steps.or_else(|| {
