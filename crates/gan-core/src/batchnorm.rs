@@ -48,7 +48,7 @@ use candle_core::{
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
 
-use crate::conv::{fast_conv_enabled, ConvLayer, ConvSpec, Elem};
+use crate::conv::{fast_conv_enabled, ConvLayer, ConvOp, Elem};
 use crate::freeze::param;
 use crate::par::par_chunks_filled;
 use crate::simd::avx2_fn;
@@ -219,7 +219,7 @@ impl BatchNorm2d {
         self.forward_t(&conv.forward(xs)?, train)
     }
 
-    fn forward_conv_fused(&self, spec: ConvSpec, w: &Tensor, xs: &Tensor) -> Result<Tensor> {
+    fn forward_conv_fused(&self, spec: ConvOp, w: &Tensor, xs: &Tensor) -> Result<Tensor> {
         let (bn, stats) = self.op();
         let op = ConvBnOp {
             conv: spec,
@@ -251,7 +251,7 @@ fn values_per_channel(xs: &Tensor) -> Result<(usize, usize)> {
 /// backward pass.
 #[derive(Debug)]
 struct ConvBnOp {
-    conv: ConvSpec,
+    conv: ConvOp,
     bn: BatchNormOp,
     z: OnceLock<Tensor>,
 }
@@ -273,32 +273,27 @@ impl SliceOp3 for ConvBnOp {
                 gb.len()
             )
         }
-        let y = self.bn.fwd(&z, &gb[..c], &gb[c..], &shape)?;
+        let y = self.bn.fwd_planes(&z, &gb[..c], &gb[c..], &shape)?;
         let z = Tensor::from_vec(z, shape.clone(), &candle_core::Device::Cpu)?;
         // Only the first forward pass of this op instance keeps its output.
         let _ = self.z.set(z);
         Ok((y, shape))
     }
 
-    fn grads(
+    fn grads<T: Real>(
         &self,
         x: &Tensor,
         w: &Tensor,
         gb: &Tensor,
         res: &Tensor,
         grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    ) -> Grads3 {
         let (Some(st), Some(z)) = (self.bn.stats.get(), self.z.get()) else {
             bail!("gan conv-batch-norm: backward before forward")
         };
         let c = z.dim(1)?;
         let gamma = gb.narrow(0, 0, c)?;
-        let grad = grad.contiguous()?;
-        let (dz, dgamma, dbeta) = match z.dtype() {
-            DType::F32 => self.bn.bwd_t::<f32>(z, &gamma, res, &grad, st)?,
-            DType::F64 => self.bn.bwd_t::<f64>(z, &gamma, res, &grad, st)?,
-            dt => bail!("gan conv-batch-norm: unsupported dtype {dt:?}"),
-        };
+        let (dz, dgamma, dbeta) = self.bn.bwd_t::<T>(z, &gamma, res, grad, st)?;
         let (gx, gw) = self.conv.backward(x, w, &dz)?;
         let dgb = if gb.track_op() {
             Some(Tensor::cat(&[dgamma, dbeta], 0)?)
@@ -402,75 +397,47 @@ struct ScaleShiftReluOp;
 impl SliceOp3 for ScaleShiftReluOp {
     const NAME: &'static str = "gan scale-shift-relu";
 
-    fn fwd_slices<T: Real + Elem>(
-        &self,
-        (x, shape): (&[T], &Shape),
-        (g, _): (&[T], &Shape),
-        s: &[T],
-    ) -> Result<(Vec<T>, Shape)> {
+    fn fwd_planes<T: Real>(&self, x: &[T], g: &[T], s: &[T], shape: &Shape) -> Result<Vec<T>> {
         let (b, c, h, w) = shape.dims4()?;
         let hw = h * w;
         if g.len() != b * c || s.len() != b * c {
             bail!("{}: gain and shift must be [{b}, {c}]", Self::NAME)
         }
-        let y = map_planes(x, hw, |p, o| {
+        Ok(map_planes(x, hw, |p, o| {
             scale_shift_act(&x[p * hw..][..hw], o, g[p], s[p], T::zero())
-        });
-        Ok((y, shape.clone()))
+        }))
     }
 
-    fn grads(
+    fn grads<T: Real>(
         &self,
         x: &Tensor,
         gain: &Tensor,
         _shift: &Tensor,
         res: &Tensor,
         grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (dx, dg, ds) = match x.dtype() {
-            DType::F32 => self.grads_t::<f32>(x, gain, res, grad)?,
-            DType::F64 => self.grads_t::<f64>(x, gain, res, grad)?,
-            dt => bail!("{}: unsupported dtype {dt:?}", Self::NAME),
-        };
-        Ok((Some(dx), Some(dg), Some(ds)))
-    }
-}
-
-impl ScaleShiftReluOp {
-    fn grads_t<T: Real>(
-        &self,
-        x: &Tensor,
-        gain: &Tensor,
-        res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Tensor, Tensor, Tensor)> {
+    ) -> Grads3 {
         let (b, c, h, w) = x.dims4()?;
         let hw = h * w;
-        let grad = grad.contiguous()?;
-        let (dx, sums) = with_slices::<T, _, 4>([x, gain, res, &grad], |[x, g, y, dy]| {
+        let (dx, sums) = with_slices::<T, _, 4>([x, gain, res, grad], |[x, g, y, dy]| {
             let plane = |p: usize| p * hw..(p + 1) * hw;
             let dx = map_planes(x, hw, |p, o| {
                 let r = plane(p);
                 let abc = (g[p], T::zero(), T::zero());
                 bn_input_grad(o, &dy[r.clone()], &y[r.clone()], &x[r], abc, T::zero())
             });
-            let sums: Vec<(f64, f64)> = (0..b * c)
-                .into_par_iter()
-                .with_min_len((4096 / hw.max(1)).max(1))
-                .map(|p| {
-                    let r = plane(p);
-                    grad_sums(&dy[r.clone()], &y[r.clone()], &x[r], T::zero())
-                })
-                .collect();
+            let sums = per_plane(b * c, hw, |p| {
+                let r = plane(p);
+                grad_sums(&dy[r.clone()], &y[r.clone()], &x[r], T::zero())
+            });
             Ok((dx, sums))
         })?;
         let dev = x.device();
         let ds: Vec<T> = sums.iter().map(|&(s, _)| T::from_f64(s)).collect();
         let dg: Vec<T> = sums.iter().map(|&(_, q)| T::from_f64(q)).collect();
         Ok((
-            Tensor::from_vec(dx, x.shape(), dev)?,
-            Tensor::from_vec(dg, (b, c), dev)?,
-            Tensor::from_vec(ds, (b, c), dev)?,
+            Some(Tensor::from_vec(dx, x.shape(), dev)?),
+            Some(Tensor::from_vec(dg, (b, c), dev)?),
+            Some(Tensor::from_vec(ds, (b, c), dev)?),
         ))
     }
 }
@@ -480,27 +447,41 @@ trait Real: WithDType {}
 impl Real for f32 {}
 impl Real for f64 {}
 
-/// A three-argument CPU op written once over f32 and f64 slices; [`slice_custom_op3!`] makes
-/// it a candle [`CustomOp3`].
+/// The gradients of a three-argument op's arguments.
+type Grads3 = Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)>;
+
+/// A three-argument CPU op written once over f32 and f64; [`slice_custom_op3!`] makes it a
+/// candle [`CustomOp3`], picking `T` from the arguments' dtype. An op implements
+/// [`SliceOp3::fwd_planes`] when its output has its first argument's shape, else
+/// [`SliceOp3::fwd_slices`] (as candle's ops implement one of their device methods).
 trait SliceOp3 {
     /// The op's name, for errors.
     const NAME: &'static str;
     /// The output and its shape, from the contiguous arguments (the first two with shapes).
     fn fwd_slices<T: Real + Elem>(
         &self,
-        a: (&[T], &Shape),
-        b: (&[T], &Shape),
+        (a, shape): (&[T], &Shape),
+        (b, _): (&[T], &Shape),
         c: &[T],
-    ) -> Result<(Vec<T>, Shape)>;
-    /// The gradients of the three arguments from the gradient `grad` of the output `res`.
-    fn grads(
+    ) -> Result<(Vec<T>, Shape)> {
+        Ok((self.fwd_planes(a, b, c, shape)?, shape.clone()))
+    }
+    /// The output of an op shaped like its first argument `a` (of shape `shape`), from the
+    /// contiguous arguments.
+    fn fwd_planes<T: Real>(&self, a: &[T], b: &[T], c: &[T], shape: &Shape) -> Result<Vec<T>> {
+        let _ = (a, b, c, shape);
+        bail!("{}: the op implements fwd_slices instead", Self::NAME)
+    }
+    /// The gradients of the three arguments from the gradient `grad` (contiguous) of the output
+    /// `res`, the arguments being of element type `T`.
+    fn grads<T: Real>(
         &self,
         a: &Tensor,
         b: &Tensor,
         c: &Tensor,
         res: &Tensor,
         grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)>;
+    ) -> Grads3;
 }
 
 /// [`SliceOp3::fwd_slices`] on candle's storages, dispatched on the element type.
@@ -550,8 +531,13 @@ macro_rules! slice_custom_op3 {
             #[rustfmt::skip]
             fn bwd(
                 &self, a: &Tensor, b: &Tensor, c: &Tensor, res: &Tensor, grad: &Tensor,
-            ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-                self.grads(a, b, c, res, grad)
+            ) -> Grads3 {
+                let grad = grad.contiguous()?;
+                match a.dtype() {
+                    DType::F32 => self.grads::<f32>(a, b, c, res, &grad),
+                    DType::F64 => self.grads::<f64>(a, b, c, res, &grad),
+                    dt => bail!("{}: unsupported dtype {dt:?}", Self::NAME),
+                }
             }
         }
     )*};
@@ -775,12 +761,7 @@ fn per_channel(
     hw: usize,
     f: impl Fn(usize, usize) -> (f64, f64) + Sync + Send,
 ) -> Vec<(f64, f64)> {
-    let min_planes = (4096 / hw.max(1)).max(1);
-    let planes: Vec<(f64, f64)> = (0..b * c)
-        .into_par_iter()
-        .with_min_len(min_planes)
-        .map(|i| f(i, i % c))
-        .collect();
+    let planes = per_plane(b * c, hw, |i| f(i, i % c));
     (0..c)
         .map(|ch| {
             (0..b).fold((0.0, 0.0), |acc, i| {
@@ -788,6 +769,21 @@ fn per_channel(
                 (acc.0 + v.0, acc.1 + v.1)
             })
         })
+        .collect()
+}
+
+/// `f(plane)` on each of `n` planes of `hw` values, in parallel (a few thousand values or more
+/// per task), in plane order.
+fn per_plane(
+    n: usize,
+    hw: usize,
+    f: impl Fn(usize) -> (f64, f64) + Sync + Send,
+) -> Vec<(f64, f64)> {
+    let min_planes = (4096 / hw.max(1)).max(1);
+    (0..n)
+        .into_par_iter()
+        .with_min_len(min_planes)
+        .map(f)
         .collect()
 }
 
@@ -803,8 +799,10 @@ fn map_planes<T: Real>(x: &[T], hw: usize, f: impl Fn(usize, &mut [T]) + Sync + 
     })
 }
 
-impl BatchNormOp {
-    fn fwd<T: Real>(&self, x: &[T], w: &[T], bias: &[T], shape: &Shape) -> Result<Vec<T>> {
+impl SliceOp3 for BatchNormOp {
+    const NAME: &'static str = "gan-batch-norm";
+
+    fn fwd_planes<T: Real>(&self, x: &[T], w: &[T], bias: &[T], shape: &Shape) -> Result<Vec<T>> {
         let (b, c, h, wd) = shape.dims4()?;
         let hw = h * wd;
         if w.len() != c || bias.len() != c {
@@ -834,37 +832,19 @@ impl BatchNormOp {
         let _ = self.stats.set(st);
         Ok(y)
     }
-}
 
-impl SliceOp3 for BatchNormOp {
-    const NAME: &'static str = "gan-batch-norm";
-
-    fn fwd_slices<T: Real + Elem>(
-        &self,
-        (x, shape): (&[T], &Shape),
-        (w, _): (&[T], &Shape),
-        bias: &[T],
-    ) -> Result<(Vec<T>, Shape)> {
-        Ok((self.fwd(x, w, bias, shape)?, shape.clone()))
-    }
-
-    fn grads(
+    fn grads<T: Real>(
         &self,
         x: &Tensor,
         w: &Tensor,
         b: &Tensor,
         res: &Tensor,
         grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    ) -> Grads3 {
         let Some(st) = self.stats.get() else {
             bail!("gan batch-norm: backward before forward")
         };
-        let grad = grad.contiguous()?;
-        let (dx, dw, db) = match x.dtype() {
-            DType::F32 => self.bwd_t::<f32>(x, w, res, &grad, st)?,
-            DType::F64 => self.bwd_t::<f64>(x, w, res, &grad, st)?,
-            dt => bail!("gan batch-norm: unsupported dtype {dt:?}"),
-        };
+        let (dx, dw, db) = self.bwd_t::<T>(x, w, res, grad, st)?;
         Ok((
             if x.track_op() { Some(dx) } else { None },
             if w.track_op() { Some(dw) } else { None },
@@ -943,16 +923,13 @@ impl BatchNormOp {
 
 avx2_fn! {
     /// `y = act(x · k + s)` over one plane, with `act(z) = z · (z > 0 ? 1 : slope)`.
-    fn scale_shift_act<T: Real>(x: &[T], y: &mut [T], k: T, s: T, slope: T) => scale_shift_act_imp
-}
-
-#[inline(always)]
-fn scale_shift_act_imp<T: Real>(x: &[T], y: &mut [T], k: T, s: T, slope: T) {
-    let one = T::one();
-    for (o, &v) in y.iter_mut().zip(x) {
-        let z = v * k + s;
-        // A select of the factor, not of the result, so that the loop vectorises.
-        *o = z * if z > T::zero() { one } else { slope };
+    fn scale_shift_act<T: Real>(x: &[T], y: &mut [T], k: T, s: T, slope: T) => scale_shift_act_imp {
+        let one = T::one();
+        for (o, &v) in y.iter_mut().zip(x) {
+            let z = v * k + s;
+            // A select of the factor, not of the result, so that the loop vectorises.
+            *o = z * if z > T::zero() { one } else { slope };
+        }
     }
 }
 
@@ -960,47 +937,32 @@ avx2_fn! {
     /// BatchNorm's input gradient over one plane: `dx = a·dz + b·x + c`, `dz = dy · act'(y)`.
     fn bn_input_grad<T: Real>(dx: &mut [T], dy: &[T], y: &[T], x: &[T], abc: (T, T, T), slope: T)
         => bn_input_grad_imp
-}
-
-#[inline(always)]
-fn bn_input_grad_imp<T: Real>(
-    dx: &mut [T],
-    dy: &[T],
-    y: &[T],
-    x: &[T],
-    (a, b, c): (T, T, T),
-    slope: T,
-) {
-    let one = T::one();
-    for (((o, &gv), &yv), &xv) in dx.iter_mut().zip(dy).zip(y).zip(x) {
-        let dz = gv * if yv > T::zero() { one } else { slope };
-        *o = a * dz + b * xv + c;
+    {
+        let (one, (a, b, c)) = (T::one(), abc);
+        for (((o, &gv), &yv), &xv) in dx.iter_mut().zip(dy).zip(y).zip(x) {
+            let dz = gv * if yv > T::zero() { one } else { slope };
+            *o = a * dz + b * xv + c;
+        }
     }
 }
 
 avx2_fn! {
     /// LeakyReLU forward over a slice.
-    fn leaky_fwd<T: Real>(x: &[T], y: &mut [T], slope: T) => leaky_fwd_imp
-}
-
-#[inline(always)]
-fn leaky_fwd_imp<T: Real>(x: &[T], y: &mut [T], slope: T) {
-    let one = T::one();
-    for (o, &v) in y.iter_mut().zip(x) {
-        *o = v * if v > T::zero() { one } else { slope };
+    fn leaky_fwd<T: Real>(x: &[T], y: &mut [T], slope: T) => leaky_fwd_imp {
+        let one = T::one();
+        for (o, &v) in y.iter_mut().zip(x) {
+            *o = v * if v > T::zero() { one } else { slope };
+        }
     }
 }
 
 avx2_fn! {
     /// LeakyReLU backward over a slice, from the output `y` and its gradient `g`.
-    fn leaky_bwd<T: Real>(y: &[T], g: &[T], dx: &mut [T], slope: T) => leaky_bwd_imp
-}
-
-#[inline(always)]
-fn leaky_bwd_imp<T: Real>(y: &[T], g: &[T], dx: &mut [T], slope: T) {
-    let one = T::one();
-    for ((o, &yv), &gv) in dx.iter_mut().zip(y).zip(g) {
-        *o = gv * if yv > T::zero() { one } else { slope };
+    fn leaky_bwd<T: Real>(y: &[T], g: &[T], dx: &mut [T], slope: T) => leaky_bwd_imp {
+        let one = T::one();
+        for ((o, &yv), &gv) in dx.iter_mut().zip(y).zip(g) {
+            *o = gv * if yv > T::zero() { one } else { slope };
+        }
     }
 }
 

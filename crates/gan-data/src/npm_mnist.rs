@@ -96,28 +96,16 @@ impl NpmMnist {
         use crate::mnist::{TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS};
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
-        let n_train = self.train_labels.len();
-        let n_test = self.test_labels.len();
-        write_idx_gz(
-            dir.join(format!("{TRAIN_IMAGES}.gz")),
-            &[n_train, 28, 28],
-            &self.train_images,
-        )?;
-        write_idx_gz(
-            dir.join(format!("{TRAIN_LABELS}.gz")),
-            &[n_train],
-            &self.train_labels,
-        )?;
-        write_idx_gz(
-            dir.join(format!("{TEST_IMAGES}.gz")),
-            &[n_test, 28, 28],
-            &self.test_images,
-        )?;
-        write_idx_gz(
-            dir.join(format!("{TEST_LABELS}.gz")),
-            &[n_test],
-            &self.test_labels,
-        )?;
+        let (n_train, n_test) = (self.train_labels.len(), self.test_labels.len());
+        let files: [(&str, &[usize], &[u8]); 4] = [
+            (TRAIN_IMAGES, &[n_train, 28, 28], &self.train_images),
+            (TRAIN_LABELS, &[n_train], &self.train_labels),
+            (TEST_IMAGES, &[n_test, 28, 28], &self.test_images),
+            (TEST_LABELS, &[n_test], &self.test_labels),
+        ];
+        for (name, dims, data) in files {
+            write_idx_gz(dir.join(format!("{name}.gz")), dims, data)?;
+        }
         Ok(())
     }
 }

@@ -112,14 +112,8 @@ impl FromStr for ToyDistribution {
     type Err = DataError;
 
     fn from_str(s: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|d| d.name() == s)
-            .ok_or_else(|| {
-                DataError::InvalidArgument(format!(
-                    "unknown toy distribution {s:?} (expected ring8, grid25 or ring)"
-                ))
-            })
+        crate::names::find_by_name(&Self::ALL, Self::name, "toy distribution", s)
+            .map_err(DataError::InvalidArgument)
     }
 }
 

@@ -16,7 +16,7 @@ use candle_nn::VarMap;
 use gan_core::loss::{discriminator_loss, generator_loss, sigmoid_mean};
 use gan_core::optim::Adam;
 use gan_core::rng::SeededRng;
-use gan_data::{Batcher, TensorDataset};
+use gan_data::TensorDataset;
 use serde::{Deserialize, Serialize};
 
 use crate::cgan::{
@@ -24,7 +24,7 @@ use crate::cgan::{
     CondMode,
 };
 use crate::dcgan_run::{init_nets, parse_device, slerp, DcganRunConfig};
-use crate::engine::{fit, FitConfig, FitOutcome, Signals, StepRecord, Trainer};
+use crate::engine::{FitOutcome, Signals, StepRecord, Trainer};
 use crate::error::{ModelError, Result};
 use crate::grid::save_grid;
 use crate::registry::RunConfig;
@@ -358,23 +358,20 @@ pub fn train_cgan(
         &cfg.classes,
         &cfg.base.data.path.display().to_string(),
     )?;
-    let mut trainer = build_trainer(&cfg.fresh_or_resumed(resume), &dev)?;
-    let mut batcher = Batcher::new(data, cfg.base.batch_config(), &dev)?;
-    if resume {
-        crate::engine::resume(&mut trainer, &mut batcher, run, observer)?;
-    }
+    let trainer = build_trainer(&cfg.fresh_or_resumed(resume), &dev)?;
     let (z, y) = grid_noise(cfg, &dev)?;
-    let mut write = |t: &CganTrainer, p: &Path| -> Result<()> {
+    let write = move |t: &CganTrainer, p: &Path| -> Result<()> {
         save_grid(&t.nets.g.forward_t(&z, &y, false)?, 8, p)
     };
-    fit(
-        &mut trainer,
-        &mut batcher,
+    let job = crate::dcgan_run::ImageGanJob {
         run,
-        &FitConfig::new(cfg.base.schedule),
-        &mut write,
-        observer,
-    )
+        data,
+        resume,
+        batches: cfg.base.batch_config(),
+        schedule: cfg.base.schedule,
+        device: &dev,
+    };
+    job.fit(trainer, write, observer)
 }
 
 /// A trained class-conditional generator loaded from a run folder's checkpoint.

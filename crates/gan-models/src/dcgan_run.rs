@@ -18,7 +18,7 @@ use gan_data::{BatchConfig, Batcher, Dataset, ImageSource, TensorDataset};
 use serde::{Deserialize, Serialize};
 
 use crate::dcgan::{DcganConfig, DcganDiscriminator, DcganGenerator};
-use crate::engine::{fit, FitConfig, FitOutcome};
+use crate::engine::{fit, FitConfig, FitOutcome, Trainer};
 use crate::error::{ModelError, Result};
 use crate::grid::save_grid;
 use crate::options::GanOptions;
@@ -432,25 +432,64 @@ pub fn train_dcgan(
     observer: &mut dyn Observer,
 ) -> Result<FitOutcome> {
     let dev = parse_device(&cfg.device)?;
-    let mut trainer = build_trainer(&cfg.fresh_or_resumed(resume), &dev)?;
-    let mut batcher = Batcher::new(data, cfg.batch_config(), &dev)?;
-    if resume {
-        crate::engine::resume(&mut trainer, &mut batcher, run, observer)?;
-    } else {
-        save_real_grid(run, data, observer)?;
-    }
+    let trainer = build_trainer(&cfg.fresh_or_resumed(resume), &dev)?;
     let noise = fixed_noise(cfg, &dev)?;
-    let mut write = |t: &DcganTrainer, p: &Path| -> Result<()> {
+    let write = move |t: &DcganTrainer, p: &Path| -> Result<()> {
         save_grid(&t.sampler().forward_t(&noise, false)?, 8, p)
     };
-    fit(
-        &mut trainer,
-        &mut batcher,
+    let job = ImageGanJob {
         run,
-        &FitConfig::new(cfg.schedule),
-        &mut write,
-        observer,
-    )
+        data,
+        resume,
+        batches: cfg.batch_config(),
+        schedule: cfg.schedule,
+        device: &dev,
+    };
+    job.fit(trainer, write, observer)
+}
+
+/// What every image GAN's train function hands to [`ImageGanJob::fit`] besides its trainer.
+#[derive(Debug)]
+pub struct ImageGanJob<'a> {
+    /// The run folder (its `config.json` already written).
+    pub run: &'a RunDir,
+    /// The training images.
+    pub data: &'a TensorDataset,
+    /// Continue from the run's `latest` checkpoint instead of starting.
+    pub resume: bool,
+    /// The batches: size, shuffling and their random stream.
+    pub batches: BatchConfig,
+    /// Length, logging, sampling and checkpointing.
+    pub schedule: LoopConfig,
+    /// The device of the batches.
+    pub device: &'a Device,
+}
+
+impl ImageGanJob<'_> {
+    /// Trains `trainer` on batches of the images: restored from the run's `latest` checkpoint
+    /// when resuming, else after writing [`REAL_GRID`]; `write` draws the sample grids.
+    pub fn fit<T: Trainer<Batch = gan_data::Batch>>(
+        self,
+        mut trainer: T,
+        mut write: impl FnMut(&T, &Path) -> Result<()>,
+        observer: &mut dyn Observer<T::Metrics>,
+    ) -> Result<FitOutcome<T::Metrics>> {
+        let mut batcher = Batcher::new(self.data, self.batches, self.device)?;
+        if self.resume {
+            crate::engine::resume(&mut trainer, &mut batcher, self.run, observer)?;
+        } else {
+            save_real_grid(self.run, self.data, observer)?;
+        }
+        let cfg = FitConfig::new(self.schedule);
+        fit(
+            &mut trainer,
+            &mut batcher,
+            self.run,
+            &cfg,
+            &mut write,
+            observer,
+        )
+    }
 }
 
 /// The file of a run's grid of real training images (what the samples should come to look like).

@@ -93,14 +93,8 @@ impl Activation {
 impl FromStr for Activation {
     type Err = ModelError;
     fn from_str(s: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|a| a.name() == s)
-            .ok_or_else(|| {
-                ModelError::Config(format!(
-                    "unknown activation {s:?} (expected relu, leaky-relu or tanh)"
-                ))
-            })
+        gan_data::names::find_by_name(&Self::ALL, Self::name, "activation", s)
+            .map_err(ModelError::Config)
     }
 }
 
@@ -120,6 +114,9 @@ pub enum ToyLoss {
 }
 
 impl ToyLoss {
+    /// All objectives, in the order of their names.
+    pub const ALL: [ToyLoss; 3] = [Self::NonSaturating, Self::Minimax, Self::WganGp];
+
     /// The name used on the command line and in configs.
     pub fn name(self) -> &'static str {
         match self {
@@ -147,14 +144,7 @@ impl ToyLoss {
 impl FromStr for ToyLoss {
     type Err = ModelError;
     fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "non-saturating" => Ok(Self::NonSaturating),
-            "minimax" => Ok(Self::Minimax),
-            "wgan-gp" => Ok(Self::WganGp),
-            s => Err(ModelError::Config(format!(
-                "unknown loss {s:?} (expected non-saturating, minimax or wgan-gp)"
-            ))),
-        }
+        gan_data::names::find_by_name(&Self::ALL, Self::name, "loss", s).map_err(ModelError::Config)
     }
 }
 

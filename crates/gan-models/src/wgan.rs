@@ -53,12 +53,12 @@ use gan_core::norm::LayerNorm;
 use gan_core::optim::{Adam, AdamConfig, RmsProp, RmsPropConfig, StatefulOptimizer};
 use gan_core::penalty::{ensure_second_order, gradient_penalty};
 use gan_core::rng::SeededRng;
-use gan_data::{Batcher, TensorDataset};
+use gan_data::TensorDataset;
 use serde::{Deserialize, Serialize};
 
 use crate::dcgan::{DcganConfig, DcganGenerator};
 use crate::dcgan_run::{parse_device, DataConfig, DcganRunConfig, GRID_SAMPLES};
-use crate::engine::{fit, FitConfig, FitOutcome, Signals, StepRecord, Trainer};
+use crate::engine::{FitOutcome, Signals, StepRecord, Trainer};
 use crate::error::{ModelError, Result};
 use crate::grid::save_grid;
 use crate::options::GanOptions;
@@ -741,26 +741,20 @@ pub fn train_wgan(
     observer: &mut dyn Observer<WganMetrics>,
 ) -> Result<FitOutcome<WganMetrics>> {
     let dev = parse_device(&cfg.device)?;
-    let mut trainer = WganTrainer::new(cfg, &dev)?;
-    let batch_cfg = stream::batch_config(cfg.batch_size, cfg.seed, cfg.streams);
-    let mut batcher = Batcher::new(data, batch_cfg, &dev)?;
-    if resume {
-        crate::engine::resume(&mut trainer, &mut batcher, run, observer)?;
-    } else {
-        crate::dcgan_run::save_real_grid(run, data, observer)?;
-    }
+    let trainer = WganTrainer::new(cfg, &dev)?;
     let noise = fixed_noise(cfg, &dev)?;
-    let mut write = |t: &WganTrainer, p: &Path| -> Result<()> {
+    let write = move |t: &WganTrainer, p: &Path| -> Result<()> {
         save_grid(&t.g.forward_t(&noise, false)?, 8, p)
     };
-    fit(
-        &mut trainer,
-        &mut batcher,
+    let job = crate::dcgan_run::ImageGanJob {
         run,
-        &FitConfig::new(cfg.schedule),
-        &mut write,
-        observer,
-    )
+        data,
+        resume,
+        batches: stream::batch_config(cfg.batch_size, cfg.seed, cfg.streams),
+        schedule: cfg.schedule,
+        device: &dev,
+    };
+    job.fit(trainer, write, observer)
 }
 
 /// Generator iterations for `epochs` passes over `items` real images: each generator iteration

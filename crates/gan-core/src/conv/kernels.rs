@@ -183,13 +183,12 @@ avx2_fn! {
     ///
     /// (One call per block, compiled with AVX2 when the CPU has it: the rows are short, 49
     /// values for a 7×7 grid, so a dispatch per row and image cost as much as the copying.)
-    fn im2col<T: Elem>(x: &[T], g: &Geom, offs: &[u32], nb: usize, row0: usize, col: &mut [T]) => im2col_imp
-}
-
-#[inline(always)]
-fn im2col_imp<T: Elem>(x: &[T], g: &Geom, offs: &[u32], nb: usize, row0: usize, col: &mut [T]) {
-    for (cols, img, t) in block_planes(g, offs, nb, row0, col.len(), x.len()) {
-        gather_plane(&x[img], t, &mut col[cols]);
+    fn im2col<T: Elem>(x: &[T], g: &Geom, offs: &[u32], nb: usize, row0: usize, col: &mut [T])
+        => im2col_imp
+    {
+        for (cols, img, t) in block_planes(g, offs, nb, row0, col.len(), x.len()) {
+            gather_plane(&x[img], t, &mut col[cols]);
+        }
     }
 }
 
@@ -253,13 +252,12 @@ avx2_fn! {
     /// rows). `x` (`nb × c × h × w`) must be zeroed by the caller if a plain col2im is wanted.
     ///
     /// (One call per block, compiled with AVX2 when the CPU has it, as [`im2col`].)
-    fn col2im_add<T: Elem>(col: &[T], g: &Geom, offs: &[u32], nb: usize, row0: usize, x: &mut [T]) => col2im_add_imp
-}
-
-#[inline(always)]
-fn col2im_add_imp<T: Elem>(col: &[T], g: &Geom, offs: &[u32], nb: usize, row0: usize, x: &mut [T]) {
-    for (cols, img, t) in block_planes(g, offs, nb, row0, col.len(), x.len()) {
-        scatter_add_plane(&col[cols], t, &mut x[img]);
+    fn col2im_add<T: Elem>(col: &[T], g: &Geom, offs: &[u32], nb: usize, row0: usize, x: &mut [T])
+        => col2im_add_imp
+    {
+        for (cols, img, t) in block_planes(g, offs, nb, row0, col.len(), x.len()) {
+            scatter_add_plane(&col[cols], t, &mut x[img]);
+        }
     }
 }
 
@@ -467,6 +465,27 @@ impl Plan {
     }
 }
 
+/// The sizes of one kernel call: `b` batch items of the image-side geometry `g`, and `c`
+/// channels on the other side of the weight (conv2d's `c_out`, the transposed convolution's
+/// `c_in`, the weight gradient's `c_g`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Dims {
+    pub b: usize,
+    pub c: usize,
+    pub g: Geom,
+}
+
+impl Dims {
+    /// What every kernel sets up first: how to cut the batch, `gemm`'s parallelism under that
+    /// plan, and `g`'s offsets table (empty when `g` is dense: no kernel reads it then).
+    fn setup<T>(&self) -> (Plan, Parallelism, Vec<u32>) {
+        let g = &self.g;
+        let plan = Plan::new::<T>(self.b, g.l(), g.k().max(self.c));
+        let offs = if g.dense() { Vec::new() } else { g.offsets() };
+        (plan, plan.gemm_par(), offs)
+    }
+}
+
 /// A new output of `b` items of `per_item` elements: each chunk of the plan is zeroed and then
 /// filled by `f(first_item, n_items, out_chunk)`, in parallel when the plan says so.
 fn chunked_output<T: Elem>(
@@ -489,31 +508,21 @@ fn chunked_output<T: Elem>(
 
 avx2_fn! {
     /// LeakyReLU in place, `v · (v > 0 ? 1 : slope)`: the same bits as the separate op's forward.
-    fn leaky_in_place<T: Elem>(y: &mut [T], slope: T) => leaky_in_place_imp
-}
-
-#[inline(always)]
-fn leaky_in_place_imp<T: Elem>(y: &mut [T], slope: T) {
-    for v in y.iter_mut() {
-        *v = *v * if *v > T::ZERO { T::ONE } else { slope };
+    fn leaky_in_place<T: Elem>(y: &mut [T], slope: T) => leaky_in_place_imp {
+        for v in y.iter_mut() {
+            *v = *v * if *v > T::ZERO { T::ONE } else { slope };
+        }
     }
 }
 
-/// conv2d: `x` (`b × c_in × h × w`), `w` (`c_out × c_in·kh·kw`), geometry `g` of the input side;
-/// returns `b × c_out × oh × ow`, followed by a LeakyReLU of slope `leaky` when given (applied
-/// to each chunk of the output as soon as it is written, while it is in cache).
-pub(crate) fn conv2d<T: Elem>(
-    x: &[T],
-    w: &[T],
-    b: usize,
-    c_out: usize,
-    g: &Geom,
-    leaky: Option<T>,
-) -> Vec<T> {
-    let (k, l, img) = (g.k(), g.l(), g.c * g.img());
-    let plan = Plan::new::<T>(b, l, k.max(c_out));
-    let par = plan.gemm_par();
-    let offs = if g.dense() { Vec::new() } else { g.offsets() };
+/// conv2d: `x` (`b × c_in × h × w`), `w` (`c_out × c_in·kh·kw`), with `d.c = c_out` and the
+/// geometry `d.g` of the input side; returns `b × c_out × oh × ow`, followed by a LeakyReLU of
+/// slope `leaky` when given (applied to each chunk of the output as soon as it is written, while
+/// it is in cache).
+pub(crate) fn conv2d<T: Elem>(x: &[T], w: &[T], d: &Dims, leaky: Option<T>) -> Vec<T> {
+    let (b, c_out, g) = (d.b, d.c, &d.g);
+    let (l, img) = (g.l(), g.c * g.img());
+    let (plan, par, offs) = d.setup::<T>();
     chunked_output(b, c_out * l, &plan, |b0, nb, y| {
         conv2d_chunk(
             &x[b0 * img..][..nb * img],
@@ -616,20 +625,13 @@ fn with_columns<T: Elem, R>(
     }
 }
 
-/// conv_transpose2d: `x` (`b × c_in × oh × ow`), `w` (`c_in × c_out·kh·kw`), geometry `g` of the
-/// output side (`g.c == c_out`, image `h × w`, kernel grid `oh × ow` = the input's size);
-/// returns `b × c_out × h × w`.
-pub(crate) fn conv_transpose2d<T: Elem>(
-    x: &[T],
-    w: &[T],
-    b: usize,
-    c_in: usize,
-    g: &Geom,
-) -> Vec<T> {
+/// conv_transpose2d: `x` (`b × c_in × oh × ow`), `w` (`c_in × c_out·kh·kw`), with `d.c = c_in`
+/// and the geometry `d.g` of the output side (`g.c == c_out`, image `h × w`, kernel grid
+/// `oh × ow` = the input's size); returns `b × c_out × h × w`.
+pub(crate) fn conv_transpose2d<T: Elem>(x: &[T], w: &[T], d: &Dims) -> Vec<T> {
+    let (b, c_in, g) = (d.b, d.c, &d.g);
     let (m, l, img) = (g.k(), g.l(), g.c * g.img());
-    let plan = Plan::new::<T>(b, l, m.max(c_in));
-    let par = plan.gemm_par();
-    let offs = if g.dense() { Vec::new() } else { g.offsets() };
+    let (plan, par, offs) = d.setup::<T>();
     let lhs = Mat {
         data: w,
         rs: 1,
@@ -703,19 +705,12 @@ fn sum_in_groups<T: Elem, I: Send>(
     sum
 }
 
-/// Weight gradient of conv2d: `x` (`b × c × h × w`, geometry `g`), `gy` (`b × c_g × oh × ow`);
-/// returns `c_g × c·kh·kw` = Σ_b gy_b · im2col(x_b)ᵀ.
-pub(crate) fn conv2d_weight_grad<T: Elem>(
-    x: &[T],
-    gy: &[T],
-    b: usize,
-    c_g: usize,
-    g: &Geom,
-) -> Vec<T> {
+/// Weight gradient of conv2d: `x` (`b × c × h × w`, geometry `d.g`), `gy` (`b × c_g × oh × ow`,
+/// `d.c = c_g`); returns `c_g × c·kh·kw` = Σ_b gy_b · im2col(x_b)ᵀ.
+pub(crate) fn conv2d_weight_grad<T: Elem>(x: &[T], gy: &[T], d: &Dims) -> Vec<T> {
+    let (b, c_g, g) = (d.b, d.c, &d.g);
     let (k, l, img) = (g.k(), g.l(), g.c * g.img());
-    let plan = Plan::new::<T>(b, l, k.max(c_g));
-    let par = plan.gemm_par();
-    let offs = if g.dense() { Vec::new() } else { g.offsets() };
+    let (plan, par, offs) = d.setup::<T>();
     let n_chunks = b.div_ceil(plan.nb);
     // One chunk: `gw (+)= gy_chunk · col_chunkᵀ`.
     let run_chunk = |ci: usize, gw: &mut [T], accumulate: bool| {
@@ -767,8 +762,8 @@ pub(crate) fn conv2d_weight_grad<T: Elem>(
 }
 
 /// Both gradients of a transposed convolution from one im2col of its output gradient, for a
-/// first-order backward pass: `gy` (`b × c_out × h × w`, geometry `g` as for conv2d on it),
-/// `w` (`c_in × c_out·kh·kw`), `x` (`b × c_in × oh × ow`, the op's input). Returns
+/// first-order backward pass: `gy` (`b × c_out × h × w`, geometry `d.g` as for conv2d on it),
+/// `w` (`c_in × c_out·kh·kw`), `x` (`b × c_in × oh × ow`, the op's input; `d.c = c_in`). Returns
 /// `(gx, gw)`: `gx = conv2d(gy, w)` (`b × c_in × oh × ow`) and
 /// `gw = Σ_b x_b · im2col(gy_b)ᵀ` (`c_in × c_out·kh·kw`), as [`conv2d`] and
 /// [`conv2d_weight_grad`] compute them apart, each chunk's column matrix built once.
@@ -777,10 +772,9 @@ pub(crate) fn conv_transpose2d_grads<T: Elem>(
     gy: &[T],
     w: &[T],
     x: &[T],
-    b: usize,
-    c_in: usize,
-    g: &Geom,
+    d: &Dims,
 ) -> (Vec<T>, Vec<T>) {
+    let (b, c_in, g) = (d.b, d.c, &d.g);
     assert!(!g.dense(), "conv_transpose2d_grads: whole-image kernel");
     let (k, l, img) = (g.k(), g.l(), g.c * g.img());
     if b == 0 || l == 0 {
@@ -788,9 +782,7 @@ pub(crate) fn conv_transpose2d_grads<T: Elem>(
     }
     let n = b * c_in * l;
     let mut gx = Vec::with_capacity(n);
-    let plan = Plan::new::<T>(b, l, k.max(c_in));
-    let par = plan.gemm_par();
-    let offs = g.offsets();
+    let (plan, par, offs) = d.setup::<T>();
     // One chunk: its slice of `gx` (conv2d of `gy` with `w`), and, from each block of the same
     // column matrix, columns `r0..` of `gw (+)= x_chunk · colᵀ`.
     let run_chunk = |ci: usize, gx: &mut [T], gw: &mut [T], accumulate: bool| {
@@ -882,17 +874,7 @@ mod tests {
                         ) else {
                             continue;
                         };
-                        let g = Geom {
-                            c: 1,
-                            h,
-                            w,
-                            kh,
-                            kw,
-                            s,
-                            p,
-                            oh,
-                            ow,
-                        };
+                        let g = Geom::of(1, (h, w), (kh, kw), s, p, (oh, ow));
                         let t = g.offsets();
                         let mut n = 0;
                         for ki in 0..kh {
@@ -954,6 +936,13 @@ mod tests {
         }
     }
 
+    /// The geometry of a conv2d of `c` channels of `h × w` with a `k × k` kernel at stride `s`
+    /// and padding `p`; the kernel must fit the padded image.
+    fn square_kernel_geom(c: usize, (h, w): (usize, usize), k: usize, s: usize, p: usize) -> Geom {
+        let out = |n| super::super::ops::conv_out(n, k, s, p).expect("the kernel fits");
+        Geom::of(c, (h, w), (k, k), s, p, (out(h), out(w)))
+    }
+
     fn lcg(seed: u64) -> impl FnMut(usize) -> Vec<f64> {
         let mut seed = seed;
         move |n| {
@@ -970,6 +959,8 @@ mod tests {
     /// hundred bytes per block under `cfg(test)`, so several blocks and a partial last one),
     /// equal direct loops: conv2d, its weight gradient, and the transposed convolution (the
     /// adjoint of conv2d in its input, checked as `⟨conv2d(x), y⟩ = ⟨x, convT(y)⟩` entrywise).
+    /// So do the fused transposed-convolution gradients, which are conv2d and its weight
+    /// gradient from one im2col (f64, several chunks, strides, paddings, non-square images).
     #[test]
     fn blocked_kernels_match_direct_loops() {
         let mut rand = lcg(11);
@@ -980,21 +971,12 @@ mod tests {
             (64, 3, 5, 14, 14, 4, 2, 1),
             (2, 4, 2, 5, 7, 1, 1, 0),
             (6, 2, 6, 7, 7, 5, 2, 3),
+            (5, 4, 3, 8, 6, 4, 2, 1),
+            (7, 3, 2, 9, 9, 3, 1, 1),
+            (64, 5, 6, 14, 14, 4, 2, 1),
         ] {
-            let oh = super::super::ops::conv_out(h, k, s, p).unwrap();
-            let ow = super::super::ops::conv_out(w, k, s, p).unwrap();
-            let g = Geom {
-                c,
-                h,
-                w,
-                kh: k,
-                kw: k,
-                s,
-                p,
-                oh,
-                ow,
-            };
-            assert!(block_rows::<f64>(g.k(), k * k, oh * ow) < g.k());
+            let g = square_kernel_geom(c, (h, w), k, s, p);
+            assert!(block_rows::<f64>(g.k(), k * k, g.l()) < g.k());
             let (x, wt, gy) = (
                 rand(b * c * h * w),
                 rand(c_out * g.k()),
@@ -1006,10 +988,9 @@ mod tests {
                     assert!((a - e).abs() <= 1e-12 * (1.0 + e.abs()), "{a} vs {e}");
                 }
             };
-            close(
-                &conv2d(&x, &wt, b, c_out, &g, None),
-                &conv2d_direct(&x, &wt, b, c_out, &g),
-            );
+            let d = Dims { b, c: c_out, g };
+            let y = conv2d_direct(&x, &wt, b, c_out, &g);
+            close(&conv2d(&x, &wt, &d, None), &y);
             let mut gw = vec![0.0; c_out * g.k()];
             let mut gx = vec![0.0; b * c * h * w];
             for_each_tap(&g, |ci, ki, kj, oy, ox, iy, ix| {
@@ -1023,58 +1004,15 @@ mod tests {
                     }
                 }
             });
-            close(&conv2d_weight_grad(&x, &gy, b, c_out, &g), &gw);
+            close(&conv2d_weight_grad(&x, &gy, &d), &gw);
             // conv_transpose2d takes its weight as `c_in × c_out·kh·kw` with the conv2d side's
             // channels as `c_out`: the same buffer as conv2d's `c_out × c·kh·kw`.
-            close(&conv_transpose2d(&gy, &wt, b, c_out, &g), &gx);
-        }
-    }
-
-    /// The fused transposed-convolution gradients equal the separate kernels' (f64, several
-    /// chunks, strides, paddings and non-square images).
-    #[test]
-    fn fused_transpose_grads_match_separate_kernels() {
-        let mut seed = 7u64;
-        let mut rand = |n: usize| -> Vec<f64> {
-            (0..n)
-                .map(|_| {
-                    seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-                    (seed >> 11) as f64 / (1u64 << 53) as f64 - 0.5
-                })
-                .collect()
-        };
-        for (b, c_in, c_out, h, w, k, s, p) in [
-            (5, 3, 4, 8, 6, 4, 2, 1),
-            (7, 2, 3, 9, 9, 3, 1, 1),
-            (1, 4, 2, 7, 5, 2, 2, 0),
-            (64, 6, 5, 14, 14, 4, 2, 1),
-        ] {
-            let (oh, ow) = (
-                super::super::ops::conv_out(h, k, s, p).unwrap(),
-                super::super::ops::conv_out(w, k, s, p).unwrap(),
-            );
-            // conv2d geometry on the gradient of the transposed convolution's output.
-            let g = Geom {
-                c: c_out,
-                h,
-                w,
-                kh: k,
-                kw: k,
-                s,
-                p,
-                oh,
-                ow,
-            };
-            let gy = rand(b * c_out * h * w);
-            let wt = rand(c_in * g.k());
-            let x = rand(b * c_in * oh * ow);
-            let (gx, gw) = conv_transpose2d_grads(&gy, &wt, &x, b, c_in, &g);
-            let want_gx = conv2d(&gy, &wt, b, c_in, &g, None);
-            let want_gw = conv2d_weight_grad(&gy, &x, b, c_in, &g);
-            for (a, e) in gx.iter().zip(&want_gx).chain(gw.iter().zip(&want_gw)) {
-                assert!((a - e).abs() <= 1e-12 * (1.0 + e.abs()), "{a} vs {e}");
-            }
-            assert_eq!((gx.len(), gw.len()), (want_gx.len(), want_gw.len()));
+            close(&conv_transpose2d(&gy, &wt, &d), &gx);
+            // The gradients of a transposed convolution of `gy` (its input, `c_out` channels)
+            // whose output gradient is `x`: conv2d of `x` and the weight gradient above.
+            let (t_gx, t_gw) = conv_transpose2d_grads(&x, &wt, &gy, &d);
+            close(&t_gx, &y);
+            close(&t_gw, &gw);
         }
     }
 }

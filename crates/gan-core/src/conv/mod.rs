@@ -27,7 +27,7 @@ mod kernels;
 mod ops;
 
 pub(crate) use kernels::Elem;
-pub(crate) use ops::ConvSpec;
+pub(crate) use ops::ConvOp;
 
 /// Stride, padding and output padding of a 2-D convolution; the same value on both axes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,7 +104,7 @@ pub fn conv2d(xs: &Tensor, w: &Tensor, p: ConvParams) -> Result<Tensor> {
         bail!("conv2d: stride must be at least 1")
     }
     if use_fast(xs, w) {
-        ops::conv2d(xs, w, p.stride, p.padding)
+        ConvOp::conv2d(p.stride, p.padding, None).apply(xs, w)
     } else {
         xs.conv2d(w, p.padding, p.stride, 1, 1)
     }
@@ -121,7 +121,7 @@ pub fn conv2d(xs: &Tensor, w: &Tensor, p: ConvParams) -> Result<Tensor> {
 pub fn conv2d_leaky_relu(xs: &Tensor, w: &Tensor, p: ConvParams, slope: f64) -> Result<Tensor> {
     // A zero stride goes to `conv2d`, which rejects it.
     if use_fast(xs, w) && slope > 0.0 && p.stride > 0 {
-        ops::conv2d_leaky(xs, w, p.stride, p.padding, Some(slope))
+        ConvOp::conv2d(p.stride, p.padding, Some(slope)).apply(xs, w)
     } else {
         crate::batchnorm::leaky_relu(&conv2d(xs, w, p)?, slope)
     }
@@ -145,7 +145,7 @@ pub fn conv_transpose2d(xs: &Tensor, w: &Tensor, p: ConvParams) -> Result<Tensor
     if !use_fast(xs, w) {
         return xs.conv_transpose2d(w, p.padding, p.output_padding, p.stride, 1);
     }
-    ops::conv_transpose2d(xs, w, p.stride, p.padding, transpose_out_hw(xs, w, p)?)
+    ConvOp::conv_transpose2d(p.stride, p.padding, transpose_out_hw(xs, w, p)?).apply(xs, w)
 }
 
 /// The output size of a transposed convolution, or an error if there is none.
@@ -187,7 +187,7 @@ impl ConvLayer<'_> {
     /// The custom-op form of the layer on `xs` and the weight to pass it, when the fast path
     /// applies and the layer has no bias; `None` otherwise (including parameters the plain
     /// path will reject with an error).
-    pub(crate) fn fused_spec(&self, xs: &Tensor) -> Result<Option<(ops::ConvSpec, Tensor)>> {
+    pub(crate) fn fused_spec(&self, xs: &Tensor) -> Result<Option<(ConvOp, Tensor)>> {
         let (weight, bias, p) = match self {
             Self::Conv2d(c) => (&c.weight, &c.bias, c.params),
             Self::ConvTranspose2d(c) => (&c.weight, &c.bias, c.params),
@@ -196,7 +196,7 @@ impl ConvLayer<'_> {
             return Ok(None);
         }
         let spec = match self {
-            Self::Conv2d(_) => ops::ConvSpec::conv2d(p.stride, p.padding),
+            Self::Conv2d(_) => ConvOp::conv2d(p.stride, p.padding, None),
             Self::ConvTranspose2d(_) => {
                 if p.output_padding >= p.stride {
                     return Ok(None);
@@ -204,7 +204,7 @@ impl ConvLayer<'_> {
                 let Ok(out_hw) = transpose_out_hw(xs, weight, p) else {
                     return Ok(None);
                 };
-                ops::ConvSpec::conv_transpose2d(p.stride, p.padding, out_hw)
+                ConvOp::conv_transpose2d(p.stride, p.padding, out_hw)
             }
         };
         Ok(Some((spec, param(weight))))
@@ -229,13 +229,35 @@ pub struct ConvLayerOf<K> {
     kind: std::marker::PhantomData<K>,
 }
 
-/// The kind of [`Conv2d`].
+/// The kind of [`Conv2d`]: weight `[out_c, in_c, k, k]` initialised Kaiming normal, bias
+/// uniform in ±1/√in_c.
 #[derive(Clone, Copy, Debug)]
 pub struct Forward;
 
-/// The kind of [`ConvTranspose2d`].
+/// The kind of [`ConvTranspose2d`]: weight `[in_c, out_c, k, k]`, weight and bias both uniform
+/// in ±1/(√out_c·k).
 #[derive(Clone, Copy, Debug)]
 pub struct Transpose;
+
+/// A kind of [`ConvLayerOf`]: [`Forward`] or [`Transpose`] (the trait is sealed).
+pub trait ConvKind: sealed::Sealed {
+    /// Whether the layer is a transposed convolution.
+    const TRANSPOSED: bool;
+}
+
+impl ConvKind for Forward {
+    const TRANSPOSED: bool = false;
+}
+
+impl ConvKind for Transpose {
+    const TRANSPOSED: bool = true;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Forward {}
+    impl Sealed for super::Transpose {}
+}
 
 /// A 2-D convolution layer with the weight names and shapes of candle-nn and PyTorch
 /// (`weight`: `[out_c, in_c, k, k]`, `bias`: `[out_c]`), running [`conv2d`].
@@ -245,28 +267,38 @@ pub type Conv2d = ConvLayerOf<Forward>;
 /// (`weight`: `[in_c, out_c, k, k]`, `bias`: `[out_c]`), running [`conv_transpose2d`].
 pub type ConvTranspose2d = ConvLayerOf<Transpose>;
 
-impl<K> ConvLayerOf<K> {
-    /// Fetches or initialises `weight` (of `weight_shape`, with `weight_init`) and, when
-    /// `bias_init` is given, `bias` (`[out_c]`) from `vb`.
-    fn with_vars(
-        vb: &candle_nn::VarBuilder,
-        weight_shape: (usize, usize, usize, usize),
-        weight_init: candle_nn::Init,
-        bias_init: Option<candle_nn::Init>,
+impl<K: ConvKind> ConvLayerOf<K> {
+    /// Creates the layer, fetching or initialising `weight` and, when `bias` is set, `bias`
+    /// (`[out_c]`) from `vb` as candle-nn does; the weight's layout and the initialisations are
+    /// the kind's ([`Forward`] for [`Conv2d`], [`Transpose`] for [`ConvTranspose2d`]).
+    pub fn new(
+        in_c: usize,
         out_c: usize,
-        params: ConvParams,
+        kernel: usize,
+        p: ConvParams,
+        bias: bool,
+        vb: candle_nn::VarBuilder,
     ) -> Result<Self> {
+        let (weight_shape, weight_init, bias_init) = if K::TRANSPOSED {
+            let init = uniform(1. / (out_c as f64).sqrt() / kernel as f64);
+            ((in_c, out_c, kernel, kernel), init, init)
+        } else {
+            let bias_init = uniform(1. / (in_c as f64).sqrt());
+            let shape = (out_c, in_c, kernel, kernel);
+            (shape, candle_nn::init::DEFAULT_KAIMING_NORMAL, bias_init)
+        };
+        let weight = vb.get_with_hints(weight_shape, "weight", weight_init)?;
+        let bias = bias.then(|| vb.get_with_hints(out_c, "bias", bias_init));
         Ok(Self {
-            weight: vb.get_with_hints(weight_shape, "weight", weight_init)?,
-            bias: match bias_init {
-                Some(init) => Some(vb.get_with_hints(out_c, "bias", init)?),
-                None => None,
-            },
-            params,
+            weight,
+            bias: bias.transpose()?,
+            params: p,
             kind: std::marker::PhantomData,
         })
     }
+}
 
+impl<K> ConvLayerOf<K> {
     /// The weight: `[out_c, in_c, k, k]` for [`Conv2d`], `[in_c, out_c, k, k]` for
     /// [`ConvTranspose2d`].
     pub fn weight(&self) -> &Tensor {
@@ -293,28 +325,6 @@ fn uniform(bound: f64) -> candle_nn::Init {
 }
 
 impl Conv2d {
-    /// Creates the layer, fetching or initialising `weight` (Kaiming normal) and `bias` (uniform
-    /// in ±1/√in_c) from `vb` as candle-nn does.
-    pub fn new(
-        in_c: usize,
-        out_c: usize,
-        kernel: usize,
-        p: ConvParams,
-        bias: bool,
-        vb: candle_nn::VarBuilder,
-    ) -> Result<Self> {
-        let bias_init = bias.then(|| uniform(1. / (in_c as f64).sqrt()));
-        let init = candle_nn::init::DEFAULT_KAIMING_NORMAL;
-        Self::with_vars(
-            &vb,
-            (out_c, in_c, kernel, kernel),
-            init,
-            bias_init,
-            out_c,
-            p,
-        )
-    }
-
     /// The layer followed by [`leaky_relu`](crate::batchnorm::leaky_relu), fused into one op
     /// when the layer has no bias ([`conv2d_leaky_relu`]).
     pub fn forward_leaky_relu(&self, xs: &Tensor, slope: f64) -> Result<Tensor> {
@@ -330,23 +340,6 @@ impl Module for Conv2d {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let ys = conv2d(xs, &param(&self.weight), self.params)?;
         add_bias(ys, self.bias.as_ref())
-    }
-}
-
-impl ConvTranspose2d {
-    /// Creates the layer, fetching or initialising `weight` and `bias` (both uniform in
-    /// ±1/(√out_c·k)) from `vb` as candle-nn does.
-    pub fn new(
-        in_c: usize,
-        out_c: usize,
-        kernel: usize,
-        p: ConvParams,
-        bias: bool,
-        vb: candle_nn::VarBuilder,
-    ) -> Result<Self> {
-        let init = uniform(1. / (out_c as f64).sqrt() / kernel as f64);
-        let shape = (in_c, out_c, kernel, kernel);
-        Self::with_vars(&vb, shape, init, bias.then_some(init), out_c, p)
     }
 }
 
