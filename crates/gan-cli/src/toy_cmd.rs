@@ -40,7 +40,7 @@ pub struct TrainToyArgs {
     #[arg(long, value_parser = parse_loss)]
     pub loss: Option<ToyLoss>,
     /// PacGAN packing: the discriminator sees K samples concatenated (1: no packing; default 2, 3 for grid25, 1 for wgan-gp).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "K")]
     pub pack: Option<usize>,
     /// WGAN-GP: critic iterations per generator step (default 5).
     #[arg(long, value_name = "N")]
