@@ -177,7 +177,7 @@ impl ImageGanFlags {
         Ok((source, data, channels))
     }
 
-    /// Sets the networks' size and widths and the run's cadences from the flags.
+    /// Sets the networks' image size, noise length and widths from the flags.
     pub fn apply(&self, net: &mut gan_models::dcgan::DcganConfig) {
         net.image_size = self.image_size;
         net.nz = self.nz;

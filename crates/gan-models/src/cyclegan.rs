@@ -498,18 +498,6 @@ fn l1(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 }
 
 impl CycleGanTrainer {
-    /// Sets the learning rate of all four optimizers.
-    pub fn set_lr(&mut self, lr: f64) {
-        for opt in [
-            &mut self.g_ab.opt,
-            &mut self.g_ba.opt,
-            &mut self.d_a.opt,
-            &mut self.d_b.opt,
-        ] {
-            opt.set_lr(lr);
-        }
-    }
-
     /// One step on a batch of A images and one of B images (`[b, c, h, w]` each, in [-1, 1]);
     /// the pools draw from `rng`. `epoch` and `lr` are only recorded.
     pub fn step_on(

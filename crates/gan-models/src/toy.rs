@@ -768,9 +768,6 @@ impl Trainer for AnyToyTrainer {
     fn base_lrs(&self) -> Vec<f64> {
         each!(self, t => t.base_lrs())
     }
-    fn set_lr_factor(&mut self, factor: f64) {
-        each!(self, t => t.set_lr_factor(factor))
-    }
     fn generator(&self) -> Option<&dyn GeneratorNet> {
         each!(self, t => t.generator())
     }
