@@ -342,19 +342,23 @@ fn worker(args: &BenchArgs, m: Model) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The DCGAN step of `m` (or, with `--cond`, the class-conditional one, with `--tuned-worker`
-/// the tuned one) on one fixed random real batch.
-fn dcgan_step(args: &BenchArgs, m: Model, fast: bool, dev: &Device) -> anyhow::Result<StepFn> {
-    let data = DataConfig {
+/// The data of a benched run config: none is loaded (the steps take random batches).
+fn bench_data() -> DataConfig {
+    DataConfig {
         source: "bench".into(),
         path: ".".into(),
         items: 0,
         max_items: None,
-    };
+    }
+}
+
+/// The DCGAN step of `m` (or, with `--cond`, the class-conditional one, with `--tuned-worker`
+/// the tuned one) on one fixed random real batch.
+fn dcgan_step(args: &BenchArgs, m: Model, fast: bool, dev: &Device) -> anyhow::Result<StepFn> {
     let mut cfg = if args.tuned_worker {
-        DcganRunConfig::tuned(data, m.channels)
+        DcganRunConfig::tuned(bench_data(), m.channels)
     } else {
-        DcganRunConfig::new(data, m.channels)
+        DcganRunConfig::new(bench_data(), m.channels)
     };
     cfg.dcgan = dcgan_config(m);
     cfg.batch_size = m.batch;
@@ -384,17 +388,8 @@ fn dcgan_step(args: &BenchArgs, m: Model, fast: bool, dev: &Device) -> anyhow::R
 /// layer-norm critic, λ 10, Adam(1e-4, 0.5, 0.9), 5 critic updates) on dcgan28's networks, its
 /// critic updates taking their real batches from [`RealBatches`].
 fn wgan_gp_step(m: Model, fast: bool, dev: &Device) -> anyhow::Result<StepFn> {
-    let data = DataConfig {
-        source: "bench".into(),
-        path: ".".into(),
-        items: 0,
-        max_items: None,
-    };
-    let mut cfg = WganRunConfig::wgan_gp(data, m.channels);
-    cfg.dcgan = DcganConfig {
-        channels: m.channels,
-        ..DcganConfig::dcgan28()
-    };
+    let mut cfg = WganRunConfig::wgan_gp(bench_data(), m.channels);
+    cfg.dcgan = dcgan_config(m);
     cfg.batch_size = m.batch;
     cfg.fast_conv = fast;
     if cfg.critic.n_critic != WGAN_N_CRITIC {
@@ -486,7 +481,7 @@ impl BatchSource for RealBatches {
 
 fn dcgan_config(m: Model) -> DcganConfig {
     match m.name {
-        "dcgan28" => DcganConfig {
+        "dcgan28" | "wgan-gp28" => DcganConfig {
             channels: m.channels,
             ..DcganConfig::dcgan28()
         },
@@ -647,6 +642,14 @@ fn layers_of(m: Model) -> (Vec<Layer>, Vec<Layer>) {
     }
 }
 
+/// Forward multiply-adds of each layer of [`layers_of`]`(m)` at `m`'s batch, first layer
+/// first: the generator's, then the discriminator's.
+fn conv_macs(m: Model) -> (Vec<f64>, Vec<f64>) {
+    let (g, d) = layers_of(m);
+    let macs = |ls: Vec<Layer>| ls.iter().map(|l| l.macs(m.batch)).collect();
+    (macs(g), macs(d))
+}
+
 /// Convolution FLOPs of one training step of `m` (2 per multiply-add), counting what PyTorch's
 /// step computes; both sides' GFLOP/s divide this same count by their own time. See
 /// [`dcgan_step_flops`], [`wgan_gp_step_macs`] and [`cyclegan_step_macs`].
@@ -670,11 +673,9 @@ fn step_flops(m: Model) -> f64 {
 ///
 /// BatchNorm, activations, losses and Adam are left out (under 1% of the total).
 fn dcgan_step_flops(m: Model) -> f64 {
-    let (g, d) = layers_of(m);
-    let b = m.batch;
-    let sum = |ls: &[Layer]| ls.iter().map(|l| l.macs(b)).sum::<f64>();
-    let (g_all, d_all) = (sum(&g), sum(&d));
-    let (g_first, d_first) = (g[0].macs(b), d[0].macs(b));
+    let (g, d) = conv_macs(m);
+    let (g_all, d_all): (f64, f64) = (g.iter().sum(), d.iter().sum());
+    let (g_first, d_first) = (g[0], d[0]);
     let g_macs = g_all + g_all + (g_all - g_first);
     let d_macs = 3.0 * d_all + 3.0 * d_all + 2.0 * (d_all - d_first) + d_all;
     2.0 * (g_macs + d_macs)
@@ -696,12 +697,9 @@ fn dcgan_step_flops(m: Model) -> f64 {
 /// Our step also computes the critic's weight gradients in the ∇x̂ pass (candle's backward
 /// computes every variable's); that work is not counted.
 fn wgan_gp_step_macs(m: Model) -> f64 {
-    let (g, c) = layers_of(m);
-    let b = m.batch;
-    let sum = |ls: &[Layer]| ls.iter().map(|l| l.macs(b)).sum::<f64>();
-    let (g_all, c_all) = (sum(&g), sum(&c));
-    let (g1, c1) = (g[0].macs(b), c[0].macs(b));
-    let c_last = c[c.len() - 1].macs(b);
+    let (g, c) = conv_macs(m);
+    let (g_all, c_all): (f64, f64) = (g.iter().sum(), c.iter().sum());
+    let (g1, c1, c_last) = (g[0], c[0], c[c.len() - 1]);
     let critic_update = g_all + 10.0 * c_all - 2.0 * c1 - 3.0 * c_last;
     let generator_update = 3.0 * g_all + 2.0 * c_all - g1;
     WGAN_N_CRITIC as f64 * critic_update + generator_update
