@@ -362,7 +362,7 @@ fn dcgan_step(args: &BenchArgs, m: Model, fast: bool, dev: &Device) -> anyhow::R
     };
     cfg.dcgan = dcgan_config(m);
     cfg.batch_size = m.batch;
-    cfg.fast_conv = fast;
+    cfg.run.fast_conv = fast;
     let side = cfg.dcgan.image_size;
     let real =
         SeededRng::with_stream(0, 100).rand((m.batch, m.channels, side, side), -1.0, 1.0, dev)?;
@@ -391,7 +391,7 @@ fn wgan_gp_step(m: Model, fast: bool, dev: &Device) -> anyhow::Result<StepFn> {
     let mut cfg = WganRunConfig::wgan_gp(bench_data(), m.channels);
     cfg.dcgan = dcgan_config(m);
     cfg.batch_size = m.batch;
-    cfg.fast_conv = fast;
+    cfg.run.fast_conv = fast;
     if cfg.critic.n_critic != WGAN_N_CRITIC {
         bail!(
             "WganRunConfig::wgan_gp has {} critic updates, the bench expects {WGAN_N_CRITIC}",
@@ -423,7 +423,7 @@ fn cyclegan_step(m: Model, fast: bool, dev: &Device) -> anyhow::Result<StepFn> {
     cfg.data.load_size = SIZE;
     cfg.data.crop_size = SIZE;
     cfg.batch_size = m.batch;
-    cfg.fast_conv = fast;
+    cfg.run.fast_conv = fast;
     cfg.validate()?;
     let mut trainer = gan_models::cyclegan_run::build_trainer(&cfg, dev)?;
     let shape = (m.batch, m.channels, SIZE, SIZE);

@@ -191,15 +191,8 @@ impl ImageGanFlags {
 pub struct TrainDcgan {
     #[command(flatten)]
     pub net: ImageGanFlags,
-    /// Adam learning rate of both networks (default 2e-4).
-    #[arg(long, value_name = "RATE")]
-    pub lr: Option<f64>,
-    /// The generator's learning rate (TTUR; default --lr).
-    #[arg(long, value_name = "RATE")]
-    pub lr_g: Option<f64>,
-    /// The discriminator's learning rate (TTUR; default --lr).
-    #[arg(long, value_name = "RATE")]
-    pub lr_d: Option<f64>,
+    #[command(flatten)]
+    pub lr: LrFlags,
     /// The loss (hinge; non-saturating with --classic and in cgan).
     #[arg(long, value_enum)]
     pub loss: Option<LossArg>,
@@ -226,6 +219,35 @@ pub struct TrainDcgan {
     pub eval: crate::eval_cmd::TrainEvalArgs,
     #[command(flatten)]
     pub run: crate::args::RunFlags,
+}
+
+/// Learning rates, declared once for every `train` command (also with `--resume`): `--lr` sets
+/// both networks', `--lr-g` and `--lr-d` one side's (the two time-scale update rule, TTUR:
+/// Heusel et al. 2017). Unset, each keeps the model's: 2e-4 for dcgan, sngan, cgan and cyclegan,
+/// 5e-5 (RMSprop) for wgan, 1e-4 for wgan-gp, 3e-3 for the toy (1e-3 for grid25 and wgan-gp).
+#[derive(Debug, Clone, Args)]
+pub struct LrFlags {
+    /// Learning rate of both networks (all four in cyclegan).
+    #[arg(long, value_name = "RATE")]
+    pub lr: Option<f64>,
+    /// The generator's learning rate (TTUR; default --lr).
+    #[arg(long, value_name = "RATE")]
+    pub lr_g: Option<f64>,
+    /// The discriminator's (critic's) learning rate (TTUR; default --lr).
+    #[arg(long, value_name = "RATE", alias = "d-lr")]
+    pub lr_d: Option<f64>,
+}
+
+impl LrFlags {
+    /// Sets the generator's rate `g` and the discriminator's `d` from the flags given: `--lr`
+    /// both, then `--lr-g` and `--lr-d` their own.
+    pub fn apply(&self, g: &mut f64, d: &mut f64) {
+        for (rate, side) in [(self.lr_g, g), (self.lr_d, d)] {
+            if let Some(lr) = rate.or(self.lr) {
+                *side = lr;
+            }
+        }
+    }
 }
 
 /// The additions to the adversarial step ([`gan_models::options::GanOptions`]) as flags.
@@ -265,9 +287,8 @@ pub struct SampleArgs {
     /// The run folder.
     #[arg(long)]
     pub run: PathBuf,
-    /// latest or step-N.
-    #[arg(long, default_value = "latest")]
-    pub checkpoint: String,
+    #[command(flatten)]
+    pub generator: GeneratorFlags,
     /// How many samples to draw.
     #[arg(long, default_value_t = 64)]
     pub count: usize,
@@ -276,19 +297,10 @@ pub struct SampleArgs {
     /// `.csv`) in the run folder.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Seed of the noise the samples are drawn from.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// cpu, cuda, cuda:N or metal.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
     /// Class-conditional runs: the class to draw (its name, e.g. sneaker, or its number).
     /// Without it, a conditional run gives one row per class.
     #[arg(long, value_name = "CLASS")]
     pub class: Option<String>,
-    /// Sample the raw generator of a run that keeps an EMA generator.
-    #[arg(long)]
-    pub raw_g: bool,
 }
 
 #[derive(Debug, Args)]
@@ -296,9 +308,8 @@ pub struct InterpolateArgs {
     /// The run folder.
     #[arg(long)]
     pub run: PathBuf,
-    /// latest or step-N.
-    #[arg(long, default_value = "latest")]
-    pub checkpoint: String,
+    #[command(flatten)]
+    pub generator: GeneratorFlags,
     /// The grid to write (PNG). Default: a new `walk-<checkpoint>[-dimK].png` in the run
     /// folder.
     #[arg(long)]
@@ -319,15 +330,24 @@ pub struct InterpolateArgs {
     /// Rows: walks from different noise vectors.
     #[arg(long, default_value_t = 8)]
     pub rows: usize,
-    /// Seed of the noise vectors the walks start from.
+}
+
+/// Which generator of a run, on which device, from which noise: the flags `sample`,
+/// `interpolate` and `eval` share.
+#[derive(Debug, Args)]
+pub struct GeneratorFlags {
+    /// latest or step-N.
+    #[arg(long, default_value = "latest")]
+    pub checkpoint: String,
+    /// Use the raw generator of a run that keeps an EMA generator (by default the EMA).
+    #[arg(long, requires = "run")]
+    pub raw_g: bool,
+    /// Seed of the generator's noise (the samples, the walks' ends).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Walk the raw generator of a run that keeps an EMA generator.
-    #[arg(long)]
-    pub raw_g: bool,
 }
 
 /// Where a training run goes and what it starts from: the flags every `train` command shares.

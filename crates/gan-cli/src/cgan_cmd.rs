@@ -103,13 +103,13 @@ pub fn sample(a: &SampleArgs, g: &LoadedCgan, out: &Path) -> anyhow::Result<Exit
     let (imgs, nrow, what) = match &a.class {
         Some(c) => {
             let class = g.cfg.class_index(c)?;
-            let imgs = g.sample_class(class, a.count, a.seed)?;
+            let imgs = g.sample_class(class, a.count, a.generator.seed)?;
             let nrow = (a.count as f64).sqrt().ceil() as usize;
             (imgs, nrow, format!("class {}", g.cfg.classes[class]))
         }
         None => {
             let per_class = a.count.div_ceil(k).max(1);
-            let imgs = g.sample_every_class(per_class, a.seed)?;
+            let imgs = g.sample_every_class(per_class, a.generator.seed)?;
             (imgs, per_class, format!("one row per class ({k})"))
         }
     };
@@ -128,15 +128,15 @@ pub fn sample(a: &SampleArgs, g: &LoadedCgan, out: &Path) -> anyhow::Result<Exit
 /// (one row per pair of random z), `--between-classes A,B` keeps z and blends the class
 /// embeddings from A to B.
 pub fn interpolate(a: &InterpolateArgs, run: &RunDir, out: &Path) -> anyhow::Result<ExitCode> {
-    let dev = gan_models::dcgan_run::parse_device(&a.device)?;
-    let g = load_cgan(run, &a.checkpoint, &dev)?;
+    let dev = gan_models::dcgan_run::parse_device(&a.generator.device)?;
+    let g = load_cgan(run, &a.generator.checkpoint, &dev)?;
     if a.dim.is_some() {
         bail!("--dim is for unconditional runs: give --class K or --between-classes A,B");
     }
     let (imgs, what) = match (&a.class, &a.between_classes) {
         (Some(c), None) => {
             let class = g.cfg.class_index(c)?;
-            let imgs = g.walk_class(class, a.rows, a.steps, a.seed)?;
+            let imgs = g.walk_class(class, a.rows, a.steps, a.generator.seed)?;
             let what = format!(
                 "walks between two random z in class {}",
                 g.cfg.classes[class]
@@ -151,7 +151,7 @@ pub fn interpolate(a: &InterpolateArgs, run: &RunDir, out: &Path) -> anyhow::Res
                 g.cfg.class_index(from.trim())?,
                 g.cfg.class_index(to.trim())?,
             );
-            let imgs = g.between_classes(from, to, a.rows, a.steps, a.seed)?;
+            let imgs = g.between_classes(from, to, a.rows, a.steps, a.generator.seed)?;
             let (a_name, b_name) = (&g.cfg.classes[from], &g.cfg.classes[to]);
             (imgs, format!("blends from class {a_name} to {b_name}"))
         }

@@ -14,7 +14,7 @@ use gan_models::dcgan_run::parse_device;
 use gan_models::evaluator::{load_evaluator, Progress};
 use gan_models::run::RunDir;
 
-use crate::train_cmd::{apply_on_resume, check_resume_flags, given, open_or_create};
+use crate::train_cmd::{apply_on_resume, check_resume_flags, open_or_create};
 
 /// Flags of `gan-cli train cyclegan`. The defaults are the reference's for 256-pixel photos;
 /// for 28-pixel digits see the README (`--channels 1 --load-size 28 --crop-size 28 --no-flip`
@@ -36,9 +36,8 @@ pub struct TrainCycleganArgs {
     /// Images of each domain per step.
     #[arg(long, default_value_t = 1)]
     pub batch_size: usize,
-    /// Initial Adam learning rate of all four networks.
-    #[arg(long, default_value_t = 2e-4)]
-    pub lr: f64,
+    #[command(flatten)]
+    pub lr: crate::args::LrFlags,
     /// Adam's β1.
     #[arg(long, default_value_t = 0.5)]
     pub beta1: f64,
@@ -175,7 +174,7 @@ fn new_config(a: &TrainCycleganArgs, dataroot: PathBuf) -> CycleGanRunConfig {
     cfg.loss.lambda_a = a.lambda_a;
     cfg.loss.lambda_b = a.lambda_b;
     cfg.loss.lambda_identity = a.lambda_identity;
-    cfg.adam.lr = a.lr;
+    apply_lr(&a.lr, &mut cfg);
     cfg.adam.beta1 = a.beta1;
     cfg.pool_size = a.pool_size;
     cfg.data.load_size = a.load_size;
@@ -185,11 +184,20 @@ fn new_config(a: &TrainCycleganArgs, dataroot: PathBuf) -> CycleGanRunConfig {
     cfg.batch_size = a.batch_size;
     cfg.epochs = a.epochs.unwrap_or(100);
     cfg.epochs_decay = a.epochs_decay.unwrap_or(100);
-    cfg.seed = a.run.seed;
-    cfg.device = a.run.device.clone();
-    cfg.fast_conv = !a.no_fast_conv;
-    a.run.apply_schedule(&mut cfg.schedule);
+    cfg.run.seed = a.run.seed;
+    cfg.run.device = a.run.device.clone();
+    cfg.run.fast_conv = !a.no_fast_conv;
+    a.run.apply_schedule(&mut cfg.run.schedule);
     cfg
+}
+
+/// `--lr` (all four networks), `--lr-g` (the generators) and `--lr-d` (the discriminators, kept
+/// apart only where their rate differs) over the run's initial rates.
+fn apply_lr(f: &crate::args::LrFlags, cfg: &mut CycleGanRunConfig) {
+    let (mut g, mut d) = (cfg.adam.lr, cfg.adam_d().lr);
+    f.apply(&mut g, &mut d);
+    cfg.adam.lr = g;
+    cfg.lr_d = (d != g).then_some(d);
 }
 
 pub fn train(a: TrainCycleganArgs) -> anyhow::Result<ExitCode> {
@@ -198,20 +206,18 @@ pub fn train(a: TrainCycleganArgs) -> anyhow::Result<ExitCode> {
         "cyclegan",
         &["cyclegan"],
         |dir, run, cfg: &mut CycleGanRunConfig| {
-            check_resume_flags(dir, &["lr"])?;
+            check_resume_flags(dir, &[])?;
             cfg.data.dataroot = crate::locate_stored_data(run.root(), &cfg.data.dataroot)?;
-            apply_on_resume(&a.run, &mut cfg.schedule, &mut cfg.device);
-            if given("lr") {
-                cfg.adam.lr = a.lr;
-            }
+            apply_on_resume(&a.run, &mut cfg.run.schedule, &mut cfg.run.device);
+            apply_lr(&a.lr, cfg);
             let data = load_train(cfg)?;
             cfg.epochs = a.epochs.unwrap_or(cfg.epochs);
             cfg.epochs_decay = a.epochs_decay.unwrap_or(cfg.epochs_decay);
             let cap = a.steps.or_else(|| {
                 // Keep a saved cap unless the length in epochs changed.
                 let full = (cfg.epochs + cfg.epochs_decay) * cfg.steps_per_epoch;
-                (a.epochs.is_none() && a.epochs_decay.is_none() && cfg.schedule.steps != full)
-                    .then_some(cfg.schedule.steps)
+                (a.epochs.is_none() && a.epochs_decay.is_none() && cfg.run.schedule.steps != full)
+                    .then_some(cfg.run.schedule.steps)
             });
             cfg.finish(&data, cap);
             Ok(data)
@@ -221,7 +227,7 @@ pub fn train(a: TrainCycleganArgs) -> anyhow::Result<ExitCode> {
             let root = crate::absolute_data_path(root);
             let mut cfg = new_config(&a, root);
             cfg.validate()?;
-            parse_device(&cfg.device)?; // before anything is written
+            parse_device(&cfg.run.device)?; // before anything is written
             let data = load_train(&cfg)?;
             cfg.finish(&data, a.steps);
             Ok((a.run.out_dir("cyclegan"), cfg, data))

@@ -51,16 +51,16 @@ pub(crate) fn apply_resume(
     dir: &Path,
     cfg: &mut DcganRunConfig,
 ) -> anyhow::Result<()> {
-    check_resume_flags(dir, &["lr", "lr_g", "lr_d"])?;
+    check_resume_flags(dir, &[])?;
     // Extending a run: a new length replaces the saved one.
     if let Some(steps) = a.net.steps {
-        cfg.schedule.steps = steps;
+        cfg.run.schedule.steps = steps;
     }
     if let Some(epochs) = a.net.epochs {
         cfg.epochs = Some(epochs);
-        cfg.schedule.steps = epochs * steps_per_epoch(cfg.data.items, cfg.batch_size);
+        cfg.run.schedule.steps = epochs * steps_per_epoch(cfg.data.items, cfg.batch_size);
     }
-    apply_on_resume(&a.run, &mut cfg.schedule, &mut cfg.device);
+    apply_on_resume(&a.run, &mut cfg.run.schedule, &mut cfg.run.device);
     apply_lr(a, cfg);
     Ok(())
 }
@@ -85,13 +85,13 @@ pub(crate) fn stored_data(
 macro_rules! image_flags_and_data {
     ($a:expr, $cfg:ident, $source:expr, validate: $validate:expr) => {{
         $cfg.batch_size = $a.net.batch_size;
-        $cfg.seed = $a.run.seed;
-        $cfg.device = $a.run.device.clone();
-        $cfg.fast_conv = !$a.net.no_fast_conv;
+        $cfg.run.seed = $a.run.seed;
+        $cfg.run.device = $a.run.device.clone();
+        $cfg.run.fast_conv = !$a.net.no_fast_conv;
         $a.net.apply(&mut $cfg.dcgan);
-        $a.run.apply_schedule(&mut $cfg.schedule);
+        $a.run.apply_schedule(&mut $cfg.run.schedule);
         $validate?;
-        gan_models::dcgan_run::parse_device(&$cfg.device)?;
+        gan_models::dcgan_run::parse_device(&$cfg.run.device)?;
         let loaded = gan_models::dcgan_run::load_data($source, &$cfg.dcgan)?;
         let data = $cfg.data.limit(loaded)?;
         $cfg.data.items = gan_data::Dataset::len(&data);
@@ -135,7 +135,7 @@ pub(crate) fn new_config(
         );
     }
     let per_epoch = steps_per_epoch(cfg.data.items, cfg.batch_size);
-    (cfg.schedule.steps, cfg.epochs) = a.net.length(|e| e * per_epoch)?;
+    (cfg.run.schedule.steps, cfg.epochs) = a.net.length(|e| e * per_epoch)?;
     Ok((cfg, data))
 }
 
@@ -155,7 +155,7 @@ fn init_file(path: Option<&Path>, flag: &str) -> anyhow::Result<Option<PathBuf>>
 
 /// `--lr` (both networks), then `--lr-g` and `--lr-d` (TTUR), where given.
 fn apply_lr(a: &TrainDcgan, cfg: &mut DcganRunConfig) {
-    crate::train_cmd::apply_lrs([a.lr, a.lr_g, a.lr_d], &mut cfg.adam_g, &mut cfg.adam_d);
+    a.lr.apply(&mut cfg.adam_g.lr, &mut cfg.adam_d.lr);
 }
 
 /// The flags of [`GanOptionFlags`] over the model's defaults, checked.

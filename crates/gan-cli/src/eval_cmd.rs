@@ -39,12 +39,8 @@ pub struct EvalArgs {
     /// with.
     #[arg(long, conflicts_with = "run", value_parser = ["train", "test"])]
     pub real_split: Option<String>,
-    /// latest or step-N.
-    #[arg(long, default_value = "latest")]
-    pub checkpoint: String,
-    /// Score the raw generator of a run that keeps an EMA generator.
-    #[arg(long, requires = "run")]
-    pub raw_g: bool,
+    #[command(flatten)]
+    pub generator: crate::args::GeneratorFlags,
     /// Samples to draw from the generator (or the first images of a real split).
     #[arg(long, default_value_t = 10_000)]
     pub count: usize,
@@ -70,12 +66,6 @@ pub struct EvalArgs {
     /// be the evaluator's feature width (2048 for inception).
     #[arg(long, value_name = "FILE")]
     pub reference: Option<PathBuf>,
-    /// Seed of the generator's noise.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// cpu, cuda, cuda:N or metal.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
     /// Where named datasets and `evaluators/` live.
     #[arg(long, default_value = "datasets", env = "GAN_DATASETS")]
     pub datasets_dir: PathBuf,
@@ -256,7 +246,7 @@ pub fn translation_monitor_setup(
             cfg.net.channels
         );
     };
-    let dev = parse_device(&cfg.device)?;
+    let dev = parse_device(&cfg.run.device)?;
     let (net, _) = load_evaluator(&name, datasets_dir, &dev, inception.as_ref())?;
     let root = &cfg.data.dataroot;
     let refs = TranslationReferences::load(
@@ -295,7 +285,7 @@ fn folder_side(evaluator: &str, dir: &Path, net_side: usize) -> usize {
 pub fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
     // The reported seconds cover the whole command: loading, sampling, embedding, scoring.
     let started = Instant::now();
-    let dev = parse_device(&a.device)?;
+    let dev = parse_device(&a.generator.device)?;
     let inception = a.inception.source();
     if a.count == 0 {
         bail!("--count 0: nothing to score");
@@ -335,12 +325,13 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
         // A class-conditional run draws every class equally often (sample i of class i mod k).
         let (sampler, source) = match RunConfig::read(&run)? {
             RunConfig::Cgan(_) => {
-                let g = load_cgan(&run, &a.checkpoint, &dev)?;
+                let g = load_cgan(&run, &a.generator.checkpoint, &dev)?;
                 let source = g.cfg.base.data.source.clone();
                 (Sampler::Conditional(g), source)
             }
             _ => {
-                let g = load_generator_from(&run, &a.checkpoint, &dev, a.raw_g)?;
+                let g =
+                    load_generator_from(&run, &a.generator.checkpoint, &dev, a.generator.raw_g)?;
                 let source = g.cfg.data.source.clone();
                 (Sampler::Plain(g), source)
             }
@@ -352,13 +343,13 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
                 "sampling {} images from {} ({})",
                 a.count,
                 dir.display(),
-                a.checkpoint
+                a.generator.checkpoint
             ),
             a.count,
         );
         let images = match &sampler {
-            Sampler::Conditional(g) => g.sample_balanced(a.count, a.seed)?,
-            Sampler::Plain(g) => g.sample_with(a.count, a.seed, &mut progress)?,
+            Sampler::Conditional(g) => g.sample_balanced(a.count, a.generator.seed)?,
+            Sampler::Plain(g) => g.sample_with(a.count, a.generator.seed, &mut progress)?,
         };
         progress.start("embedding the samples", a.count);
         let e = embed_images_with(net.as_ref(), &images, &mut progress)?;
@@ -376,7 +367,8 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
                 Err(e) => eprintln!("note: no per-class scores: {e}"),
             }
         }
-        let what = json!({"run": dir, "checkpoint": a.checkpoint, "seed": a.seed});
+        let what =
+            json!({"run": dir, "checkpoint": a.generator.checkpoint, "seed": a.generator.seed});
         (e, net, reference, what)
     } else {
         let name = evaluator_name(a.evaluator.as_deref(), None)?;
@@ -403,7 +395,7 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
         // class, and the Inception Score's splits assume exchangeable samples.
         let len = gan_data::Dataset::len(&ds);
         let mut order: Vec<usize> = (0..len).collect();
-        let mut rng = gan_core::rng::SeededRng::new(a.seed);
+        let mut rng = gan_core::rng::SeededRng::new(a.generator.seed);
         for i in (1..len).rev() {
             order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
         }
@@ -433,7 +425,7 @@ pub fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let json_out = a.json.clone().or_else(|| {
-        let stem = format!("scores-{}", a.checkpoint);
+        let stem = format!("scores-{}", a.generator.checkpoint);
         a.run
             .as_deref()
             .map(|r| crate::unused_path(r, &stem, "json"))

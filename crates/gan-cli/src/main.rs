@@ -243,11 +243,17 @@ pub(crate) fn image_out(out: &std::path::Path, folder_ok: bool) -> anyhow::Resul
 
 fn sample(a: SampleArgs) -> anyhow::Result<ExitCode> {
     let run = RunDir::open(&a.run)?;
-    let stem = format!("sample-{}", a.checkpoint);
+    let stem = format!("sample-{}", a.generator.checkpoint);
     match RunConfig::read(&run)? {
         RunConfig::Toy(_) => {
             let out = out_or_in_run(a.out.as_deref(), &a.run, &stem, "csv");
-            return toy_cmd::sample(&a.run, &a.checkpoint, a.count, &out, a.seed);
+            return toy_cmd::sample(
+                &a.run,
+                &a.generator.checkpoint,
+                a.count,
+                &out,
+                a.generator.seed,
+            );
         }
         RunConfig::CycleGan(_) => bail!(
             "{} is a CycleGAN run, which translates images instead of sampling noise: use \
@@ -256,7 +262,11 @@ fn sample(a: SampleArgs) -> anyhow::Result<ExitCode> {
             a.run.display()
         ),
         RunConfig::Cgan(_) => {
-            let g = load_cgan(&run, &a.checkpoint, &parse_device(&a.device)?)?;
+            let g = load_cgan(
+                &run,
+                &a.generator.checkpoint,
+                &parse_device(&a.generator.device)?,
+            )?;
             let out = out_or_in_run(a.out.as_deref(), &a.run, &stem, "png");
             return cgan_cmd::sample(&a, &g, &out);
         }
@@ -270,9 +280,9 @@ fn sample(a: SampleArgs) -> anyhow::Result<ExitCode> {
     }
     let out = out_or_in_run(a.out.as_deref(), &a.run, &stem, "png");
     let kind = image_out(&out, true)?;
-    let dev = parse_device(&a.device)?;
-    let g = load_generator_from(&run, &a.checkpoint, &dev, a.raw_g)?;
-    let imgs = g.sample(a.count, a.seed)?;
+    let dev = parse_device(&a.generator.device)?;
+    let g = load_generator_from(&run, &a.generator.checkpoint, &dev, a.generator.raw_g)?;
+    let imgs = g.sample(a.count, a.generator.seed)?;
     if kind == ImageOut::Grid {
         let nrow = (a.count as f64).sqrt().ceil() as usize;
         save_grid(&imgs, nrow, &out)?;
@@ -287,8 +297,8 @@ fn sample(a: SampleArgs) -> anyhow::Result<ExitCode> {
 fn interpolate(a: InterpolateArgs) -> anyhow::Result<ExitCode> {
     let run = RunDir::open(&a.run)?;
     let stem = match a.dim {
-        Some(k) => format!("walk-{}-dim{k}", a.checkpoint),
-        None => format!("walk-{}", a.checkpoint),
+        Some(k) => format!("walk-{}-dim{k}", a.generator.checkpoint),
+        None => format!("walk-{}", a.generator.checkpoint),
     };
     let out = out_or_in_run(a.out.as_deref(), &a.run, &stem, "png");
     image_out(&out, false)?;
@@ -301,9 +311,9 @@ fn interpolate(a: InterpolateArgs) -> anyhow::Result<ExitCode> {
             a.run.display()
         );
     }
-    let dev = parse_device(&a.device)?;
-    let g = load_generator_from(&run, &a.checkpoint, &dev, a.raw_g)?;
-    let imgs = g.latent_walk(a.rows, a.steps, a.dim, a.seed)?;
+    let dev = parse_device(&a.generator.device)?;
+    let g = load_generator_from(&run, &a.generator.checkpoint, &dev, a.generator.raw_g)?;
+    let imgs = g.latent_walk(a.rows, a.steps, a.dim, a.generator.seed)?;
     save_grid(&imgs, a.steps.max(2), &out)?;
     match a.dim {
         Some(k) => println!(

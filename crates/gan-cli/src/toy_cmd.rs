@@ -75,12 +75,8 @@ pub struct TrainToyArgs {
     /// Noise dimensions (default 2).
     #[arg(long, value_name = "N")]
     pub nz: Option<usize>,
-    /// Adam learning rate of both networks (default 3e-3, 1e-3 for grid25 and for wgan-gp).
-    #[arg(long, value_name = "RATE")]
-    pub lr: Option<f64>,
-    /// The discriminator's learning rate, when it should differ from --lr.
-    #[arg(long, value_name = "RATE")]
-    pub d_lr: Option<f64>,
+    #[command(flatten)]
+    pub lr: crate::args::LrFlags,
     /// Learning-rate milestones as fractions of --steps, comma-separated (default 0.5,0.75; 0.7,0.9 for grid25); at
     /// each, both rates are multiplied by --lr-gamma. An empty list keeps them constant.
     #[arg(long, value_delimiter = ',', num_args = 0..)]
@@ -132,15 +128,9 @@ impl TrainToyArgs {
         if let Some(l) = self.lambda {
             cfg.critic.lambda = l;
         }
-        if let Some(lr) = self.lr {
-            cfg.adam_g.lr = lr;
-            cfg.adam_d.lr = lr;
-        }
+        self.lr.apply(&mut cfg.adam_g.lr, &mut cfg.adam_d.lr);
         if let Some(v) = self.scale {
             cfg.scale = v;
-        }
-        if let Some(lr) = self.d_lr {
-            cfg.adam_d.lr = lr;
         }
         if let Some(m) = &self.lr_milestones {
             cfg.lr_decay.milestones = m.clone();
@@ -173,9 +163,9 @@ pub fn train(a: TrainToyArgs) -> anyhow::Result<ExitCode> {
         "toy",
         &["toy"],
         |dir, _, cfg: &mut ToyConfig| {
-            check_resume_flags(dir, &["lr", "d_lr", "threads"])?;
+            check_resume_flags(dir, &["threads"])?;
             apply_on_resume(&a.run, &mut cfg.schedule, &mut cfg.device);
-            crate::train_cmd::apply_lrs([a.lr, None, a.d_lr], &mut cfg.adam_g, &mut cfg.adam_d);
+            a.lr.apply(&mut cfg.adam_g.lr, &mut cfg.adam_d.lr);
             if let Some(steps) = a.steps {
                 cfg.schedule.steps = steps;
             }

@@ -53,7 +53,7 @@ fn flag(id: &str) -> String {
 /// Flags that may be given with `--resume` by every train command: the length, the cadences,
 /// evaluation, the device and `--keep-going`. A command adds the ones it applies (its learning
 /// rates).
-pub const RESUMABLE: [&str; 16] = [
+pub const RESUMABLE: [&str; 19] = [
     "resume",
     "steps",
     "epochs",
@@ -70,6 +70,9 @@ pub const RESUMABLE: [&str; 16] = [
     "checkpoint_every",
     "log_every",
     "device",
+    "lr",
+    "lr_g",
+    "lr_d",
 ];
 
 /// Refuses the flags given with `--resume` that cannot apply to a run in progress (its networks,
@@ -395,25 +398,5 @@ fn discard_if_unstarted(run: &RunDir) {
             run.root().display()
         ),
         Err(e) => tracing::warn!("cannot remove {}: {e}", run.root().display()),
-    }
-}
-
-/// Learning rates `[both, generator, discriminator]`, where given, in that order: the first sets
-/// both optimizers, the others one each (TTUR).
-pub fn apply_lrs(
-    lrs: [Option<f64>; 3],
-    g: &mut gan_core::optim::AdamConfig,
-    d: &mut gan_core::optim::AdamConfig,
-) {
-    let [both, lr_g, lr_d] = lrs;
-    if let Some(lr) = both {
-        g.lr = lr;
-        d.lr = lr;
-    }
-    if let Some(lr) = lr_g {
-        g.lr = lr;
-    }
-    if let Some(lr) = lr_d {
-        d.lr = lr;
     }
 }

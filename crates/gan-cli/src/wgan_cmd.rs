@@ -38,9 +38,8 @@ impl From<CriticNormArg> for CriticNorm {
 pub struct TrainWganArgs {
     #[command(flatten)]
     pub net: crate::args::ImageGanFlags,
-    /// Learning rate of both networks (default: 5e-5 RMSprop for wgan, 1e-4 Adam for wgan-gp).
-    #[arg(long, value_name = "RATE")]
-    pub lr: Option<f64>,
+    #[command(flatten)]
+    pub lr: crate::args::LrFlags,
     /// Critic steps per generator step.
     #[arg(long, default_value_t = 5)]
     pub n_critic: usize,
@@ -63,6 +62,15 @@ pub struct TrainWganArgs {
     pub run: crate::args::RunFlags,
 }
 
+/// `--lr`, `--lr-g` and `--lr-d` over the run's rates (the critic's kept apart only where it
+/// differs).
+fn apply_lr(f: &crate::args::LrFlags, cfg: &mut WganRunConfig) {
+    let [mut g, mut c] = cfg.optimizers().map(|o| o.lr());
+    f.apply(&mut g, &mut c);
+    cfg.optimizer.set_lr(g);
+    cfg.critic_lr = (c != g).then_some(c);
+}
+
 /// Runs `gan-cli train wgan` (`gp` false) or `gan-cli train wgan-gp` (`gp` true).
 pub fn train(a: TrainWganArgs, gp: bool) -> anyhow::Result<ExitCode> {
     let model = if gp { "wgan-gp" } else { "wgan" };
@@ -83,17 +91,15 @@ pub fn train(a: TrainWganArgs, gp: bool) -> anyhow::Result<ExitCode> {
         model,
         &[model],
         |dir, run, cfg: &mut WganRunConfig| {
-            check_resume_flags(dir, &["lr"])?;
-            apply_on_resume(&a.run, &mut cfg.schedule, &mut cfg.device);
-            if let Some(lr) = a.lr {
-                cfg.optimizer.set_lr(lr);
-            }
+            check_resume_flags(dir, &[])?;
+            apply_on_resume(&a.run, &mut cfg.run.schedule, &mut cfg.run.device);
+            apply_lr(&a.lr, cfg);
             if let Some(steps) = a.net.steps {
-                cfg.schedule.steps = steps;
+                cfg.run.schedule.steps = steps;
             }
             if let Some(epochs) = a.net.epochs {
                 cfg.epochs = Some(epochs);
-                cfg.schedule.steps =
+                cfg.run.schedule.steps =
                     steps_for_epochs(epochs, cfg.data.items, cfg.batch_size, cfg.critic.n_critic);
             }
             crate::dcgan_cmd::stored_data(run, &cfg.data, &cfg.dcgan)
@@ -122,13 +128,11 @@ pub fn train(a: TrainWganArgs, gp: bool) -> anyhow::Result<ExitCode> {
             } else {
                 CriticSchedule::wgan(a.n_critic)
             };
-            if let Some(lr) = a.lr {
-                cfg.optimizer.set_lr(lr);
-            }
+            apply_lr(&a.lr, &mut cfg);
             let data =
                 crate::dcgan_cmd::image_flags_and_data!(a, cfg, &source, validate: cfg.validate());
             let (items, batch, n) = (cfg.data.items, cfg.batch_size, cfg.critic.n_critic);
-            (cfg.schedule.steps, cfg.epochs) =
+            (cfg.run.schedule.steps, cfg.epochs) =
                 a.net.length(|e| steps_for_epochs(e, items, batch, n))?;
             Ok((a.run.out_dir(model), cfg, data))
         },

@@ -8,11 +8,11 @@
 //! is added to D's loss and on the fakes to G's loss (as PyTorch-StudioGAN's ACGAN; Odena et al.
 //! also train D's classifier on fakes, which lets D and G agree on wrong classes).
 
+use crate::train::on_fresh_vars;
 use std::borrow::Cow;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
-use candle_nn::VarMap;
 use gan_core::loss::{discriminator_loss, generator_loss, sigmoid_mean};
 use gan_core::optim::Adam;
 use gan_core::rng::SeededRng;
@@ -171,10 +171,10 @@ impl std::fmt::Debug for CganTrainer {
 /// Builds a freshly initialised trainer (DCGAN initialisation from the seed, the streams of
 /// `train dcgan`).
 pub fn build_trainer(cfg: &CganRunConfig, dev: &Device) -> Result<CganTrainer> {
-    gan_core::conv::set_fast_conv(cfg.base.fast_conv);
+    gan_core::conv::set_fast_conv(cfg.base.run.fast_conv);
     let net = cfg.net();
     let nets = init_nets(
-        cfg.base.seed,
+        cfg.base.run.seed,
         &cfg.base.init,
         dev,
         |vb| CganGenerator::new(&net, vb),
@@ -184,7 +184,7 @@ pub fn build_trainer(cfg: &CganRunConfig, dev: &Device) -> Result<CganTrainer> {
         opt_g: Adam::from_varmap(&nets.g_vars, cfg.base.adam_g)?,
         opt_d: Adam::from_varmap(&nets.d_vars, cfg.base.adam_d)?,
         nets,
-        noise: SeededRng::with_stream(cfg.base.seed, stream::NOISE),
+        noise: SeededRng::with_stream(cfg.base.run.seed, stream::NOISE),
         cfg: cfg.clone(),
         step: 0,
         device: dev.clone(),
@@ -335,7 +335,7 @@ pub fn check_labels(data: &TensorDataset, classes: &[String], what: &str) -> Res
 /// (drawn once from the seed).
 pub fn grid_noise(cfg: &CganRunConfig, dev: &Device) -> Result<(Tensor, Tensor)> {
     let k = cfg.classes.len();
-    let mut rng = SeededRng::with_stream(cfg.base.seed, stream::FIXED_NOISE);
+    let mut rng = SeededRng::with_stream(cfg.base.run.seed, stream::FIXED_NOISE);
     let z = rng.randn((8, cfg.base.dcgan.nz), 0.0, 1.0, dev)?;
     let z = z.repeat((k, 1))?;
     let labels: Vec<u32> = (0..k as u32).flat_map(|c| [c; 8]).collect();
@@ -352,7 +352,7 @@ pub fn train_cgan(
     resume: bool,
     observer: &mut dyn Observer<CganMetrics>,
 ) -> Result<FitOutcome<CganMetrics>> {
-    let dev = parse_device(&cfg.base.device)?;
+    let dev = parse_device(&cfg.base.run.device)?;
     check_labels(
         data,
         &cfg.classes,
@@ -368,7 +368,7 @@ pub fn train_cgan(
         data,
         resume,
         batches: cfg.base.batch_config(),
-        schedule: cfg.base.schedule,
+        schedule: cfg.base.run.schedule,
         device: &dev,
     };
     job.fit(trainer, write, observer)
@@ -391,11 +391,7 @@ pub struct LoadedCgan {
 /// A run of another model (named), a missing checkpoint or file.
 pub fn load_cgan(run: &RunDir, name: &str, dev: &Device) -> Result<LoadedCgan> {
     let cfg: CganRunConfig = RunConfig::read_as(run, "class-conditional (cgan)")?;
-    let mut vars = VarMap::new();
-    let g = CganGenerator::new(
-        &cfg.net(),
-        candle_nn::VarBuilder::from_varmap(&vars, candle_core::DType::F32, dev),
-    )?;
+    let (g, mut vars) = on_fresh_vars(dev, |vb| CganGenerator::new(&cfg.net(), vb))?;
     load_vars(
         &mut vars,
         &run.checkpoint(name)?.join("generator.safetensors"),

@@ -485,8 +485,9 @@ pub struct CycleGanTrainer {
     pub loss: CycleLossConfig,
     /// Steps done.
     pub step: u64,
-    /// The base learning rate, which a schedule's factor multiplies.
-    pub base_lr: f64,
+    /// The base learning rates of the generators and of the discriminators, which a schedule's
+    /// factor multiplies.
+    pub base_lr: [f64; 2],
     /// The device of the networks.
     pub device: candle_core::Device,
     /// Images of each domain in the last step.

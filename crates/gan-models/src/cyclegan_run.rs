@@ -16,11 +16,12 @@
 //! so a resumed run needs only the step count and the image pools (saved in the checkpoint) to
 //! continue exactly as an uninterrupted one.
 
+use crate::train::on_fresh_vars;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
 use gan_core::init::dcgan_init;
 use gan_core::optim::{Adam, AdamConfig};
 use gan_core::rng::SeededRng;
@@ -44,7 +45,7 @@ use crate::grid::{pad_rows, save_grid, save_images};
 use crate::registry::RunConfig;
 use crate::run::RunDir;
 use crate::streams as stream;
-use crate::train::{load_vars, GeneratorNet, LoopConfig, Observer};
+use crate::train::{load_vars, GeneratorNet, LoopConfig, Observer, RunSettings};
 
 pub use crate::train::{Direction, Translator};
 
@@ -81,6 +82,10 @@ pub struct CycleGanRunConfig {
     pub loss: CycleLossConfig,
     /// The optimizer of each of the four networks (the learning rate is the initial one).
     pub adam: AdamConfig,
+    /// The discriminators' initial learning rate where it differs from the generators' (TTUR,
+    /// Heusel et al. 2017; absent: `adam`'s for all four).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr_d: Option<f64>,
     /// Images in each discriminator's history pool (50).
     pub pool_size: usize,
     /// The data.
@@ -93,17 +98,10 @@ pub struct CycleGanRunConfig {
     pub epochs_decay: u64,
     /// Steps per epoch: `max(items_a, items_b) / batch_size`, at least 1.
     pub steps_per_epoch: u64,
-    /// Length (`steps`: all epochs, unless capped), logging, sampling and checkpointing.
-    pub schedule: LoopConfig,
-    /// The seed of every random stream.
-    pub seed: u64,
-    /// The device (`cpu`, `cuda:0`, `metal`).
-    pub device: String,
-    /// Whether the fast CPU convolutions were used.
-    pub fast_conv: bool,
-    /// The version of the random-stream table ([`crate::streams`]; 1 for runs written before it).
-    #[serde(default = "stream::legacy")]
-    pub streams: u32,
+    /// Length, cadences, seed, device, kernels and stream table (at the top level of
+    /// `config.json`).
+    #[serde(flatten)]
+    pub run: RunSettings,
 }
 
 impl CycleGanRunConfig {
@@ -115,6 +113,7 @@ impl CycleGanRunConfig {
             net: CycleGanConfig::default(),
             loss: CycleLossConfig::default(),
             adam: AdamConfig::default(),
+            lr_d: None,
             pool_size: 50,
             data: CycleDataConfig {
                 dataroot,
@@ -129,17 +128,7 @@ impl CycleGanRunConfig {
             epochs: 100,
             epochs_decay: 100,
             steps_per_epoch: 1,
-            schedule: LoopConfig {
-                steps: 0,
-                sample_every: 500,
-                checkpoint_every: 5000,
-                log_every: 50,
-                on_divergence: Default::default(),
-            },
-            seed: 0,
-            device: "cpu".into(),
-            fast_conv: true,
-            streams: stream::CURRENT,
+            run: RunSettings::new(LoopConfig::new(0, 500, 5000, 50)),
         }
     }
 
@@ -170,7 +159,7 @@ impl CycleGanRunConfig {
         self.data.items_a = data.a.len();
         self.data.items_b = data.b.len();
         self.steps_per_epoch = (data.a.len().max(data.b.len()) / self.batch_size).max(1) as u64;
-        self.schedule.steps =
+        self.run.schedule.steps =
             steps.unwrap_or((self.epochs + self.epochs_decay) * self.steps_per_epoch);
     }
 
@@ -183,7 +172,15 @@ impl CycleGanRunConfig {
         }
     }
 
-    /// The learning rate of step `step` (1-based).
+    /// The discriminators' optimizer: `adam` with `lr_d` where given.
+    pub fn adam_d(&self) -> AdamConfig {
+        AdamConfig {
+            lr: self.lr_d.unwrap_or(self.adam.lr),
+            ..self.adam
+        }
+    }
+
+    /// The generators' learning rate at step `step` (1-based).
     pub fn lr_at(&self, step: u64) -> f64 {
         self.adam.lr * self.lr_schedule().factor(step.saturating_sub(1))
     }
@@ -224,30 +221,26 @@ pub fn load_test(cfg: &CycleGanRunConfig) -> Result<Unpaired> {
 
 /// Builds one generator alone with its variables.
 pub fn build_generator(cfg: &CycleGanConfig, dev: &Device) -> Result<(ResnetGenerator, VarMap)> {
-    let vars = VarMap::new();
-    let g = ResnetGenerator::new(cfg, VarBuilder::from_varmap(&vars, DType::F32, dev))?;
-    Ok((g, vars))
+    on_fresh_vars(dev, |vb| ResnetGenerator::new(cfg, vb))
 }
 
 /// Builds a freshly initialised trainer: weights N(0, 0.02) and zero biases (the reference's
 /// `normal` initialisation), one seeded stream per network.
 pub fn build_trainer(cfg: &CycleGanRunConfig, dev: &Device) -> Result<CycleGanTrainer> {
-    gan_core::conv::set_fast_conv(cfg.fast_conv);
+    gan_core::conv::set_fast_conv(cfg.run.fast_conv);
     let gen = |s: u64| -> Result<Trained<ResnetGenerator>> {
         let (net, vars) = build_generator(&cfg.net, dev)?;
-        dcgan_init(&vars, &mut SeededRng::with_stream(cfg.seed, s))?;
+        dcgan_init(&vars, &mut SeededRng::with_stream(cfg.run.seed, s))?;
         let opt = Adam::from_varmap(&vars, cfg.adam)?;
         Ok(Trained { net, vars, opt })
     };
     let disc = |s: u64| -> Result<Trained<PatchDiscriminator>> {
-        let vars = VarMap::new();
-        let net =
-            PatchDiscriminator::new(&cfg.net, VarBuilder::from_varmap(&vars, DType::F32, dev))?;
-        dcgan_init(&vars, &mut SeededRng::with_stream(cfg.seed, s))?;
-        let opt = Adam::from_varmap(&vars, cfg.adam)?;
+        let (net, vars) = on_fresh_vars(dev, |vb| PatchDiscriminator::new(&cfg.net, vb))?;
+        dcgan_init(&vars, &mut SeededRng::with_stream(cfg.run.seed, s))?;
+        let opt = Adam::from_varmap(&vars, cfg.adam_d())?;
         Ok(Trained { net, vars, opt })
     };
-    let [g_ab, g_ba, d_a, d_b] = stream::cyclegan_init(cfg.streams);
+    let [g_ab, g_ba, d_a, d_b] = stream::cyclegan_init(cfg.run.streams);
     Ok(CycleGanTrainer {
         g_ab: gen(g_ab)?,
         g_ba: gen(g_ba)?,
@@ -257,7 +250,7 @@ pub fn build_trainer(cfg: &CycleGanRunConfig, dev: &Device) -> Result<CycleGanTr
         pool_b: ImagePool::new(cfg.pool_size),
         loss: cfg.loss,
         step: 0,
-        base_lr: cfg.adam.lr,
+        base_lr: [cfg.adam.lr, cfg.adam_d().lr],
         device: dev.clone(),
         last_items: 0,
     })
@@ -309,7 +302,8 @@ impl Trainer for CycleGanTrainer {
         self.pool_b.restore(tensors.get("pool_b"))
     }
     fn base_lrs(&self) -> Vec<f64> {
-        vec![self.base_lr; 4]
+        let [g, d] = self.base_lr;
+        vec![g, g, d, d]
     }
     fn generator(&self) -> Option<&dyn GeneratorNet> {
         None
@@ -431,7 +425,7 @@ impl<'a> UnpairedSampler<'a> {
         let (epoch, index) = ((step - 1) / spe, (step - 1) % spe);
         let n_a = self.data.a.len();
         if self.order_epoch != Some(epoch) {
-            let mut rng = SeededRng::with_stream(cfg.seed, stream::CYCLE_ORDER + epoch);
+            let mut rng = SeededRng::with_stream(cfg.run.seed, stream::CYCLE_ORDER + epoch);
             self.order = (0..n_a).collect();
             for i in (1..n_a).rev() {
                 let j = (rng.next_u64() % (i as u64 + 1)) as usize;
@@ -439,7 +433,7 @@ impl<'a> UnpairedSampler<'a> {
             }
             self.order_epoch = Some(epoch);
         }
-        let mut rng = SeededRng::with_stream(cfg.seed, stream::CYCLE_STEP + step);
+        let mut rng = SeededRng::with_stream(cfg.run.seed, stream::CYCLE_STEP + step);
         let bs = cfg.batch_size;
         let mut a = Vec::new();
         let mut b = Vec::new();
@@ -573,7 +567,7 @@ pub fn train_cyclegan(
     resume: bool,
     observer: &mut dyn Observer<CycleStepMetrics>,
 ) -> Result<CycleFitOutcome> {
-    let dev = parse_device(&cfg.device)?;
+    let dev = parse_device(&cfg.run.device)?;
     let mut trainer = build_trainer(cfg, &dev)?;
     let mut sampler = UnpairedSampler::new(data, cfg, &dev)?;
     if resume {
@@ -586,7 +580,7 @@ pub fn train_cyclegan(
     };
     let fit_cfg = FitConfig {
         lr: cfg.lr_schedule(),
-        ..FitConfig::new(cfg.schedule)
+        ..FitConfig::new(cfg.run.schedule)
     };
     fit(
         &mut trainer,

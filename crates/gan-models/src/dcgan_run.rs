@@ -6,9 +6,10 @@
 //! normalisation instead of BatchNorm, the hinge loss, Adam(2e-4, β1 0, β2 0.9) and 5
 //! discriminator steps per generator step.
 
+use crate::train::on_fresh_vars;
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use gan_core::init::dcgan_init;
 use gan_core::loss::GeneratorLoss;
@@ -27,7 +28,7 @@ use crate::run::RunDir;
 use crate::streams as stream;
 use crate::train::{
     load_vars, DiscriminatorNet, GanNets, GanTrainer, GeneratorNet, LoopConfig, Observer,
-    StepConfig,
+    RunSettings, StepConfig,
 };
 
 /// Number of images in the fixed-noise sample grid.
@@ -89,17 +90,10 @@ pub struct DcganRunConfig {
     pub batch_size: usize,
     /// Epochs asked for, if the length was given in epochs (`steps` is then derived from it).
     pub epochs: Option<u64>,
-    /// Length, logging, sampling and checkpointing.
-    pub schedule: LoopConfig,
-    /// The seed of every random stream (weights, noise, batch order).
-    pub seed: u64,
-    /// The device (`cpu`, `cuda:0`, `metal`).
-    pub device: String,
-    /// Whether the fast CPU convolutions were used.
-    pub fast_conv: bool,
-    /// The version of the random-stream table ([`crate::streams`]; 1 for runs written before it).
-    #[serde(default = "stream::legacy")]
-    pub streams: u32,
+    /// Length, cadences, seed, device, kernels and stream table (at the top level of
+    /// `config.json`).
+    #[serde(flatten)]
+    pub run: RunSettings,
     /// Discriminator steps, DiffAugment, R1 and the EMA generator (all off in older runs).
     #[serde(default, skip_serializing_if = "GanOptions::is_plain")]
     pub options: GanOptions,
@@ -236,17 +230,7 @@ impl DcganRunConfig {
             data,
             batch_size: 64,
             epochs: None,
-            schedule: LoopConfig {
-                steps: 1000,
-                sample_every: 200,
-                checkpoint_every: 500,
-                log_every: 10,
-                on_divergence: Default::default(),
-            },
-            seed: 0,
-            device: "cpu".into(),
-            fast_conv: true,
-            streams: stream::CURRENT,
+            run: RunSettings::new(LoopConfig::new(1000, 200, 500, 10)),
             options: GanOptions::default(),
             init: InitWeights::default(),
         }
@@ -283,7 +267,7 @@ impl DcganRunConfig {
 
     /// How the batches are drawn ([`stream::batch_config`]).
     pub fn batch_config(&self) -> BatchConfig {
-        stream::batch_config(self.batch_size, self.seed, self.streams)
+        stream::batch_config(self.batch_size, self.run.seed, self.run.streams)
     }
 
     /// The configuration to build the trainer from: itself for a new run; for a resumed one,
@@ -364,17 +348,15 @@ pub fn parse_device(s: &str) -> Result<Device> {
 
 /// Builds the generator alone with its variables (for sampling).
 pub fn build_generator(cfg: &DcganConfig, dev: &Device) -> Result<(DcganGenerator, VarMap)> {
-    let vars = VarMap::new();
-    let g = DcganGenerator::new(cfg, VarBuilder::from_varmap(&vars, DType::F32, dev))?;
-    Ok((g, vars))
+    on_fresh_vars(dev, |vb| DcganGenerator::new(cfg, vb))
 }
 
 /// Builds a freshly initialised trainer: DCGAN initialisation from the seed, then the weights of
 /// `cfg.init` where given (the EMA generator starts as a copy of the generator).
 pub fn build_trainer(cfg: &DcganRunConfig, dev: &Device) -> Result<DcganTrainer> {
-    gan_core::conv::set_fast_conv(cfg.fast_conv);
+    gan_core::conv::set_fast_conv(cfg.run.fast_conv);
     let nets = init_nets(
-        cfg.seed,
+        cfg.run.seed,
         &cfg.init,
         dev,
         |vb| DcganGenerator::new(&cfg.dcgan, vb),
@@ -383,7 +365,7 @@ pub fn build_trainer(cfg: &DcganRunConfig, dev: &Device) -> Result<DcganTrainer>
     GanTrainer::new(
         nets,
         [cfg.adam_g, cfg.adam_d],
-        SeededRng::with_stream(cfg.seed, stream::NOISE),
+        SeededRng::with_stream(cfg.run.seed, stream::NOISE),
         cfg.step,
         dev,
     )?
@@ -413,7 +395,7 @@ pub fn init_nets<G, D>(
 
 /// The fixed noise batch of the sample grids, drawn once from the seed.
 pub fn fixed_noise(cfg: &DcganRunConfig, dev: &Device) -> Result<Tensor> {
-    let mut rng = SeededRng::with_stream(cfg.seed, stream::FIXED_NOISE);
+    let mut rng = SeededRng::with_stream(cfg.run.seed, stream::FIXED_NOISE);
     Ok(rng.randn((GRID_SAMPLES, cfg.dcgan.nz), 0.0, 1.0, dev)?)
 }
 
@@ -431,7 +413,7 @@ pub fn train_dcgan(
     resume: bool,
     observer: &mut dyn Observer,
 ) -> Result<FitOutcome> {
-    let dev = parse_device(&cfg.device)?;
+    let dev = parse_device(&cfg.run.device)?;
     let trainer = build_trainer(&cfg.fresh_or_resumed(resume), &dev)?;
     let noise = fixed_noise(cfg, &dev)?;
     let write = move |t: &DcganTrainer, p: &Path| -> Result<()> {
@@ -442,7 +424,7 @@ pub fn train_dcgan(
         data,
         resume,
         batches: cfg.batch_config(),
-        schedule: cfg.schedule,
+        schedule: cfg.run.schedule,
         device: &dev,
     };
     job.fit(trainer, write, observer)

@@ -11,6 +11,7 @@
 //! [`evaluate`] scores a set of images against a [`ReferenceSet`] (the real test split) with any
 //! [`FeatureNet`]: the classifiers here, or the Inception network.
 
+use crate::train::on_fresh_vars;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -269,8 +270,7 @@ pub fn train_classifier(
         ));
     }
     let start = Instant::now();
-    let vars = VarMap::new();
-    let net = Classifier::new(c, VarBuilder::from_varmap(&vars, DType::F32, dev))?;
+    let (net, vars) = on_fresh_vars(dev, |vb| Classifier::new(c, vb))?;
     pytorch_default_init(&vars, &mut SeededRng::with_stream(cfg.seed, 0))?;
     let mut opt = Adam::from_varmap(
         &vars,
@@ -456,11 +456,8 @@ impl ClassifierEvaluator {
             });
         }
         let card: EvaluatorCard = read_json(&card_path)?;
-        let mut vars = VarMap::new();
-        let net = Classifier::new(
-            &card.training.classifier,
-            VarBuilder::from_varmap(&vars, DType::F32, dev),
-        )?;
+        let (net, mut vars) =
+            on_fresh_vars(dev, |vb| Classifier::new(&card.training.classifier, vb))?;
         let weights = dir.join(format!("{name}.safetensors"));
         crate::train::load_vars(&mut vars, &weights)?;
         Ok(Self {

@@ -162,22 +162,22 @@ impl RunConfig {
     /// Length, logging, sampling and checkpointing.
     pub fn schedule(&self) -> LoopConfig {
         match self {
-            Self::Dcgan(c) => c.schedule,
-            Self::Wgan(c) => c.schedule,
+            Self::Dcgan(c) => c.run.schedule,
+            Self::Wgan(c) => c.run.schedule,
             Self::Toy(c) => c.schedule,
-            Self::CycleGan(c) => c.schedule,
-            Self::Cgan(c) => c.base.schedule,
+            Self::CycleGan(c) => c.run.schedule,
+            Self::Cgan(c) => c.base.run.schedule,
         }
     }
 
     /// The device the run trains on.
     pub fn device(&self) -> &str {
         match self {
-            Self::Dcgan(c) => &c.device,
-            Self::Wgan(c) => &c.device,
+            Self::Dcgan(c) => &c.run.device,
+            Self::Wgan(c) => &c.run.device,
             Self::Toy(c) => &c.device,
-            Self::CycleGan(c) => &c.device,
-            Self::Cgan(c) => &c.base.device,
+            Self::CycleGan(c) => &c.run.device,
+            Self::Cgan(c) => &c.base.run.device,
         }
     }
 
@@ -191,10 +191,10 @@ impl RunConfig {
                 c.dcgan.image_size,
                 c.data.source,
                 c.data.items,
-                c.schedule.steps,
+                c.run.schedule.steps,
                 c.batch_size,
-                c.device,
-                if c.fast_conv {
+                c.run.device,
+                if c.run.fast_conv {
                     ""
                 } else {
                     " (candle's convolutions)"
@@ -214,10 +214,10 @@ impl RunConfig {
                     c.dcgan.image_size,
                     c.data.source,
                     c.data.items,
-                    c.schedule.steps,
+                    c.run.schedule.steps,
                     c.critic.n_critic,
                     c.batch_size,
-                    c.device
+                    c.run.device
                 )
             }
             Self::Toy(c) => format!(
@@ -240,12 +240,12 @@ impl RunConfig {
                 c.data.dataroot.display(),
                 c.data.items_a,
                 c.data.items_b,
-                c.schedule.steps,
+                c.run.schedule.steps,
                 c.steps_per_epoch,
                 c.epochs,
                 c.epochs_decay,
                 c.batch_size,
-                c.device
+                c.run.device
             ),
             Self::Cgan(c) => format!(
                 "class-conditional DCGAN ({}) {}px on {} ({} images, {} classes), {} steps of \
@@ -255,7 +255,7 @@ impl RunConfig {
                 c.base.data.source,
                 c.base.data.items,
                 c.classes.len(),
-                c.base.schedule.steps,
+                c.base.run.schedule.steps,
                 c.base.batch_size
             ),
         }
@@ -272,11 +272,11 @@ impl RunConfig {
     /// The version of the random-stream table the run uses ([`crate::streams`]).
     pub fn streams(&self) -> u32 {
         match self {
-            Self::Dcgan(c) => c.streams,
-            Self::Wgan(c) => c.streams,
+            Self::Dcgan(c) => c.run.streams,
+            Self::Wgan(c) => c.run.streams,
             Self::Toy(c) => c.streams,
-            Self::CycleGan(c) => c.streams,
-            Self::Cgan(c) => c.base.streams,
+            Self::CycleGan(c) => c.run.streams,
+            Self::Cgan(c) => c.base.run.streams,
         }
     }
 }

@@ -25,6 +25,7 @@
 //! # Ok::<(), gan_models::ModelError>(())
 //! ```
 
+use crate::train::on_fresh_vars;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -33,7 +34,7 @@ use candle_nn::{Linear, VarBuilder, VarMap};
 use gan_core::init::pytorch_default_init;
 use gan_core::loss::GeneratorLoss;
 use gan_core::metrics::{mode_metrics, ModeMetrics};
-use gan_core::optim::{Adam, AdamConfig};
+use gan_core::optim::AdamConfig;
 use gan_core::rng::SeededRng;
 use gan_data::{Batcher, ToyDistribution};
 use serde::{Deserialize, Serialize};
@@ -619,14 +620,9 @@ pub type ToyTrainer = GanTrainer<MlpGenerator, MlpDiscriminator>;
 
 /// Builds the generator alone with its variables (for sampling).
 pub fn build_generator(cfg: &ToyConfig, dev: &Device) -> Result<(MlpGenerator, VarMap)> {
-    let vars = VarMap::new();
-    let g = MlpGenerator::new(
-        &cfg.generator,
-        cfg.nz,
-        cfg.scale,
-        VarBuilder::from_varmap(&vars, DType::F32, dev),
-    )?;
-    Ok((g, vars))
+    on_fresh_vars(dev, |vb| {
+        MlpGenerator::new(&cfg.generator, cfg.nz, cfg.scale, vb)
+    })
 }
 
 /// Builds a freshly initialised trainer (PyTorch's default initialisation from the seed).
@@ -662,7 +658,7 @@ pub fn build_wgan_trainer(cfg: &ToyConfig, dev: &Device) -> Result<ToyWganTraine
     gan_cfg.loss = ToyLoss::NonSaturating;
     let t = build_trainer(&gan_cfg, dev)?;
     let parts = WganParts {
-        optimizer: WganOptimizer::Adam(cfg.adam_d),
+        optimizers: [cfg.adam_g, cfg.adam_d].map(WganOptimizer::Adam),
         lipschitz: Lipschitz::GradientPenalty {
             lambda: cfg.critic.lambda,
         },
@@ -670,12 +666,7 @@ pub fn build_wgan_trainer(cfg: &ToyConfig, dev: &Device) -> Result<ToyWganTraine
         batch_size: cfg.batch_size,
         noise: t.noise,
     };
-    let mut w = WganTrainer::from_parts(t.g, t.d, t.g_vars, t.d_vars, parts, dev)?;
-    if cfg.adam_g != cfg.adam_d {
-        w.opt_g = Box::new(Adam::from_varmap(&w.g_vars, cfg.adam_g)?);
-    }
-    w.base_lr = [cfg.adam_g.lr, cfg.adam_d.lr];
-    Ok(w)
+    WganTrainer::from_parts(t.g, t.d, t.g_vars, t.d_vars, parts, dev)
 }
 
 /// The metrics of a toy step: a cross-entropy GAN's or a WGAN-GP's, logged as they are.

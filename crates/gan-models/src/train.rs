@@ -227,6 +227,22 @@ pub struct GanNets<G, D> {
     pub d_vars: VarMap,
 }
 
+/// A network built by `build` on fresh variables (f32 on `dev`), with those variables: what
+/// every model does before it initialises, loads or trains a network.
+pub fn on_fresh_vars<N, E: Into<crate::error::ModelError>>(
+    dev: &Device,
+    build: impl FnOnce(candle_nn::VarBuilder) -> std::result::Result<N, E>,
+) -> Result<(N, VarMap)> {
+    let vars = VarMap::new();
+    let net = build(candle_nn::VarBuilder::from_varmap(
+        &vars,
+        candle_core::DType::F32,
+        dev,
+    ))
+    .map_err(Into::into)?;
+    Ok((net, vars))
+}
+
 impl<G, D> GanNets<G, D> {
     /// A generator and a discriminator (or critic) built by `make_g` and `make_d` on fresh
     /// variables, then initialised by `init` (such as [`gan_core::init::dcgan_init`]) from
@@ -240,10 +256,8 @@ impl<G, D> GanNets<G, D> {
         make_d: impl FnOnce(candle_nn::VarBuilder) -> Result<D>,
     ) -> Result<Self> {
         use crate::streams as stream;
-        let (g_vars, d_vars) = (VarMap::new(), VarMap::new());
-        let vb = |vars| candle_nn::VarBuilder::from_varmap(vars, candle_core::DType::F32, dev);
-        let g = make_g(vb(&g_vars))?;
-        let d = make_d(vb(&d_vars))?;
+        let (g, g_vars) = on_fresh_vars(dev, make_g)?;
+        let (d, d_vars) = on_fresh_vars(dev, make_d)?;
         init(&g_vars, &mut SeededRng::with_stream(seed, stream::INIT_G))?;
         init(&d_vars, &mut SeededRng::with_stream(seed, stream::INIT_D))?;
         Ok(Self {
@@ -489,6 +503,52 @@ pub struct LoopConfig {
     /// What to do when a step's numbers are not finite (stop, by default).
     #[serde(default)]
     pub on_divergence: crate::engine::OnDivergence,
+}
+
+impl LoopConfig {
+    /// A run of `steps` steps that samples, checkpoints and logs at these intervals (in steps)
+    /// and stops at a step whose numbers are not finite.
+    pub fn new(steps: u64, sample_every: u64, checkpoint_every: u64, log_every: u64) -> Self {
+        Self {
+            steps,
+            sample_every,
+            checkpoint_every,
+            log_every,
+            on_divergence: Default::default(),
+        }
+    }
+}
+
+/// What the image models' runs (DCGAN and SNGAN, WGAN and WGAN-GP, CycleGAN, and through DCGAN
+/// the conditional GAN) record besides their own settings: length and cadences, seed, device,
+/// kernels and random-stream table. Flattened into their configurations, so its fields stand at
+/// the top level of `config.json`, where runs written before it have them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSettings {
+    /// Length, logging, sampling and checkpointing.
+    pub schedule: LoopConfig,
+    /// The seed of every random stream (weights, noise, batch order).
+    pub seed: u64,
+    /// The device (`cpu`, `cuda:0`, `metal`).
+    pub device: String,
+    /// Whether the fast CPU convolutions were used.
+    pub fast_conv: bool,
+    /// The version of the random-stream table ([`crate::streams`]; 1 for runs written before it).
+    #[serde(default = "crate::streams::legacy")]
+    pub streams: u32,
+}
+
+impl RunSettings {
+    /// `schedule` with seed 0 on the CPU, the fast kernels and the current stream table.
+    pub fn new(schedule: LoopConfig) -> Self {
+        Self {
+            schedule,
+            seed: 0,
+            device: "cpu".into(),
+            fast_conv: true,
+            streams: crate::streams::CURRENT,
+        }
+    }
 }
 
 /// Receives progress from the training loop ([`crate::engine::fit`]) of any model, `M` being the

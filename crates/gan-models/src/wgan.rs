@@ -65,7 +65,7 @@ use crate::options::GanOptions;
 use crate::run::RunDir;
 use crate::streams as stream;
 use crate::train::GanNets;
-use crate::train::{DiscriminatorNet, GeneratorNet, LoopConfig, Observer, StepConfig};
+use crate::train::{DiscriminatorNet, GeneratorNet, LoopConfig, Observer, RunSettings, StepConfig};
 
 /// The normalisation after the critic's inner convolutions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -271,6 +271,18 @@ impl WganOptimizer {
     }
 }
 
+impl WganRunConfig {
+    /// The generator's and the critic's optimizers: `optimizer`, the critic's with `critic_lr`
+    /// where given.
+    pub fn optimizers(&self) -> [WganOptimizer; 2] {
+        let mut critic = self.optimizer;
+        if let Some(lr) = self.critic_lr {
+            critic.set_lr(lr);
+        }
+        [self.optimizer, critic]
+    }
+}
+
 /// Everything that defines a WGAN or WGAN-GP run; saved as `config.json` before training starts.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WganRunConfig {
@@ -286,23 +298,20 @@ pub struct WganRunConfig {
     pub critic: CriticSchedule,
     /// The optimizer of both networks.
     pub optimizer: WganOptimizer,
+    /// The critic's learning rate where it differs from the generator's (TTUR, Heusel et al.
+    /// 2017; absent: `optimizer`'s for both).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub critic_lr: Option<f64>,
     /// The data.
     pub data: DataConfig,
     /// Images per batch (per critic iteration, and fakes per generator iteration).
     pub batch_size: usize,
     /// Epochs asked for, if the length was given in epochs; epochs count critic batches.
     pub epochs: Option<u64>,
-    /// Length (in generator iterations), logging, sampling and checkpointing.
-    pub schedule: LoopConfig,
-    /// The seed of every random stream (weights, noise and interpolation, batch order).
-    pub seed: u64,
-    /// The device (`cpu`, `cuda:0`, `metal`).
-    pub device: String,
-    /// Whether the fast CPU convolutions were used.
-    pub fast_conv: bool,
-    /// The version of the random-stream table ([`crate::streams`]; 1 for runs written before it).
-    #[serde(default = "stream::legacy")]
-    pub streams: u32,
+    /// Length, cadences, seed, device, kernels and stream table (at the top level of
+    /// `config.json`).
+    #[serde(flatten)]
+    pub run: RunSettings,
 }
 
 impl WganRunConfig {
@@ -317,20 +326,11 @@ impl WganRunConfig {
             lipschitz: Lipschitz::WeightClipping { clip: 0.01 },
             critic: CriticSchedule::wgan(5),
             optimizer: WganOptimizer::RmsProp(RmsPropConfig::default()),
+            critic_lr: None,
             data,
             batch_size: 64,
             epochs: None,
-            schedule: LoopConfig {
-                steps: 2000,
-                sample_every: 200,
-                checkpoint_every: 500,
-                log_every: 10,
-                on_divergence: Default::default(),
-            },
-            seed: 0,
-            device: "cpu".into(),
-            fast_conv: true,
-            streams: stream::CURRENT,
+            run: RunSettings::new(LoopConfig::new(2000, 200, 500, 10)),
         }
     }
 
@@ -392,8 +392,7 @@ impl WganRunConfig {
     }
 
     /// The DCGAN run configuration that describes this run's generator (for sampling and the
-    /// latent walk): `model`, `dcgan`, `data`, `batch_size`, `epochs`, `schedule`, `seed`,
-    /// `device` and `fast_conv` are this run's; the DCGAN optimizer and loss fields, which a WGAN
+    /// latent walk): `model`, `dcgan`, `data`, `batch_size`, `epochs` and `run` are this run's; the DCGAN optimizer and loss fields, which a WGAN
     /// does not have, hold DCGAN's defaults.
     pub fn generator_view(&self) -> DcganRunConfig {
         DcganRunConfig {
@@ -405,11 +404,7 @@ impl WganRunConfig {
             data: self.data.clone(),
             batch_size: self.batch_size,
             epochs: self.epochs,
-            schedule: self.schedule,
-            seed: self.seed,
-            device: self.device.clone(),
-            fast_conv: self.fast_conv,
-            streams: self.streams,
+            run: self.run.clone(),
             options: GanOptions::default(),
             init: Default::default(),
         }
@@ -533,20 +528,20 @@ impl WganTrainer {
         if cfg.is_gp() {
             ensure_second_order()?;
         }
-        gan_core::conv::set_fast_conv(cfg.fast_conv);
+        gan_core::conv::set_fast_conv(cfg.run.fast_conv);
         let nets = GanNets::new(
-            cfg.seed,
+            cfg.run.seed,
             dev,
             dcgan_init,
             |vb| DcganGenerator::new(&cfg.dcgan, vb),
             |vb| WganCritic::new(&cfg.dcgan, cfg.critic_norm, vb),
         )?;
         let parts = WganParts {
-            optimizer: cfg.optimizer,
+            optimizers: cfg.optimizers(),
             lipschitz: cfg.lipschitz,
             schedule: cfg.critic,
             batch_size: cfg.batch_size,
-            noise: SeededRng::with_stream(cfg.seed, stream::NOISE),
+            noise: SeededRng::with_stream(cfg.run.seed, stream::NOISE),
         };
         WganTrainer::from_parts(nets.g, nets.d, nets.g_vars, nets.d_vars, parts, dev)
     }
@@ -555,8 +550,8 @@ impl WganTrainer {
 /// The training settings [`WganTrainer::from_parts`] takes besides the networks.
 #[derive(Debug)]
 pub struct WganParts {
-    /// The optimizer of both networks.
-    pub optimizer: WganOptimizer,
+    /// The generator's and the critic's optimizers.
+    pub optimizers: [WganOptimizer; 2],
     /// Weight clipping or penalty.
     pub lipschitz: Lipschitz,
     /// Critic iterations per generator iteration.
@@ -583,8 +578,8 @@ impl<G: GeneratorNet, C: DiscriminatorNet> WganTrainer<G, C> {
             ensure_second_order()?;
         }
         let mut trainer = Self {
-            opt_g: parts.optimizer.build(&g_vars)?,
-            opt_c: parts.optimizer.build(&c_vars)?,
+            opt_g: parts.optimizers[0].build(&g_vars)?,
+            opt_c: parts.optimizers[1].build(&c_vars)?,
             g,
             critic,
             g_vars,
@@ -595,7 +590,7 @@ impl<G: GeneratorNet, C: DiscriminatorNet> WganTrainer<G, C> {
             batch_size: parts.batch_size,
             step: 0,
             device: dev.clone(),
-            base_lr: [parts.optimizer.lr(); 2],
+            base_lr: parts.optimizers.map(|o| o.lr()),
         };
         trainer.clip()?; // the paper's critic starts inside the box too
         Ok(trainer)
@@ -725,7 +720,7 @@ fn mean_f64(xs: &Tensor) -> Result<f64> {
 
 /// The fixed noise batch of the sample grids, drawn once from the seed.
 pub fn fixed_noise(cfg: &WganRunConfig, dev: &Device) -> Result<Tensor> {
-    let mut rng = SeededRng::with_stream(cfg.seed, stream::FIXED_NOISE);
+    let mut rng = SeededRng::with_stream(cfg.run.seed, stream::FIXED_NOISE);
     Ok(rng.randn((GRID_SAMPLES, cfg.dcgan.nz), 0.0, 1.0, dev)?)
 }
 
@@ -740,7 +735,7 @@ pub fn train_wgan(
     resume: bool,
     observer: &mut dyn Observer<WganMetrics>,
 ) -> Result<FitOutcome<WganMetrics>> {
-    let dev = parse_device(&cfg.device)?;
+    let dev = parse_device(&cfg.run.device)?;
     let trainer = WganTrainer::new(cfg, &dev)?;
     let noise = fixed_noise(cfg, &dev)?;
     let write = move |t: &WganTrainer, p: &Path| -> Result<()> {
@@ -750,8 +745,8 @@ pub fn train_wgan(
         run,
         data,
         resume,
-        batches: stream::batch_config(cfg.batch_size, cfg.seed, cfg.streams),
-        schedule: cfg.schedule,
+        batches: stream::batch_config(cfg.batch_size, cfg.run.seed, cfg.run.streams),
+        schedule: cfg.run.schedule,
         device: &dev,
     };
     job.fit(trainer, write, observer)

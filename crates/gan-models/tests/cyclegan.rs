@@ -265,10 +265,10 @@ fn tiny_config(root: &Path) -> CycleGanRunConfig {
     cfg.batch_size = 2;
     cfg.epochs = 1;
     cfg.epochs_decay = 1;
-    cfg.schedule.sample_every = 0;
-    cfg.schedule.checkpoint_every = 0;
-    cfg.schedule.log_every = 1;
-    cfg.seed = 5;
+    cfg.run.schedule.sample_every = 0;
+    cfg.run.schedule.checkpoint_every = 0;
+    cfg.run.schedule.log_every = 1;
+    cfg.run.seed = 5;
     cfg
 }
 
@@ -378,8 +378,8 @@ fn resume_continues_exactly_and_eval_runs() {
     let mut cfg = tiny_config(dir.path());
     let data = load_train(&cfg).unwrap();
     cfg.finish(&data, Some(4));
-    cfg.schedule.checkpoint_every = 2;
-    cfg.schedule.sample_every = 2;
+    cfg.run.schedule.checkpoint_every = 2;
+    cfg.run.schedule.sample_every = 2;
 
     // Uninterrupted: 4 steps (lr decays in the second epoch: step 4).
     let full = RunDir::create(dir.path().join("full"), &cfg).unwrap();
@@ -389,7 +389,7 @@ fn resume_continues_exactly_and_eval_runs() {
 
     // Interrupted after 2, resumed to 4.
     let mut half_cfg = cfg.clone();
-    half_cfg.schedule.steps = 2;
+    half_cfg.run.schedule.steps = 2;
     let part = RunDir::create(dir.path().join("part"), &half_cfg).unwrap();
     train_cyclegan(&part, &half_cfg, &data, false, &mut Silent).unwrap();
     let out = train_cyclegan(&part, &cfg, &data, true, &mut Silent).unwrap();

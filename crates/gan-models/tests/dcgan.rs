@@ -33,11 +33,11 @@ fn config(src: &ImageSource, ds: &TensorDataset, steps: u64) -> DcganRunConfig {
         max_items: None,
     };
     let mut cfg = DcganRunConfig::new(data, 1);
-    cfg.schedule.steps = steps;
-    cfg.schedule.sample_every = 0;
-    cfg.schedule.checkpoint_every = 0;
-    cfg.schedule.log_every = 1;
-    cfg.seed = 1;
+    cfg.run.schedule.steps = steps;
+    cfg.run.schedule.sample_every = 0;
+    cfg.run.schedule.checkpoint_every = 0;
+    cfg.run.schedule.log_every = 1;
+    cfg.run.seed = 1;
     cfg
 }
 
@@ -242,7 +242,7 @@ fn resume_reaches_the_same_parameters() {
     train_dcgan(&straight, &cfg, &ds, false, &mut Silent).unwrap();
 
     let mut first = cfg.clone();
-    first.schedule.steps = 11;
+    first.run.schedule.steps = 11;
     let resumed = RunDir::create(dir.path().join("b"), &first).unwrap();
     train_dcgan(&resumed, &first, &ds, false, &mut Silent).unwrap();
     let out = train_dcgan(&resumed, &cfg, &ds, true, &mut Silent).unwrap();
@@ -299,8 +299,8 @@ fn sngan_with_ema_learns_mnist_mini() {
     let (src, ds) = mnist_mini();
     let base = config(&src, &ds, 200);
     let mut cfg = DcganRunConfig::sngan(base.data.clone(), 1);
-    cfg.schedule = base.schedule;
-    cfg.seed = 1;
+    cfg.run.schedule = base.run.schedule;
+    cfg.run.seed = 1;
     cfg.dcgan.ngf = 32;
     cfg.dcgan.ndf = 32;
     cfg.options.n_dis = 2;
@@ -377,7 +377,7 @@ fn a_new_run_starts_from_given_weights() {
     let (src, ds) = mnist_mini();
     let mut a = config(&src, &ds, 1);
     (a.dcgan.ngf, a.dcgan.ndf, a.dcgan.nz) = (8, 8, 10);
-    a.seed = 1;
+    a.run.seed = 1;
     let dir = tempfile::tempdir().unwrap();
     let (g_file, d_file) = (
         dir.path().join("g.safetensors"),
@@ -388,7 +388,7 @@ fn a_new_run_starts_from_given_weights() {
     ta.d_vars.save(&d_file).unwrap();
 
     let mut b = a.clone();
-    b.seed = 2;
+    b.run.seed = 2;
     b.options.ema = Some(gan_core::ema::EmaConfig {
         decay: 0.999,
         start: 0,

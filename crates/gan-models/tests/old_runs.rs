@@ -109,7 +109,7 @@ fn old_dcgan_run_resumes_exactly_and_samples() {
     let RunConfig::Dcgan(mut cfg) = read(&run, "dcgan") else {
         panic!("not a DCGAN config")
     };
-    cfg.schedule.steps = 5;
+    cfg.run.schedule.steps = 5;
     let out = train_dcgan(&run, &cfg, &mnist_mini(28), true, &mut Silent).unwrap();
     assert_eq!(out.step, 5);
     assert_same_as_straight(&run, "dcgan", "generator.safetensors");
@@ -124,7 +124,7 @@ fn old_wgan_run_resumes_and_samples() {
     let RunConfig::Wgan(mut cfg) = read(&run, "wgan") else {
         panic!("not a WGAN config")
     };
-    cfg.schedule.steps = 5;
+    cfg.run.schedule.steps = 5;
     let out = train_wgan(&run, &cfg, &mnist_mini(28), true, &mut Silent).unwrap();
     assert_eq!(out.step, 5);
     let metrics = std::fs::read_to_string(run.metrics_path()).unwrap();
@@ -140,7 +140,7 @@ fn old_wgan_gp_run_resumes_exactly() {
     let RunConfig::Wgan(mut cfg) = read(&run, "wgan-gp") else {
         panic!("not a WGAN-GP config")
     };
-    cfg.schedule.steps = 5;
+    cfg.run.schedule.steps = 5;
     train_wgan(&run, &cfg, &mnist_mini(28), true, &mut Silent).unwrap();
     assert_same_as_straight(&run, "wgan-gp", "generator.safetensors");
 }
@@ -196,7 +196,7 @@ fn old_cyclegan_run_resumes_exactly_and_translates() {
         },
     )
     .unwrap();
-    cfg.schedule.steps = 5;
+    cfg.run.schedule.steps = 5;
     train_cyclegan(&run, &cfg, &data, true, &mut Silent).unwrap();
     assert_same_as_straight(&run, "cyclegan", "generator_ab.safetensors");
     let model = load_cyclegan(&run, "latest", &Device::Cpu).unwrap();

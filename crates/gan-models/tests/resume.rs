@@ -50,7 +50,7 @@ fn config(kind: &str, steps: u64) -> RunConfig {
     }
     let schedule = match &mut cfg {
         RunConfig::Dcgan(c) => {
-            c.streams = gan_models::streams::CURRENT;
+            c.run.streams = gan_models::streams::CURRENT;
             if kind == "sngan-all" {
                 c.model = "sngan".into();
                 c.dcgan.spectral_norm = true;
@@ -71,24 +71,24 @@ fn config(kind: &str, steps: u64) -> RunConfig {
                     raw_generator: false,
                 };
             }
-            &mut c.schedule
+            &mut c.run.schedule
         }
         RunConfig::Wgan(c) => {
-            c.streams = gan_models::streams::CURRENT;
-            &mut c.schedule
+            c.run.streams = gan_models::streams::CURRENT;
+            &mut c.run.schedule
         }
         RunConfig::Toy(c) => {
             c.streams = gan_models::streams::CURRENT;
             &mut c.schedule
         }
         RunConfig::CycleGan(c) => {
-            c.streams = gan_models::streams::CURRENT;
+            c.run.streams = gan_models::streams::CURRENT;
             c.data.dataroot = fixtures().join("cyclegan-data");
-            &mut c.schedule
+            &mut c.run.schedule
         }
         RunConfig::Cgan(c) => {
-            c.base.streams = gan_models::streams::CURRENT;
-            &mut c.base.schedule
+            c.base.run.streams = gan_models::streams::CURRENT;
+            &mut c.base.run.schedule
         }
     };
     schedule.steps = steps;

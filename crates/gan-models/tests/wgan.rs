@@ -51,11 +51,11 @@ fn small(gp: bool, steps: u64) -> (WganRunConfig, TensorDataset) {
     };
     cfg.critic = CriticSchedule::constant(2);
     cfg.batch_size = 16;
-    cfg.seed = 3;
-    cfg.schedule.steps = steps;
-    cfg.schedule.sample_every = 0;
-    cfg.schedule.checkpoint_every = 0;
-    cfg.schedule.log_every = 1;
+    cfg.run.seed = 3;
+    cfg.run.schedule.steps = steps;
+    cfg.run.schedule.sample_every = 0;
+    cfg.run.schedule.checkpoint_every = 0;
+    cfg.run.schedule.log_every = 1;
     (cfg, ds)
 }
 
@@ -255,7 +255,7 @@ fn resume_reaches_the_same_parameters() {
         train_wgan(&straight, &cfg, &ds, false, &mut Silent).unwrap();
 
         let mut first = cfg.clone();
-        first.schedule.steps = 3;
+        first.run.schedule.steps = 3;
         let resumed = RunDir::create(dir.path().join("b"), &first).unwrap();
         train_wgan(&resumed, &first, &ds, false, &mut Silent).unwrap();
         let out = train_wgan(&resumed, &cfg, &ds, true, &mut Silent).unwrap();
