@@ -1,6 +1,6 @@
 //! `gan-cli train cgan`: the flags of `train dcgan` plus `--cond` and `--aux-weight` into a
 //! [`CganRunConfig`], then the shared train path ([`crate::train_cmd`]) around
-//! `gan_models::cgan_run::train_cgan`; and what `sample`, `interpolate` and `eval` do for a
+//! `gan_models::dcgan_run::train_image_gan`; and what `sample`, `interpolate` and `eval` do for a
 //! class-conditional run.
 
 use std::path::Path;
@@ -10,7 +10,8 @@ use anyhow::bail;
 use clap::{Args, ValueEnum};
 use gan_data::ImageSource;
 use gan_models::cgan::CondMode;
-use gan_models::cgan_run::{check_labels, load_cgan, train_cgan, CganRunConfig, LoadedCgan};
+use gan_models::cgan_run::{check_labels, load_cgan, CganRunConfig, LoadedCgan};
+use gan_models::dcgan_run::train_image_gan;
 use gan_models::grid::{save_grid, save_images};
 use gan_models::run::RunDir;
 
@@ -92,7 +93,10 @@ pub fn train(a: TrainCganArgs) -> anyhow::Result<ExitCode> {
             Ok((d.run.out_dir("cgan"), cfg, data))
         },
     )?;
-    session.train((Some(&d.eval), &d.net.datasets_dir), train_cgan)
+    session.train(
+        (Some(&d.eval), &d.net.datasets_dir),
+        train_image_gan::<CganRunConfig>,
+    )
 }
 
 /// `gan-cli sample` for a class-conditional run: `--class` (a name or a number) gives `--count`

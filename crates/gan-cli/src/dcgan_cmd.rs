@@ -1,6 +1,6 @@
 //! `gan-cli train dcgan` and `train sngan`: flags into a [`DcganRunConfig`] (each model's
 //! defaults, then the flags given), then the shared train path ([`crate::train_cmd`]) around
-//! `gan_models::dcgan_run::train_dcgan`.
+//! `gan_models::dcgan_run::train_image_gan`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,9 +8,8 @@ use std::process::ExitCode;
 use anyhow::bail;
 use gan_data::ImageSource;
 use gan_models::dcgan::DcganConfig;
-use gan_models::dcgan_run::{
-    load_data, steps_per_epoch, train_dcgan, DataConfig, DcganRunConfig, InitWeights,
-};
+use gan_models::dcgan_run::train_image_gan;
+use gan_models::dcgan_run::{load_data, steps_per_epoch, DataConfig, DcganRunConfig, InitWeights};
 use gan_models::run::RunDir;
 
 use crate::args::{GanOptionFlags, TrainDcgan};
@@ -41,7 +40,10 @@ pub fn train(a: TrainDcgan, model: &str) -> anyhow::Result<ExitCode> {
         gan_core::penalty::ensure_second_order()
             .map_err(|e| anyhow::anyhow!("cannot turn on second-order gradients for R1: {e}"))?;
     }
-    session.train((Some(&a.eval), &a.net.datasets_dir), train_dcgan)
+    session.train(
+        (Some(&a.eval), &a.net.datasets_dir),
+        train_image_gan::<DcganRunConfig>,
+    )
 }
 
 /// Applies to a resumed DCGAN-family run (`dcgan`, `cgan`) the flags it may change: a new

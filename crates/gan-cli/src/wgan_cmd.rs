@@ -1,13 +1,12 @@
 //! `gan-cli train wgan` (weight clipping) and `gan-cli train wgan-gp` (gradient penalty): flags
-//! into a [`WganRunConfig`], then `gan_models::wgan::train_wgan`.
+//! into a [`WganRunConfig`], then `gan_models::dcgan_run::train_image_gan`.
 
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::ValueEnum;
-use gan_models::wgan::{
-    steps_for_epochs, train_wgan, CriticNorm, CriticSchedule, Lipschitz, WganRunConfig,
-};
+use gan_models::dcgan_run::train_image_gan;
+use gan_models::wgan::{steps_for_epochs, CriticNorm, CriticSchedule, Lipschitz, WganRunConfig};
 
 use crate::train_cmd::{apply_on_resume, check_resume_flags, open_or_create};
 
@@ -137,7 +136,10 @@ pub fn train(a: TrainWganArgs, gp: bool) -> anyhow::Result<ExitCode> {
             Ok((a.run.out_dir(model), cfg, data))
         },
     )?;
-    session.train((Some(&a.eval), &a.net.datasets_dir), train_wgan)
+    session.train(
+        (Some(&a.eval), &a.net.datasets_dir),
+        train_image_gan::<WganRunConfig>,
+    )
 }
 
 /// The f64 whose shortest decimal form is that of `v` (`0.01f32` gives `0.01`, not

@@ -23,14 +23,14 @@ use crate::cgan::{
     class_loss, cycling_labels, one_hot, CganConfig, CganDiscriminator, CganGenerator, CganOutput,
     CondMode,
 };
-use crate::dcgan_run::{init_nets, parse_device, slerp, DcganRunConfig};
-use crate::engine::{FitOutcome, Signals, StepRecord, Trainer};
+use crate::dcgan_run::{init_nets, slerp, DcganRunConfig};
+use crate::engine::{Signals, StepRecord, Trainer};
 use crate::error::{ModelError, Result};
 use crate::grid::save_grid;
 use crate::registry::RunConfig;
 use crate::run::RunDir;
 use crate::streams as stream;
-use crate::train::{load_vars, GanNets, GeneratorNet, Observer, StepMetrics};
+use crate::train::{load_vars, GanNets, GeneratorNet, StepMetrics};
 
 /// Everything that defines a class-conditional run; saved as `config.json`. The DCGAN fields
 /// (networks, optimizers, data, schedule, seed …) are those of `train dcgan`, with `model`
@@ -343,35 +343,31 @@ pub fn grid_noise(cfg: &CganRunConfig, dev: &Device) -> Result<(Tensor, Tensor)>
     Ok((z, y))
 }
 
-/// Trains a class-conditional run to `cfg.base.schedule.steps`: a new run in `run` (whose
-/// `config.json` must already be written) or, with `resume`, from its `latest` checkpoint.
-pub fn train_cgan(
-    run: &RunDir,
-    cfg: &CganRunConfig,
-    data: &TensorDataset,
-    resume: bool,
-    observer: &mut dyn Observer<CganMetrics>,
-) -> Result<FitOutcome<CganMetrics>> {
-    let dev = parse_device(&cfg.base.run.device)?;
-    check_labels(
-        data,
-        &cfg.classes,
-        &cfg.base.data.path.display().to_string(),
-    )?;
-    let trainer = build_trainer(&cfg.fresh_or_resumed(resume), &dev)?;
-    let (z, y) = grid_noise(cfg, &dev)?;
-    let write = move |t: &CganTrainer, p: &Path| -> Result<()> {
-        save_grid(&t.nets.g.forward_t(&z, &y, false)?, 8, p)
-    };
-    let job = crate::dcgan_run::ImageGanJob {
-        run,
-        data,
-        resume,
-        batches: cfg.base.batch_config(),
-        schedule: cfg.base.run.schedule,
-        device: &dev,
-    };
-    job.fit(trainer, write, observer)
+impl crate::dcgan_run::ImageGan for CganRunConfig {
+    type Trainer = CganTrainer;
+    fn settings(&self) -> &crate::train::RunSettings {
+        &self.base.run
+    }
+    fn batch_size(&self) -> usize {
+        self.base.batch_size
+    }
+    /// The labels must be class numbers below the number of classes.
+    fn check_data(&self, data: &TensorDataset) -> Result<()> {
+        check_labels(
+            data,
+            &self.classes,
+            &self.base.data.path.display().to_string(),
+        )
+    }
+    fn trainer(&self, resume: bool, dev: &Device) -> Result<CganTrainer> {
+        build_trainer(&self.fresh_or_resumed(resume), dev)
+    }
+    fn grid_writer(&self, dev: &Device) -> Result<crate::dcgan_run::GridWriter<CganTrainer>> {
+        let (z, y) = grid_noise(self, dev)?;
+        Ok(Box::new(move |t: &CganTrainer, p: &Path| {
+            save_grid(&t.nets.g.forward_t(&z, &y, false)?, 8, p)
+        }))
+    }
 }
 
 /// A trained class-conditional generator loaded from a run folder's checkpoint.

@@ -404,73 +404,79 @@ pub fn load_data(source: &ImageSource, cfg: &DcganConfig) -> Result<TensorDatase
     Ok(source.load_train(cfg.image_size, cfg.channels)?)
 }
 
-/// Trains a DCGAN run to `cfg.schedule.steps`: a new run in `run` (whose `config.json` must
-/// already be written) or, with `resume`, continuing from its `latest` checkpoint.
-pub fn train_dcgan(
+/// An image GAN's run configuration (DCGAN and SNGAN, WGAN and WGAN-GP, the class-conditional
+/// GAN): what [`train_image_gan`] needs to build its trainer and draw its sample grids.
+pub trait ImageGan {
+    /// The model's trainer; its batches are images (with their labels, where the data has them).
+    type Trainer: Trainer<Batch = gan_data::Batch>;
+    /// Length, cadences, seed, device, kernels and stream table.
+    fn settings(&self) -> &RunSettings;
+    /// Images per batch.
+    fn batch_size(&self) -> usize;
+    /// Checks the training data against the configuration (default: nothing to check).
+    fn check_data(&self, _data: &TensorDataset) -> Result<()> {
+        Ok(())
+    }
+    /// A freshly initialised trainer on `dev` (for a resumed run, the checkpoint then replaces
+    /// its state).
+    fn trainer(&self, resume: bool, dev: &Device) -> Result<Self::Trainer>;
+    /// Writes a sample grid of the trainer's generator (fixed noise from the seed) to a path.
+    fn grid_writer(&self, dev: &Device) -> Result<GridWriter<Self::Trainer>>;
+}
+
+/// Draws a trainer's sample grid to a PNG path ([`ImageGan::grid_writer`]).
+pub type GridWriter<T> = Box<dyn FnMut(&T, &Path) -> Result<()>>;
+
+/// Trains an image GAN run to its `schedule.steps`: a new run in `run` (whose `config.json` must
+/// already be written; [`REAL_GRID`] is written first) or, with `resume`, continuing from its
+/// `latest` checkpoint. WGAN-GP and R1 need second-order gradients: call it on a thread that has
+/// not yet run a backward pass (see [`gan_core::penalty::ensure_second_order`]).
+pub fn train_image_gan<C: ImageGan>(
     run: &RunDir,
-    cfg: &DcganRunConfig,
+    cfg: &C,
     data: &TensorDataset,
     resume: bool,
-    observer: &mut dyn Observer,
-) -> Result<FitOutcome> {
-    let dev = parse_device(&cfg.run.device)?;
-    let trainer = build_trainer(&cfg.fresh_or_resumed(resume), &dev)?;
-    let noise = fixed_noise(cfg, &dev)?;
-    let write = move |t: &DcganTrainer, p: &Path| -> Result<()> {
-        save_grid(&t.sampler().forward_t(&noise, false)?, 8, p)
-    };
-    let job = ImageGanJob {
+    observer: &mut dyn Observer<<C::Trainer as Trainer>::Metrics>,
+) -> Result<FitOutcome<<C::Trainer as Trainer>::Metrics>> {
+    let s = cfg.settings();
+    let dev = parse_device(&s.device)?;
+    cfg.check_data(data)?;
+    let mut trainer = cfg.trainer(resume, &dev)?;
+    let mut write = cfg.grid_writer(&dev)?;
+    let batches = stream::batch_config(cfg.batch_size(), s.seed, s.streams);
+    let mut batcher = Batcher::new(data, batches, &dev)?;
+    if resume {
+        crate::engine::resume(&mut trainer, &mut batcher, run, observer)?;
+    } else {
+        save_real_grid(run, data, observer)?;
+    }
+    let fit_cfg = FitConfig::new(s.schedule);
+    fit(
+        &mut trainer,
+        &mut batcher,
         run,
-        data,
-        resume,
-        batches: cfg.batch_config(),
-        schedule: cfg.run.schedule,
-        device: &dev,
-    };
-    job.fit(trainer, write, observer)
+        &fit_cfg,
+        &mut write,
+        observer,
+    )
 }
 
-/// What every image GAN's train function hands to [`ImageGanJob::fit`] besides its trainer.
-#[derive(Debug)]
-pub struct ImageGanJob<'a> {
-    /// The run folder (its `config.json` already written).
-    pub run: &'a RunDir,
-    /// The training images.
-    pub data: &'a TensorDataset,
-    /// Continue from the run's `latest` checkpoint instead of starting.
-    pub resume: bool,
-    /// The batches: size, shuffling and their random stream.
-    pub batches: BatchConfig,
-    /// Length, logging, sampling and checkpointing.
-    pub schedule: LoopConfig,
-    /// The device of the batches.
-    pub device: &'a Device,
-}
-
-impl ImageGanJob<'_> {
-    /// Trains `trainer` on batches of the images: restored from the run's `latest` checkpoint
-    /// when resuming, else after writing [`REAL_GRID`]; `write` draws the sample grids.
-    pub fn fit<T: Trainer<Batch = gan_data::Batch>>(
-        self,
-        mut trainer: T,
-        mut write: impl FnMut(&T, &Path) -> Result<()>,
-        observer: &mut dyn Observer<T::Metrics>,
-    ) -> Result<FitOutcome<T::Metrics>> {
-        let mut batcher = Batcher::new(self.data, self.batches, self.device)?;
-        if self.resume {
-            crate::engine::resume(&mut trainer, &mut batcher, self.run, observer)?;
-        } else {
-            save_real_grid(self.run, self.data, observer)?;
-        }
-        let cfg = FitConfig::new(self.schedule);
-        fit(
-            &mut trainer,
-            &mut batcher,
-            self.run,
-            &cfg,
-            &mut write,
-            observer,
-        )
+impl ImageGan for DcganRunConfig {
+    type Trainer = DcganTrainer;
+    fn settings(&self) -> &RunSettings {
+        &self.run
+    }
+    fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+    fn trainer(&self, resume: bool, dev: &Device) -> Result<DcganTrainer> {
+        build_trainer(&self.fresh_or_resumed(resume), dev)
+    }
+    fn grid_writer(&self, dev: &Device) -> Result<GridWriter<DcganTrainer>> {
+        let noise = fixed_noise(self, dev)?;
+        Ok(Box::new(move |t: &DcganTrainer, p: &Path| {
+            save_grid(&t.sampler().forward_t(&noise, false)?, 8, p)
+        }))
     }
 }
 

@@ -53,19 +53,17 @@ use gan_core::norm::LayerNorm;
 use gan_core::optim::{Adam, AdamConfig, RmsProp, RmsPropConfig, StatefulOptimizer};
 use gan_core::penalty::{ensure_second_order, gradient_penalty};
 use gan_core::rng::SeededRng;
-use gan_data::TensorDataset;
 use serde::{Deserialize, Serialize};
 
 use crate::dcgan::{DcganConfig, DcganGenerator};
-use crate::dcgan_run::{parse_device, DataConfig, DcganRunConfig, GRID_SAMPLES};
-use crate::engine::{FitOutcome, Signals, StepRecord, Trainer};
+use crate::dcgan_run::{DataConfig, DcganRunConfig, GRID_SAMPLES};
+use crate::engine::{Signals, StepRecord, Trainer};
 use crate::error::{ModelError, Result};
 use crate::grid::save_grid;
 use crate::options::GanOptions;
-use crate::run::RunDir;
 use crate::streams as stream;
 use crate::train::GanNets;
-use crate::train::{DiscriminatorNet, GeneratorNet, LoopConfig, Observer, RunSettings, StepConfig};
+use crate::train::{DiscriminatorNet, GeneratorNet, LoopConfig, RunSettings, StepConfig};
 
 /// The normalisation after the critic's inner convolutions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -724,32 +722,23 @@ pub fn fixed_noise(cfg: &WganRunConfig, dev: &Device) -> Result<Tensor> {
     Ok(rng.randn((GRID_SAMPLES, cfg.dcgan.nz), 0.0, 1.0, dev)?)
 }
 
-/// Trains a WGAN or WGAN-GP run to `cfg.schedule.steps`: a new run in `run` (whose
-/// `config.json` must already be written) or, with `resume`, continuing from its `latest`
-/// checkpoint. For WGAN-GP, call it on a thread that has not yet run a backward pass (see
-/// [`gan_core::penalty::ensure_second_order`]).
-pub fn train_wgan(
-    run: &RunDir,
-    cfg: &WganRunConfig,
-    data: &TensorDataset,
-    resume: bool,
-    observer: &mut dyn Observer<WganMetrics>,
-) -> Result<FitOutcome<WganMetrics>> {
-    let dev = parse_device(&cfg.run.device)?;
-    let trainer = WganTrainer::new(cfg, &dev)?;
-    let noise = fixed_noise(cfg, &dev)?;
-    let write = move |t: &WganTrainer, p: &Path| -> Result<()> {
-        save_grid(&t.g.forward_t(&noise, false)?, 8, p)
-    };
-    let job = crate::dcgan_run::ImageGanJob {
-        run,
-        data,
-        resume,
-        batches: stream::batch_config(cfg.batch_size, cfg.run.seed, cfg.run.streams),
-        schedule: cfg.run.schedule,
-        device: &dev,
-    };
-    job.fit(trainer, write, observer)
+impl crate::dcgan_run::ImageGan for WganRunConfig {
+    type Trainer = WganTrainer;
+    fn settings(&self) -> &RunSettings {
+        &self.run
+    }
+    fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+    fn trainer(&self, _resume: bool, dev: &Device) -> Result<WganTrainer> {
+        WganTrainer::new(self, dev)
+    }
+    fn grid_writer(&self, dev: &Device) -> Result<crate::dcgan_run::GridWriter<WganTrainer>> {
+        let noise = fixed_noise(self, dev)?;
+        Ok(Box::new(move |t: &WganTrainer, p: &Path| {
+            save_grid(&t.g.forward_t(&noise, false)?, 8, p)
+        }))
+    }
 }
 
 /// Generator iterations for `epochs` passes over `items` real images: each generator iteration

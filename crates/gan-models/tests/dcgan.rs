@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use gan_data::{Dataset, ImageSource, TensorDataset};
 use gan_models::dcgan::{DcganConfig, DcganDiscriminator, DcganGenerator};
-use gan_models::dcgan_run::{
-    build_trainer, load_generator, train_dcgan, DataConfig, DcganRunConfig,
-};
+use gan_models::dcgan_run::train_image_gan;
+use gan_models::dcgan_run::{build_trainer, load_generator, DataConfig, DcganRunConfig};
 use gan_models::engine::StepRecord;
 use gan_models::run::RunDir;
 use gan_models::train::Silent;
@@ -192,7 +191,7 @@ fn learns_mnist_mini_in_300_steps() {
     let (mean0, _) = sample_stats(&run, "step-000000");
     let r0 = pearson(&mean0, &mean_train);
 
-    let out = train_dcgan(&run, &cfg, &ds, false, &mut Silent).unwrap();
+    let out = train_image_gan(&run, &cfg, &ds, false, &mut Silent).unwrap();
     assert_eq!(out.step, 300);
     let (mean1, spread) = sample_stats(&run, "latest");
     let r1 = pearson(&mean1, &mean_train);
@@ -239,13 +238,13 @@ fn resume_reaches_the_same_parameters() {
     let (cfg, ds) = small_config(20);
     let dir = tempfile::tempdir().unwrap();
     let straight = RunDir::create(dir.path().join("a"), &cfg).unwrap();
-    train_dcgan(&straight, &cfg, &ds, false, &mut Silent).unwrap();
+    train_image_gan(&straight, &cfg, &ds, false, &mut Silent).unwrap();
 
     let mut first = cfg.clone();
     first.run.schedule.steps = 11;
     let resumed = RunDir::create(dir.path().join("b"), &first).unwrap();
-    train_dcgan(&resumed, &first, &ds, false, &mut Silent).unwrap();
-    let out = train_dcgan(&resumed, &cfg, &ds, true, &mut Silent).unwrap();
+    train_image_gan(&resumed, &first, &ds, false, &mut Silent).unwrap();
+    let out = train_image_gan(&resumed, &cfg, &ds, true, &mut Silent).unwrap();
     assert_eq!(out.step, 20);
 
     common::assert_same_latest(
@@ -278,7 +277,7 @@ fn corrupt_checkpoint_is_a_clear_error() {
     let (cfg, ds) = small_config(2);
     let dir = tempfile::tempdir().unwrap();
     let run = RunDir::create(dir.path().join("r"), &cfg).unwrap();
-    train_dcgan(&run, &cfg, &ds, false, &mut Silent).unwrap();
+    train_image_gan(&run, &cfg, &ds, false, &mut Silent).unwrap();
     let g = run
         .checkpoint("latest")
         .unwrap()
@@ -311,7 +310,7 @@ fn sngan_with_ema_learns_mnist_mini() {
     cfg.options.diffaug = Some(gan_core::diffaug::DiffAugment::parse("translation").unwrap());
     let dir = tempfile::tempdir().unwrap();
     let run = RunDir::create(dir.path().join("run"), &cfg).unwrap();
-    let out = train_dcgan(&run, &cfg, &ds, false, &mut Silent).unwrap();
+    let out = train_image_gan(&run, &cfg, &ds, false, &mut Silent).unwrap();
     assert_eq!(out.step, 200);
     let (mean, spread) = sample_stats(&run, "latest");
     let r = pearson(&mean, &ds.mean_item());

@@ -34,12 +34,12 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 use gan_data::{ImageSource, Split, Unpaired};
 use gan_models::cyclegan_run::{load_cyclegan, train_cyclegan, Direction};
-use gan_models::dcgan_run::{load_generator, train_dcgan};
+use gan_models::dcgan_run::load_generator;
+use gan_models::dcgan_run::train_image_gan;
 use gan_models::registry::RunConfig;
 use gan_models::run::RunDir;
 use gan_models::toy::{load_toy_generator, train_toy};
 use gan_models::train::Silent;
-use gan_models::wgan::train_wgan;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/old-runs")
@@ -110,7 +110,7 @@ fn old_dcgan_run_resumes_exactly_and_samples() {
         panic!("not a DCGAN config")
     };
     cfg.run.schedule.steps = 5;
-    let out = train_dcgan(&run, &cfg, &mnist_mini(28), true, &mut Silent).unwrap();
+    let out = train_image_gan(&run, &cfg, &mnist_mini(28), true, &mut Silent).unwrap();
     assert_eq!(out.step, 5);
     assert_same_as_straight(&run, "dcgan", "generator.safetensors");
     let g = load_generator(&run, "latest", &Device::Cpu).unwrap();
@@ -125,7 +125,7 @@ fn old_wgan_run_resumes_and_samples() {
         panic!("not a WGAN config")
     };
     cfg.run.schedule.steps = 5;
-    let out = train_wgan(&run, &cfg, &mnist_mini(28), true, &mut Silent).unwrap();
+    let out = train_image_gan(&run, &cfg, &mnist_mini(28), true, &mut Silent).unwrap();
     assert_eq!(out.step, 5);
     let metrics = std::fs::read_to_string(run.metrics_path()).unwrap();
     assert_eq!(metrics.lines().count(), 5, "steps 4 and 5 appended");
@@ -141,7 +141,7 @@ fn old_wgan_gp_run_resumes_exactly() {
         panic!("not a WGAN-GP config")
     };
     cfg.run.schedule.steps = 5;
-    train_wgan(&run, &cfg, &mnist_mini(28), true, &mut Silent).unwrap();
+    train_image_gan(&run, &cfg, &mnist_mini(28), true, &mut Silent).unwrap();
     assert_same_as_straight(&run, "wgan-gp", "generator.safetensors");
 }
 

@@ -12,14 +12,13 @@ use std::path::{Path, PathBuf};
 
 use gan_data::{ImageSource, Split, Unpaired};
 use gan_models::cgan::CondMode;
-use gan_models::cgan_run::{train_cgan, CganRunConfig};
+use gan_models::cgan_run::CganRunConfig;
 use gan_models::cyclegan_run::train_cyclegan;
-use gan_models::dcgan_run::train_dcgan;
+use gan_models::dcgan_run::train_image_gan;
 use gan_models::registry::RunConfig;
 use gan_models::run::RunDir;
 use gan_models::toy::train_toy;
 use gan_models::train::Silent;
-use gan_models::wgan::train_wgan;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/old-runs")
@@ -111,10 +110,10 @@ fn train(run: &RunDir, cfg: &RunConfig, resume: bool) {
     let mnist = || mnist_at(&(0..64).collect::<Vec<_>>());
     match cfg {
         RunConfig::Dcgan(c) => {
-            train_dcgan(run, c, &mnist(), resume, &mut Silent).unwrap();
+            train_image_gan(run, c, &mnist(), resume, &mut Silent).unwrap();
         }
         RunConfig::Wgan(c) => {
-            train_wgan(run, c, &mnist(), resume, &mut Silent).unwrap();
+            train_image_gan(run, c, &mnist(), resume, &mut Silent).unwrap();
         }
         RunConfig::Toy(c) => {
             train_toy(run, c, resume, &mut Silent).unwrap();
@@ -134,7 +133,7 @@ fn train(run: &RunDir, cfg: &RunConfig, resume: bool) {
         RunConfig::Cgan(c) => {
             // mnist-mini is sorted by class: every 140th image holds all ten.
             let every_class: Vec<usize> = (0..64).map(|i| i * 140).collect();
-            train_cgan(run, c, &mnist_at(&every_class), resume, &mut Silent).unwrap();
+            train_image_gan(run, c, &mnist_at(&every_class), resume, &mut Silent).unwrap();
         }
     }
 }

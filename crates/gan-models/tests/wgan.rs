@@ -10,12 +10,13 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use gan_data::{BatchConfig, Batcher, Dataset, ImageSource, TensorDataset};
 use gan_models::dcgan::{DcganConfig, DcganDiscriminator};
+use gan_models::dcgan_run::train_image_gan;
 use gan_models::dcgan_run::{load_generator, DataConfig};
 use gan_models::engine::{StepRecord, Trainer};
 use gan_models::run::RunDir;
 use gan_models::train::Silent;
 use gan_models::wgan::{
-    train_wgan, CriticNorm, CriticSchedule, Lipschitz, WganCritic, WganRunConfig, WganTrainer,
+    CriticNorm, CriticSchedule, Lipschitz, WganCritic, WganRunConfig, WganTrainer,
 };
 
 fn datasets_dir() -> PathBuf {
@@ -252,13 +253,13 @@ fn resume_reaches_the_same_parameters() {
         let (cfg, ds) = small(gp, 6);
         let dir = tempfile::tempdir().unwrap();
         let straight = RunDir::create(dir.path().join("a"), &cfg).unwrap();
-        train_wgan(&straight, &cfg, &ds, false, &mut Silent).unwrap();
+        train_image_gan(&straight, &cfg, &ds, false, &mut Silent).unwrap();
 
         let mut first = cfg.clone();
         first.run.schedule.steps = 3;
         let resumed = RunDir::create(dir.path().join("b"), &first).unwrap();
-        train_wgan(&resumed, &first, &ds, false, &mut Silent).unwrap();
-        let out = train_wgan(&resumed, &cfg, &ds, true, &mut Silent).unwrap();
+        train_image_gan(&resumed, &first, &ds, false, &mut Silent).unwrap();
+        let out = train_image_gan(&resumed, &cfg, &ds, true, &mut Silent).unwrap();
         assert_eq!(out.step, 6);
         common::assert_same_latest(
             &straight,
