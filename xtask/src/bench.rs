@@ -361,7 +361,7 @@ fn dcgan_step(args: &BenchArgs, m: Model, fast: bool, dev: &Device) -> anyhow::R
         DcganRunConfig::new(bench_data(), m.channels)
     };
     cfg.dcgan = dcgan_config(m);
-    cfg.batch_size = m.batch;
+    cfg.run.batch_size = m.batch;
     cfg.run.fast_conv = fast;
     let side = cfg.dcgan.image_size;
     let real =
@@ -390,7 +390,7 @@ fn dcgan_step(args: &BenchArgs, m: Model, fast: bool, dev: &Device) -> anyhow::R
 fn wgan_gp_step(m: Model, fast: bool, dev: &Device) -> anyhow::Result<StepFn> {
     let mut cfg = WganRunConfig::wgan_gp(bench_data(), m.channels);
     cfg.dcgan = dcgan_config(m);
-    cfg.batch_size = m.batch;
+    cfg.run.batch_size = m.batch;
     cfg.run.fast_conv = fast;
     if cfg.critic.n_critic != WGAN_N_CRITIC {
         bail!(
@@ -422,7 +422,7 @@ fn cyclegan_step(m: Model, fast: bool, dev: &Device) -> anyhow::Result<StepFn> {
     cfg.net = CYCLEGAN128;
     cfg.data.load_size = SIZE;
     cfg.data.crop_size = SIZE;
-    cfg.batch_size = m.batch;
+    cfg.run.batch_size = m.batch;
     cfg.run.fast_conv = fast;
     cfg.validate()?;
     let mut trainer = gan_models::cyclegan_run::build_trainer(&cfg, dev)?;

@@ -181,7 +181,7 @@ fn new_config(a: &TrainCycleganArgs, dataroot: PathBuf) -> CycleGanRunConfig {
     cfg.data.crop_size = a.crop_size;
     cfg.data.flip = !a.no_flip;
     cfg.data.max_dataset_size = a.max_dataset_size;
-    cfg.batch_size = a.batch_size;
+    cfg.run.batch_size = a.batch_size;
     cfg.epochs = a.epochs.unwrap_or(100);
     cfg.epochs_decay = a.epochs_decay.unwrap_or(100);
     cfg.run.seed = a.run.seed;

@@ -60,7 +60,7 @@ pub(crate) fn apply_resume(
     }
     if let Some(epochs) = a.net.epochs {
         cfg.epochs = Some(epochs);
-        cfg.run.schedule.steps = epochs * steps_per_epoch(cfg.data.items, cfg.batch_size);
+        cfg.run.schedule.steps = epochs * steps_per_epoch(cfg.data.items, cfg.run.batch_size);
     }
     apply_on_resume(&a.run, &mut cfg.run.schedule, &mut cfg.run.device);
     apply_lr(a, cfg);
@@ -86,7 +86,7 @@ pub(crate) fn stored_data(
 /// [`ImageGanFlags`]: crate::args::ImageGanFlags
 macro_rules! image_flags_and_data {
     ($a:expr, $cfg:ident, $source:expr, validate: $validate:expr) => {{
-        $cfg.batch_size = $a.net.batch_size;
+        $cfg.run.batch_size = $a.net.batch_size;
         $cfg.run.seed = $a.run.seed;
         $cfg.run.device = $a.run.device.clone();
         $cfg.run.fast_conv = !$a.net.no_fast_conv;
@@ -128,15 +128,15 @@ pub(crate) fn new_config(
         discriminator: init_file(a.init_discriminator.as_deref(), "--init-discriminator")?,
     };
     let data = image_flags_and_data!(a, cfg, &source, validate: cfg.dcgan.validate());
-    if cfg.data.items < cfg.batch_size {
+    if cfg.data.items < cfg.run.batch_size {
         bail!(
             "{} holds {} images, fewer than one batch of --batch-size {}: lower --batch-size",
             source.path.display(),
             cfg.data.items,
-            cfg.batch_size
+            cfg.run.batch_size
         );
     }
-    let per_epoch = steps_per_epoch(cfg.data.items, cfg.batch_size);
+    let per_epoch = steps_per_epoch(cfg.data.items, cfg.run.batch_size);
     (cfg.run.schedule.steps, cfg.epochs) = a.net.length(|e| e * per_epoch)?;
     Ok((cfg, data))
 }

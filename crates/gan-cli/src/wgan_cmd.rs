@@ -98,8 +98,12 @@ pub fn train(a: TrainWganArgs, gp: bool) -> anyhow::Result<ExitCode> {
             }
             if let Some(epochs) = a.net.epochs {
                 cfg.epochs = Some(epochs);
-                cfg.run.schedule.steps =
-                    steps_for_epochs(epochs, cfg.data.items, cfg.batch_size, cfg.critic.n_critic);
+                cfg.run.schedule.steps = steps_for_epochs(
+                    epochs,
+                    cfg.data.items,
+                    cfg.run.batch_size,
+                    cfg.critic.n_critic,
+                );
             }
             crate::dcgan_cmd::stored_data(run, &cfg.data, &cfg.dcgan)
         },
@@ -130,7 +134,7 @@ pub fn train(a: TrainWganArgs, gp: bool) -> anyhow::Result<ExitCode> {
             apply_lr(&a.lr, &mut cfg);
             let data =
                 crate::dcgan_cmd::image_flags_and_data!(a, cfg, &source, validate: cfg.validate());
-            let (items, batch, n) = (cfg.data.items, cfg.batch_size, cfg.critic.n_critic);
+            let (items, batch, n) = (cfg.data.items, cfg.run.batch_size, cfg.critic.n_critic);
             (cfg.run.schedule.steps, cfg.epochs) =
                 a.net.length(|e| steps_for_epochs(e, items, batch, n))?;
             Ok((a.run.out_dir(model), cfg, data))

@@ -348,9 +348,6 @@ impl crate::dcgan_run::ImageGan for CganRunConfig {
     fn settings(&self) -> &crate::train::RunSettings {
         &self.base.run
     }
-    fn batch_size(&self) -> usize {
-        self.base.batch_size
-    }
     /// The labels must be class numbers below the number of classes.
     fn check_data(&self, data: &TensorDataset) -> Result<()> {
         check_labels(

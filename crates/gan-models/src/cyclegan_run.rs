@@ -90,8 +90,6 @@ pub struct CycleGanRunConfig {
     pub pool_size: usize,
     /// The data.
     pub data: CycleDataConfig,
-    /// Images of each domain per step (1).
-    pub batch_size: usize,
     /// Epochs at the initial learning rate.
     pub epochs: u64,
     /// Epochs of linear decay after them.
@@ -124,11 +122,10 @@ impl CycleGanRunConfig {
                 items_a: 0,
                 items_b: 0,
             },
-            batch_size: 1,
             epochs: 100,
             epochs_decay: 100,
             steps_per_epoch: 1,
-            run: RunSettings::new(LoopConfig::new(0, 500, 5000, 50)),
+            run: RunSettings::new(1, LoopConfig::new(0, 500, 5000, 50)),
         }
     }
 
@@ -142,7 +139,7 @@ impl CycleGanRunConfig {
                 self.data.load_size, self.data.crop_size
             )));
         }
-        if self.batch_size == 0 {
+        if self.run.batch_size == 0 {
             return Err(ModelError::Config("--batch-size must be positive".into()));
         }
         if self.epochs + self.epochs_decay == 0 {
@@ -158,7 +155,7 @@ impl CycleGanRunConfig {
     pub fn finish(&mut self, data: &Unpaired, steps: Option<u64>) {
         self.data.items_a = data.a.len();
         self.data.items_b = data.b.len();
-        self.steps_per_epoch = (data.a.len().max(data.b.len()) / self.batch_size).max(1) as u64;
+        self.steps_per_epoch = (data.a.len().max(data.b.len()) / self.run.batch_size).max(1) as u64;
         self.run.schedule.steps =
             steps.unwrap_or((self.epochs + self.epochs_decay) * self.steps_per_epoch);
     }
@@ -434,7 +431,7 @@ impl<'a> UnpairedSampler<'a> {
             self.order_epoch = Some(epoch);
         }
         let mut rng = SeededRng::with_stream(cfg.run.seed, stream::CYCLE_STEP + step);
-        let bs = cfg.batch_size;
+        let bs = cfg.run.batch_size;
         let mut a = Vec::new();
         let mut b = Vec::new();
         for k in 0..bs {

@@ -86,8 +86,6 @@ pub struct DcganRunConfig {
     pub step: StepConfig,
     /// The data.
     pub data: DataConfig,
-    /// Images per batch.
-    pub batch_size: usize,
     /// Epochs asked for, if the length was given in epochs (`steps` is then derived from it).
     pub epochs: Option<u64>,
     /// Length, cadences, seed, device, kernels and stream table (at the top level of
@@ -228,9 +226,8 @@ impl DcganRunConfig {
             adam_d: AdamConfig::default(),
             step: StepConfig::default(),
             data,
-            batch_size: 64,
             epochs: None,
-            run: RunSettings::new(LoopConfig::new(1000, 200, 500, 10)),
+            run: RunSettings::new(64, LoopConfig::new(1000, 200, 500, 10)),
             options: GanOptions::default(),
             init: InitWeights::default(),
         }
@@ -267,7 +264,7 @@ impl DcganRunConfig {
 
     /// How the batches are drawn ([`stream::batch_config`]).
     pub fn batch_config(&self) -> BatchConfig {
-        stream::batch_config(self.batch_size, self.run.seed, self.run.streams)
+        stream::batch_config(self.run.batch_size, self.run.seed, self.run.streams)
     }
 
     /// The configuration to build the trainer from: itself for a new run; for a resumed one,
@@ -409,10 +406,8 @@ pub fn load_data(source: &ImageSource, cfg: &DcganConfig) -> Result<TensorDatase
 pub trait ImageGan {
     /// The model's trainer; its batches are images (with their labels, where the data has them).
     type Trainer: Trainer<Batch = gan_data::Batch>;
-    /// Length, cadences, seed, device, kernels and stream table.
+    /// Batch size, length, cadences, seed, device, kernels and stream table.
     fn settings(&self) -> &RunSettings;
-    /// Images per batch.
-    fn batch_size(&self) -> usize;
     /// Checks the training data against the configuration (default: nothing to check).
     fn check_data(&self, _data: &TensorDataset) -> Result<()> {
         Ok(())
@@ -443,31 +438,21 @@ pub fn train_image_gan<C: ImageGan>(
     cfg.check_data(data)?;
     let mut trainer = cfg.trainer(resume, &dev)?;
     let mut write = cfg.grid_writer(&dev)?;
-    let batches = stream::batch_config(cfg.batch_size(), s.seed, s.streams);
+    let batches = stream::batch_config(s.batch_size, s.seed, s.streams);
     let mut batcher = Batcher::new(data, batches, &dev)?;
     if resume {
         crate::engine::resume(&mut trainer, &mut batcher, run, observer)?;
     } else {
         save_real_grid(run, data, observer)?;
     }
-    let fit_cfg = FitConfig::new(s.schedule);
-    fit(
-        &mut trainer,
-        &mut batcher,
-        run,
-        &fit_cfg,
-        &mut write,
-        observer,
-    )
+    let plan = FitConfig::new(s.schedule);
+    fit(&mut trainer, &mut batcher, run, &plan, &mut write, observer)
 }
 
 impl ImageGan for DcganRunConfig {
     type Trainer = DcganTrainer;
     fn settings(&self) -> &RunSettings {
         &self.run
-    }
-    fn batch_size(&self) -> usize {
-        self.batch_size
     }
     fn trainer(&self, resume: bool, dev: &Device) -> Result<DcganTrainer> {
         build_trainer(&self.fresh_or_resumed(resume), dev)

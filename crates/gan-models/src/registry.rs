@@ -192,7 +192,7 @@ impl RunConfig {
                 c.data.source,
                 c.data.items,
                 c.run.schedule.steps,
-                c.batch_size,
+                c.run.batch_size,
                 c.run.device,
                 if c.run.fast_conv {
                     ""
@@ -216,7 +216,7 @@ impl RunConfig {
                     c.data.items,
                     c.run.schedule.steps,
                     c.critic.n_critic,
-                    c.batch_size,
+                    c.run.batch_size,
                     c.run.device
                 )
             }
@@ -244,7 +244,7 @@ impl RunConfig {
                 c.steps_per_epoch,
                 c.epochs,
                 c.epochs_decay,
-                c.batch_size,
+                c.run.batch_size,
                 c.run.device
             ),
             Self::Cgan(c) => format!(
@@ -256,7 +256,7 @@ impl RunConfig {
                 c.base.data.items,
                 c.classes.len(),
                 c.base.run.schedule.steps,
-                c.base.batch_size
+                c.base.run.batch_size
             ),
         }
     }

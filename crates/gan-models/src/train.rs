@@ -525,6 +525,9 @@ impl LoopConfig {
 /// the top level of `config.json`, where runs written before it have them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunSettings {
+    /// Images per batch (CycleGAN: of each domain; WGAN: per critic iteration, and fakes per
+    /// generator iteration).
+    pub batch_size: usize,
     /// Length, logging, sampling and checkpointing.
     pub schedule: LoopConfig,
     /// The seed of every random stream (weights, noise, batch order).
@@ -539,9 +542,11 @@ pub struct RunSettings {
 }
 
 impl RunSettings {
-    /// `schedule` with seed 0 on the CPU, the fast kernels and the current stream table.
-    pub fn new(schedule: LoopConfig) -> Self {
+    /// Batches of `batch_size` for `schedule`, with seed 0 on the CPU, the fast kernels and the
+    /// current stream table.
+    pub fn new(batch_size: usize, schedule: LoopConfig) -> Self {
         Self {
+            batch_size,
             schedule,
             seed: 0,
             device: "cpu".into(),

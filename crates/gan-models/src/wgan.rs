@@ -302,8 +302,6 @@ pub struct WganRunConfig {
     pub critic_lr: Option<f64>,
     /// The data.
     pub data: DataConfig,
-    /// Images per batch (per critic iteration, and fakes per generator iteration).
-    pub batch_size: usize,
     /// Epochs asked for, if the length was given in epochs; epochs count critic batches.
     pub epochs: Option<u64>,
     /// Length, cadences, seed, device, kernels and stream table (at the top level of
@@ -326,9 +324,8 @@ impl WganRunConfig {
             optimizer: WganOptimizer::RmsProp(RmsPropConfig::default()),
             critic_lr: None,
             data,
-            batch_size: 64,
             epochs: None,
-            run: RunSettings::new(LoopConfig::new(2000, 200, 500, 10)),
+            run: RunSettings::new(64, LoopConfig::new(2000, 200, 500, 10)),
         }
     }
 
@@ -380,7 +377,7 @@ impl WganRunConfig {
                 if self.critic.n_critic == 0 {
                     return err("--n-critic must be at least 1".into());
                 }
-                if self.batch_size == 0 {
+                if self.run.batch_size == 0 {
                     return err("the batch size must be at least 1".into());
                 }
                 Ok(())
@@ -400,7 +397,6 @@ impl WganRunConfig {
             adam_d: AdamConfig::default(),
             step: StepConfig::default(),
             data: self.data.clone(),
-            batch_size: self.batch_size,
             epochs: self.epochs,
             run: self.run.clone(),
             options: GanOptions::default(),
@@ -538,7 +534,7 @@ impl WganTrainer {
             optimizers: cfg.optimizers(),
             lipschitz: cfg.lipschitz,
             schedule: cfg.critic,
-            batch_size: cfg.batch_size,
+            batch_size: cfg.run.batch_size,
             noise: SeededRng::with_stream(cfg.run.seed, stream::NOISE),
         };
         WganTrainer::from_parts(nets.g, nets.d, nets.g_vars, nets.d_vars, parts, dev)
@@ -726,9 +722,6 @@ impl crate::dcgan_run::ImageGan for WganRunConfig {
     type Trainer = WganTrainer;
     fn settings(&self) -> &RunSettings {
         &self.run
-    }
-    fn batch_size(&self) -> usize {
-        self.batch_size
     }
     fn trainer(&self, _resume: bool, dev: &Device) -> Result<WganTrainer> {
         WganTrainer::new(self, dev)

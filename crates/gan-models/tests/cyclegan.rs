@@ -262,7 +262,7 @@ fn tiny_config(root: &Path) -> CycleGanRunConfig {
     cfg.data.crop_size = 12;
     cfg.data.flip = true;
     cfg.pool_size = 2;
-    cfg.batch_size = 2;
+    cfg.run.batch_size = 2;
     cfg.epochs = 1;
     cfg.epochs_decay = 1;
     cfg.run.schedule.sample_every = 0;

@@ -228,7 +228,7 @@ fn small_config(steps: u64) -> (DcganRunConfig, TensorDataset) {
         image_size: 28,
         spectral_norm: false,
     };
-    cfg.batch_size = 32;
+    cfg.run.batch_size = 32;
     (cfg, ds)
 }
 

@@ -51,7 +51,7 @@ fn small(gp: bool, steps: u64) -> (WganRunConfig, TensorDataset) {
         spectral_norm: false,
     };
     cfg.critic = CriticSchedule::constant(2);
-    cfg.batch_size = 16;
+    cfg.run.batch_size = 16;
     cfg.run.seed = 3;
     cfg.run.schedule.steps = steps;
     cfg.run.schedule.sample_every = 0;
