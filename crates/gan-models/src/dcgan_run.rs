@@ -15,7 +15,7 @@ use gan_core::init::dcgan_init;
 use gan_core::loss::GeneratorLoss;
 use gan_core::optim::AdamConfig;
 use gan_core::rng::SeededRng;
-use gan_data::{BatchConfig, Batcher, Dataset, ImageSource, TensorDataset};
+use gan_data::{Batcher, Dataset, ImageSource, TensorDataset};
 use serde::{Deserialize, Serialize};
 
 use crate::dcgan::{DcganConfig, DcganDiscriminator, DcganGenerator};
@@ -262,11 +262,6 @@ impl DcganRunConfig {
         cfg
     }
 
-    /// How the batches are drawn ([`stream::batch_config`]).
-    pub fn batch_config(&self) -> BatchConfig {
-        stream::batch_config(self.run.batch_size, self.run.seed, self.run.streams)
-    }
-
     /// The configuration to build the trainer from: itself for a new run; for a resumed one,
     /// without [`InitWeights`] (the checkpoint replaces every weight, and the files named when
     /// the run started need not exist any more).
@@ -438,8 +433,7 @@ pub fn train_image_gan<C: ImageGan>(
     cfg.check_data(data)?;
     let mut trainer = cfg.trainer(resume, &dev)?;
     let mut write = cfg.grid_writer(&dev)?;
-    let batches = stream::batch_config(s.batch_size, s.seed, s.streams);
-    let mut batcher = Batcher::new(data, batches, &dev)?;
+    let mut batcher = Batcher::new(data, s.batch_config(), &dev)?;
     if resume {
         crate::engine::resume(&mut trainer, &mut batcher, run, observer)?;
     } else {

@@ -554,6 +554,11 @@ impl RunSettings {
             streams: crate::streams::CURRENT,
         }
     }
+
+    /// How the batches are drawn ([`crate::streams::batch_config`]).
+    pub fn batch_config(&self) -> gan_data::BatchConfig {
+        crate::streams::batch_config(self.batch_size, self.seed, self.streams)
+    }
 }
 
 /// Receives progress from the training loop ([`crate::engine::fit`]) of any model, `M` being the
